@@ -1,0 +1,43 @@
+# edgekit - the two commands of the README's quick start, each installing what it needs:
+#   make demo   export the bundled example model for the emulated Cortex-M4, build it, run it in
+#               QEMU and compare every output with TFLite's reference interpreter
+#   make test   the whole test suite
+# Both are idempotent: the system packages and the virtualenv are installed once.
+
+PYTHON      ?= python3.11
+VENV        := .venv
+PY          := $(VENV)/bin/python
+APT_PKGS    := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm make gcc
+SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: demo test setup system-deps python-deps clean
+
+demo: setup
+	$(PY) examples/demo.py
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+setup: system-deps python-deps
+
+# apt is asked only when a tool is missing.
+system-deps:
+	@if ! command -v arm-none-eabi-gcc >/dev/null || ! command -v qemu-system-arm >/dev/null \
+	    || ! [ -f /usr/lib/arm-none-eabi/newlib/libc.a ] || ! command -v gcc >/dev/null; then \
+	    echo "installing $(APT_PKGS)"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PKGS); \
+	fi
+
+python-deps: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "edgekit needs $(PYTHON) (Python 3.11)"; exit 1; }
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,97 @@
+"""The `edgekit` command line: export, verify, targets.
+
+Every user error is one sentence on stderr and exit status 2; a failed comparison exits 1.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import EdgekitError
+
+
+def _cmd_export(args) -> int:
+    from .export import export
+    from .targets import get_target, parse_size
+    target = get_target(args.target, flash=parse_size(args.flash) if args.flash else None,
+                        ram=parse_size(args.ram) if args.ram else None)
+    result = export(args.model, args.out, target, calib=args.calib, name=args.name)
+    print(result.summary)
+    if args.show_plan:
+        print()
+        print(result.program.plan_text())
+    print(f"wrote {args.out}/ (model.c, model.h, Makefile, model.tflite, report.json); "
+          f"build with: make -C {args.out}" + (" host" if target.is_host else ""))
+    return 0
+
+
+def _cmd_verify(args) -> int:
+    import numpy as np
+    from .verify import verify
+    result = verify(args.out, inputs=args.inputs, count=args.count, seed=args.seed, emulate=args.emulate,
+                    sanitize=args.sanitize)
+    if args.save_outputs:
+        np.save(args.save_outputs, result.outputs)
+    print(result.describe())
+    return 0 if result.ok else 1
+
+
+def _cmd_targets(args) -> int:
+    from .targets import TARGETS
+    for t in TARGETS.values():
+        print(f"{t.name:<14} {t.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgekit", description="Compile Keras / TFLite models into "
+                                "bit-exact C for microcontrollers.")
+    p.add_argument("--version", action="version", version=f"edgekit {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("export", help="model (.h5, .keras, .tflite) -> C sources, Makefile, firmware")
+    e.add_argument("model", help="a Keras .h5/.keras model or an int8 .tflite model")
+    e.add_argument("--target", default="cortex-m4", help="cortex-m4 (default), cortex-m7, cortex-m3, "
+                   "cortex-m0plus or host (see `edgekit targets`)")
+    e.add_argument("--calib", help="representative inputs for int8 quantization of a Keras model "
+                   "(.npy/.npz, N samples shaped like the input), or 'random' (loses accuracy)")
+    e.add_argument("-o", "--out", default="out", help="output directory (default: out)")
+    e.add_argument("--flash", help="flash size of your part, e.g. 512K (overrides the target's)")
+    e.add_argument("--ram", help="RAM size of your part, e.g. 128K (overrides the target's)")
+    e.add_argument("--name", help="model name used in the generated code (default: file name)")
+    e.add_argument("--show-plan", action="store_true", help="print the memory plan")
+    e.set_defaults(func=_cmd_export)
+
+    v = sub.add_parser("verify", help="run the generated C and compare with the TFLite reference")
+    v.add_argument("out", help="an `edgekit export` output directory")
+    v.add_argument("--emulate", action="store_true", help="run the firmware in QEMU instead of the host build")
+    v.add_argument("--inputs", help=".npy/.npz batch [N, *input_shape]: int8 as is, float32 quantized")
+    v.add_argument("--save-outputs", help="save the raw int8 outputs [N, *output_shape] to this .npy")
+    v.add_argument("--count", type=int, default=10, help="random inputs when --inputs is not given (default 10)")
+    v.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    v.add_argument("--sanitize", action="store_true", help="host build with AddressSanitizer and UBSan")
+    v.set_defaults(func=_cmd_verify)
+
+    t = sub.add_parser("targets", help="list the targets")
+    t.set_defaults(func=_cmd_targets)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EdgekitError as e:
+        print(f"edgekit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgekit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

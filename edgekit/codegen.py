@@ -1,0 +1,165 @@
+"""Emission: render a Program into C source with the Jinja templates in templates/.
+
+Templates only loop and substitute; everything here is computed in Python first. Names from the
+model file are untrusted: they reach C only through c_comment() and c_string_name(), which keep a
+small safe character set, so no model can inject code into the generated sources.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from .ir import short_name
+from .ops.base import ArrayArg, ArrayRef, KernelCall, TensorArg, TensorListArg
+from .program import Program
+
+
+def resource_dir(name: str) -> Path:
+    """templates/ or firmware/: beside the package in a checkout, inside it when installed."""
+    checkout = Path(__file__).resolve().parent.parent / name
+    if checkout.is_dir():
+        return checkout
+    return Path(str(resources.files("edgekit") / "_data" / name))
+
+
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                              keep_trailing_newline=True, autoescape=False)
+
+
+_UNSAFE_COMMENT = re.compile(r"[^A-Za-z0-9_./:+\- ]")
+
+
+def c_comment(text: str, limit: int = 80) -> str:
+    """Text safe inside a /* */ comment: only [A-Za-z0-9_./:+- ], no '*/', bounded length."""
+    safe = _UNSAFE_COMMENT.sub("_", text)[:limit]
+    return safe.replace("*/", "*_")
+
+
+def c_string_name(text: str, limit: int = 48) -> str:
+    """A model name safe inside a C string literal and a file name: [A-Za-z0-9_-] only."""
+    safe = re.sub(r"[^A-Za-z0-9_\-]", "_", text)[:limit].strip("_")
+    return safe or "model"
+
+
+def c_array_body(values: np.ndarray, ctype: str) -> str:
+    per_line = 16 if ctype == "int8_t" else 8
+    flat = [str(int(v)) for v in np.asarray(values).reshape(-1)]
+    lines = ["    " + ", ".join(flat[i:i + per_line]) + "," for i in range(0, len(flat), per_line)]
+    return "\n".join(lines)
+
+
+def c_float(value: float) -> str:
+    return repr(float(np.float32(value)))
+
+
+@dataclass
+class _Layer:
+    index: int
+    comment: str
+    kernel: str
+    params_type: str
+    params_name: str
+    fields: list[dict]
+    arrays: list[dict]
+    args: list[str]
+    locals: list[str]
+
+
+def weights_hash(program: Program) -> str:
+    h = hashlib.sha256()
+    for step in program.steps:
+        for a in step.call.arrays:
+            h.update(a.name.encode())
+            h.update(np.ascontiguousarray(a.values).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _pointer(program: Program, index: int) -> str:
+    place = program.places[index]
+    if place.kind == "arena":
+        return f"arena + {place.offset}"
+    return place.kind   # 'input' or 'output'
+
+
+def _field_value(value, prefix: str) -> str:
+    if isinstance(value, ArrayRef):
+        return f"{prefix}_{value.name}"
+    if isinstance(value, (list, tuple)):
+        return "{" + ", ".join(str(int(v)) for v in value) + "}"
+    return str(int(value))
+
+
+def _layer(program: Program, i: int) -> _Layer:
+    step = program.steps[i]
+    call: KernelCall = step.call
+    prefix = f"ek_l{i}"
+    arrays = [dict(ctype=a.ctype, cname=f"{prefix}_{a.name}", length=int(a.values.size),
+                   body=c_array_body(a.values, a.ctype)) for a in call.arrays]
+    args, locals_ = [], []
+    for arg in call.args:
+        if isinstance(arg, TensorArg):
+            args.append(_pointer(program, arg.index))
+        elif isinstance(arg, TensorListArg):
+            name = f"{prefix}_inputs"
+            ptrs = ", ".join(_pointer(program, t) for t in arg.indices)
+            locals_.append(f"const int8_t *const {name}[{len(arg.indices)}] = {{{ptrs}}};")
+            args.append(name)
+        elif isinstance(arg, ArrayArg):
+            args.append(f"{prefix}_{arg.name}" if arg.name else "NULL")
+    g = program.graph
+    in_shapes = " + ".join("x".join(map(str, g.t(t).shape[1:] or g.t(t).shape))
+                           for t in step.op.inputs[:1] if t >= 0)
+    out_shape = "x".join(map(str, g.t(step.op.outputs[0]).shape[1:]))
+    comment = c_comment(f"{step.op.kind} {short_name(step.op.name, 50)} {in_shapes} -> {out_shape}", 110)
+    fields = [dict(name=k, value=_field_value(v, prefix)) for k, v in call.params.items()]
+    return _Layer(index=i, comment=comment, kernel=call.kernel, params_type=call.params_type,
+                  params_name=f"{prefix}_params", fields=fields, arrays=arrays, args=args, locals=locals_)
+
+
+def render_model(program: Program, target_name: str, model_name: str, version: str) -> dict[str, str]:
+    """Return {'model.h': text, 'model.c': text}."""
+    env = environment()
+    inp, out = program.input, program.output
+    (in_scale, in_zp), (out_scale, out_zp) = inp.qparams(), out.qparams()
+    layers = [_layer(program, i) for i in range(len(program.steps))]
+    headers = sorted({s.call.header for s in program.steps})
+    uses_input = any("input" in a for layer in layers for a in layer.args + layer.locals)
+    ctx = dict(
+        model_name=c_string_name(model_name), version=version, target=target_name,
+        weights_hash=weights_hash(program),
+        input_shape="x".join(map(str, inp.shape)), input_size=inp.size, input_scale=c_float(in_scale),
+        input_zero_point=in_zp,
+        output_shape="x".join(map(str, out.shape)), output_size=out.size, output_scale=c_float(out_scale),
+        output_zero_point=out_zp,
+        arena_size=program.plan.arena_size, num_layers=len(layers), layers=layers, headers=headers,
+        total_macs=sum(s.call.macs for s in program.steps),
+        weight_bytes=sum(s.call.weight_bytes for s in program.steps), uses_input=uses_input,
+    )
+    return {"model.h": env.get_template("model.h.j2").render(ctx),
+            "model.c": env.get_template("model.c.j2").render(ctx)}
+
+
+def kernel_sources(program: Program) -> list[str]:
+    """The kernel files (headers and sources) the program needs, from firmware/kernels."""
+    kdir = resource_dir("firmware") / "kernels"
+    names = {"ek_common.h"}
+    for s in program.steps:
+        names.add(s.call.header)
+        names.update(s.call.sources)
+    # Headers that kernel files include (e.g. ek_fixedpoint.h) come along, transitively.
+    todo = list(names)
+    while todo:
+        path = kdir / todo.pop()
+        for inc in re.findall(r'#include "([A-Za-z0-9_]+\.h)"', path.read_text()):
+            if inc not in names:
+                names.add(inc)
+                todo.append(inc)
+    return sorted(names)

@@ -1,0 +1,159 @@
+"""`edgekit export`: model file -> directory of C sources, Makefile, model.tflite and report.json.
+
+Stages: import (Keras -> int8 TFLite, or TFLite) -> IR -> passes -> lowering + memory plan ->
+fit check -> emission. Everything is written to a temporary directory beside the destination
+and renamed into place at the end, so a failed export leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .codegen import c_string_name, environment, kernel_sources, render_model, resource_dir
+from .errors import DoesNotFitError, EdgekitError
+from .importers.tflite import load_tflite
+from .passes import run_passes
+from .program import Program, lower
+from .report import build_report, format_report
+from .targets import Target
+
+STACK_BYTES_DEFAULT = 4096
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    program: Program
+    report: dict
+
+    @property
+    def summary(self) -> str:
+        return format_report(self.report)
+
+
+def model_to_tflite(model_path: str | Path, calib=None) -> bytes:
+    """Load a model file; Keras models are quantized to int8 with `calib` (.npy/.npz path,
+    'random' or an array)."""
+    path = Path(model_path)
+    if not path.exists():
+        raise EdgekitError(f"{path} does not exist")
+    if path.is_dir():
+        raise EdgekitError(f"{path} is a directory: pass a .h5, .keras or .tflite model file")
+    suffix = path.suffix.lower()
+    if suffix == ".tflite":
+        return path.read_bytes()
+    if suffix in (".h5", ".hdf5", ".keras"):
+        from .importers import keras as kimp
+        if calib is None:
+            raise EdgekitError("a Keras model needs calibration data to quantize to int8: pass --calib "
+                               "samples.npy (N inputs shaped like the model input), or --calib random "
+                               "to accept an accuracy loss")
+        model, module = kimp.load_keras(path)
+        shape = kimp.keras_input_shape(model)
+        data = calib if not isinstance(calib, (str, Path)) else kimp.load_calibration(calib, shape)
+        return kimp.quantize_keras(model, module, data)
+    raise EdgekitError(f"{path}: unknown model format '{suffix}'; pass a .h5, .keras or .tflite file")
+
+
+def compile_program(tflite: bytes) -> Program:
+    graph = load_tflite(tflite)
+    graph = run_passes(graph)
+    return lower(graph)
+
+
+def check_fit(report: dict, target: Target) -> None:
+    t = report["totals"]
+    if t["flash_estimate_bytes"] > target.flash_bytes:
+        over = t["flash_estimate_bytes"] - target.flash_bytes
+        raise DoesNotFitError(
+            f"the model needs about {t['flash_estimate_bytes']:,} bytes of flash ({t['weight_bytes']:,} of "
+            f"weights + code) but {target.name} has {target.flash_bytes:,}: {over:,} bytes too many; "
+            "use a smaller model or pass --flash for a bigger part")
+    if t["ram_estimate_bytes"] > target.ram_bytes:
+        over = t["ram_estimate_bytes"] - target.ram_bytes
+        raise DoesNotFitError(
+            f"the model needs about {t['ram_estimate_bytes']:,} bytes of RAM (arena {t['arena_bytes']:,} + "
+            f"input/output {t['io_bytes']:,} + stack and firmware) but {target.name} has "
+            f"{target.ram_bytes:,}: {over:,} bytes too many; use a smaller model or pass --ram for a bigger part")
+
+
+def _render_build_files(target: Target, kernels: list[str]) -> dict[str, str]:
+    env = environment()
+    ctx = dict(target=target.name, is_host=target.is_host, arch_flags=" ".join(target.arch_flags),
+               kernel_sources=[k for k in kernels if k.endswith(".c")], version=__version__,
+               qemu_machine=target.qemu_machine or "", flash_size=target.flash_bytes,
+               ram_size=target.ram_bytes, stack_size=target.stack_bytes)
+    files = {"Makefile": env.get_template("Makefile.j2").render(ctx)}
+    if not target.is_host:
+        files["link.ld"] = env.get_template("link.ld.j2").render(
+            flash_origin="0x00000000", flash_size=target.flash_bytes, ram_origin="0x20000000",
+            ram_size=target.ram_bytes, stack_size=target.stack_bytes)
+    return files
+
+
+def write_export(out_dir: Path, files: dict[str, str | bytes], copies: dict[str, Path]) -> None:
+    """Write everything to a temp dir beside out_dir, then swap it into place."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EdgekitError(f"{out_dir} exists and is not a directory; choose another output path")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "report.json").exists():
+        raise EdgekitError(f"{out_dir} is not empty and is not an earlier edgekit export; "
+                           "choose another output directory or empty it")
+    parent = out_dir.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
+    try:
+        for rel, content in files.items():
+            dest = tmp / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                dest.write_bytes(content)
+            else:
+                dest.write_text(content)
+        for rel, src in copies.items():
+            dest = tmp / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+        old = None
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=parent))
+            os.rename(out_dir, old / "x")
+        os.rename(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def export(model_path: str | Path, out_dir: str | Path, target: Target, calib=None,
+           name: str | None = None) -> ExportResult:
+    model_path = Path(model_path)
+    tflite = model_to_tflite(model_path, calib)
+    program = compile_program(tflite)
+    model_name = c_string_name(name or model_path.stem)
+    report = build_report(program, target, model_name, model_path.name, __version__)
+    check_fit(report, target)
+
+    files: dict[str, str | bytes] = dict(render_model(program, target.name, model_name, __version__))
+    kernels = kernel_sources(program)
+    files.update(_render_build_files(target, kernels))
+    files["model.tflite"] = tflite
+    files["report.json"] = json.dumps(report, indent=2) + "\n"
+    files["plan.txt"] = program.plan_text() + "\n"
+    fw = resource_dir("firmware")
+    copies = {f"kernels/{k}": fw / "kernels" / k for k in kernels}
+    copies["host_main.c"] = fw / "host_main.c"
+    if not target.is_host:
+        copies["device_main.c"] = fw / "device_main.c"
+        board = fw / "boards" / target.board
+        for f in sorted(board.iterdir()):
+            if f.is_file():
+                copies[f"board/{f.name}"] = f
+    write_export(Path(out_dir), files, copies)
+    return ExportResult(Path(out_dir), program, report)

@@ -1,0 +1,1 @@
+"""Model importers: Keras (.h5/.keras, quantized through TFLite) and int8 TFLite flatbuffers."""

@@ -1,0 +1,181 @@
+"""Keras models (.h5 from Keras 2 / tf_keras or Keras 3, and Keras 3 .keras archives) ->
+full-integer int8 TFLite bytes, quantized by TensorFlow's own converter.
+
+Safety: a model file is data, never code. Before anything is deserialized the stored model
+config is read as JSON and any Lambda layer (which carries Python bytecode) or any layer class
+Keras does not ship is refused; .keras archives load with Keras' safe_mode.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EdgekitError, UnsupportedModelError
+
+_CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
+
+
+def _walk_layers(config):
+    """Yield every dict with a 'class_name' in a (nested) Keras config."""
+    if isinstance(config, dict):
+        if "class_name" in config:
+            yield config
+        for v in config.values():
+            yield from _walk_layers(v)
+    elif isinstance(config, list):
+        for v in config:
+            yield from _walk_layers(v)
+
+
+def _check_config(config: dict, label: str) -> None:
+    for layer in _walk_layers(config):
+        cls = layer.get("class_name")
+        name = layer.get("config", {}).get("name", "?") if isinstance(layer.get("config"), dict) else "?"
+        if cls in _CODE_LAYERS:
+            raise UnsupportedModelError(
+                f"{label}: layer '{_safe(name)}' is a {cls}, which stores Python code; edgekit never runs "
+                "code from a model file: replace it with built-in Keras layers and save again")
+
+
+def _safe(text) -> str:
+    return "".join(c if c.isalnum() or c in "_-./" else "_" for c in str(text))[:60]
+
+
+def _read_h5(path: Path) -> tuple[str, dict]:
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            version = f.attrs.get("keras_version", b"")
+            config = f.attrs.get("model_config")
+    except OSError:
+        raise EdgekitError(f"{path} is not a readable HDF5 file: is it a Keras .h5 model?") from None
+    if config is None:
+        raise EdgekitError(f"{path} holds no Keras model (only weights?): save the whole model with "
+                           "model.save('model.h5')")
+    if isinstance(version, bytes):
+        version = version.decode()
+    if isinstance(config, bytes):
+        config = config.decode()
+    try:
+        return str(version), json.loads(config)
+    except json.JSONDecodeError:
+        raise EdgekitError(f"{path}: its model config is not valid JSON: the file is corrupt") from None
+
+
+def load_keras(path: str | Path):
+    """Load a Keras model without executing code from the file. Returns (model, keras_module)."""
+    path = Path(path)
+    if not path.exists():
+        raise EdgekitError(f"{path} does not exist")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    suffix = path.suffix.lower()
+    if suffix in (".h5", ".hdf5"):
+        version, config = _read_h5(path)
+        _check_config(config, str(path))
+        if version.startswith("2") or not version:
+            import tf_keras as keras          # Keras 2 file: load with Keras 2
+        else:
+            import keras
+        try:
+            model = keras.models.load_model(str(path), compile=False)
+        except Exception as e:  # unknown layer classes, truncated weights...
+            raise EdgekitError(f"{path} could not be loaded by Keras {keras.__version__} "
+                               f"({type(e).__name__}: {_first_line(e)})") from None
+        return model, keras
+    if suffix == ".keras":
+        try:
+            with zipfile.ZipFile(path) as z:
+                config = json.loads(z.read("config.json"))
+        except (zipfile.BadZipFile, KeyError, json.JSONDecodeError):
+            raise EdgekitError(f"{path} is not a Keras 3 .keras archive (corrupt or truncated)") from None
+        _check_config(config, str(path))
+        import keras
+        try:
+            model = keras.models.load_model(str(path), compile=False, safe_mode=True)
+        except Exception as e:
+            raise EdgekitError(f"{path} could not be loaded by Keras {keras.__version__} "
+                               f"({type(e).__name__}: {_first_line(e)})") from None
+        return model, keras
+    raise EdgekitError(f"{path}: unknown model format '{suffix}'; pass a .h5, .keras or .tflite file")
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:200]
+
+
+def load_calibration(calib: str | Path, input_shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """Representative inputs [N, *input_shape] float32 from .npy/.npz, or 'random'."""
+    if str(calib) == "random":
+        print("WARNING: --calib random: quantization ranges come from random inputs, not your data; "
+              "the exported model's accuracy is NOT preserved. Pass --calib samples.npy for real use.",
+              file=sys.stderr)
+        rng = np.random.default_rng(seed)
+        return rng.uniform(-1.0, 1.0, size=(64, *input_shape)).astype(np.float32)
+    path = Path(calib)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise EdgekitError(f"cannot read calibration data {path}: {_first_line(e)}") from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        keys = list(data.keys())
+        if not keys:
+            raise EdgekitError(f"calibration file {path} is empty")
+        data = data["x"] if "x" in keys else data[keys[0]]
+    data = np.asarray(data)
+    if data.shape[1:] != tuple(input_shape):
+        if data.shape == tuple(input_shape):
+            data = data[None]
+        else:
+            raise EdgekitError(f"calibration data {path} has shape {list(data.shape)}, but the model "
+                               f"expects [N, {', '.join(map(str, input_shape))}]")
+    if data.shape[0] == 0:
+        raise EdgekitError(f"calibration data {path} holds no samples")
+    return data.astype(np.float32)
+
+
+def keras_input_shape(model) -> tuple[int, ...]:
+    shape = model.inputs[0].shape
+    dims = tuple(shape[1:])
+    if any(d is None for d in dims):
+        raise UnsupportedModelError(f"the model's input shape {list(shape)} has unknown dimensions; "
+                                    "give the Input layer a fixed shape")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise UnsupportedModelError("edgekit compiles models with one input and one output")
+    return tuple(int(d) for d in dims)
+
+
+def quantize_keras(model, keras_module, calib: np.ndarray) -> bytes:
+    """Full-integer int8 post-training quantization with TensorFlow's TFLite converter
+    (per-channel weights, int8 input and output)."""
+    import tensorflow as tf
+
+    def representative():
+        for i in range(calib.shape[0]):
+            yield [calib[i:i + 1]]
+
+    if keras_module.__name__.startswith("tf_keras"):
+        # The TF 2.21 converter takes Keras 3 models in from_keras_model; a tf_keras model is
+        # traced into a concrete function first.
+        fn = tf.function(lambda x: model(x, training=False))
+        spec = tf.TensorSpec([1, *calib.shape[1:]], tf.float32)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function(spec)], model)
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return bytes(converter.convert())
+        except Exception as e:
+            raise UnsupportedModelError(f"TensorFlow could not quantize the model to int8 "
+                                        f"({type(e).__name__}: {_first_line(e)})") from None

@@ -1,0 +1,49 @@
+"""SOFTMAX, LOGISTIC, TANH and MEAN -> ek_softmax_s8 / ek_logistic_s8 / ek_tanh_s8 / ek_mean_s8.
+The float work lives in edgekit.ops.nonlinear (pure functions of shapes and scales)."""
+from __future__ import annotations
+
+from ..ir import Graph, Op
+from . import nonlinear
+from .base import KernelCall, TensorArg, lowering, require_int8, unsupported
+
+
+def _io(graph: Graph, op: Op):
+    require_int8(graph, op, op.inputs[0], op.outputs[0])
+    inp, out = graph.t(op.inputs[0]), graph.t(op.outputs[0])
+    return inp, out, inp.qparams(), out.qparams()
+
+
+def _call(name: str, op: Op, params: dict, macs: int) -> KernelCall:
+    return KernelCall(kernel=f"ek_{name}_s8", header=f"ek_{name}.h", sources=(f"ek_{name}_s8.c",),
+                      params_type=f"ek_{name}_params", params=params,
+                      args=[TensorArg(op.inputs[0]), TensorArg(op.outputs[0])], macs=macs)
+
+
+@lowering("SOFTMAX")
+def lower_softmax(graph: Graph, op: Op) -> KernelCall:
+    inp, out, (si, zi), (so, zo) = _io(graph, op)
+    params = nonlinear.softmax_params(inp.shape, si, zi, so, zo, float(op.options.get("beta", 1.0)))
+    return _call("softmax", op, params, inp.size)
+
+
+@lowering("LOGISTIC")
+def lower_logistic(graph: Graph, op: Op) -> KernelCall:
+    inp, out, (si, zi), (so, zo) = _io(graph, op)
+    return _call("logistic", op, nonlinear.logistic_params(inp.size, si, zi, so, zo), 0)
+
+
+@lowering("TANH")
+def lower_tanh(graph: Graph, op: Op) -> KernelCall:
+    inp, out, (si, zi), (so, zo) = _io(graph, op)
+    return _call("tanh", op, nonlinear.tanh_params(inp.size, si, zi, so, zo), 0)
+
+
+@lowering("MEAN")
+def lower_mean(graph: Graph, op: Op) -> KernelCall:
+    inp, out, (si, zi), (so, zo) = _io(graph, op)
+    axes_t = graph.t(op.inputs[1])
+    if axes_t.data is None:
+        raise unsupported(op, "its axes are not constant")
+    params = nonlinear.mean_params(inp.shape, [int(a) for a in axes_t.data.reshape(-1)],
+                                   bool(op.options.get("keepDims", False)), si, zi, so, zo)
+    return _call("mean", op, params, inp.size)

@@ -1,0 +1,97 @@
+"""CONV_2D and DEPTHWISE_CONV_2D -> ek_conv2d_s8 / ek_dwconv_s8."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import quant
+from ..ir import Graph, Op
+from .base import (ArrayArg, ArrayRef, ConstArray, KernelCall, TensorArg, lowering, nhwc,
+                   require_int8, unsupported)
+
+
+def _geometry(op: Op, in_hw: tuple[int, int], k_hw: tuple[int, int], out_hw: tuple[int, int]) -> dict:
+    o = op.options
+    stride = (int(o.get("strideH", 1)), int(o.get("strideW", 1)))
+    dil = (int(o.get("dilationHFactor", 1)), int(o.get("dilationWFactor", 1)))
+    padding = o.get("padding", "VALID")
+    for axis in range(2):
+        expect = quant.conv_output_size(in_hw[axis], k_hw[axis], stride[axis], dil[axis], padding)
+        if expect != out_hw[axis]:
+            raise unsupported(op, f"output size {out_hw[axis]} does not follow from input {in_hw[axis]}, "
+                                  f"filter {k_hw[axis]}, stride {stride[axis]}, padding {padding}")
+    pads = [quant.same_padding(in_hw[a], k_hw[a], stride[a], dil[a], out_hw[a]) if padding == "SAME" else 0
+            for a in range(2)]
+    return dict(stride_h=stride[0], stride_w=stride[1], dil_h=dil[0], dil_w=dil[1],
+                pad_top=pads[0], pad_left=pads[1])
+
+
+def _weights_and_quant(graph: Graph, op: Op, out_c: int, channel_axis: int):
+    inp, w, out = graph.t(op.inputs[0]), graph.t(op.inputs[1]), graph.t(op.outputs[0])
+    if w.data is None:
+        raise unsupported(op, "its weights are not constant")
+    if w.dtype != "int8":
+        raise unsupported(op, f"its weights are {w.dtype}; int8 weights are supported")
+    if w.zero_point is not None and np.any(w.zero_point != 0):
+        raise unsupported(op, "its weights have a non-zero zero point (TFLite int8 weights are symmetric)")
+    in_scale, in_zp = inp.qparams()
+    out_scale, out_zp = out.qparams()
+    mults, shifts = quant.per_channel_multipliers(in_scale, w.scale, out_scale, out_c)
+    act_min, act_max = quant.activation_range(op.options.get("activation", "NONE"), out_scale, out_zp)
+    bias = None
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        b = graph.t(op.inputs[2])
+        if b.data is None or b.dtype != "int32":
+            raise unsupported(op, f"its bias is {b.dtype}{'' if b.data is not None else ' and not constant'}; "
+                                  "a constant int32 bias is supported")
+        bias = ConstArray("bias", "int32_t", b.data.astype(np.int32).reshape(-1))
+    q = dict(input_offset=-in_zp, output_offset=out_zp, act_min=act_min, act_max=act_max,
+             mult=ArrayRef("mult"), shift=ArrayRef("shift"))
+    arrays = [ConstArray("mult", "int32_t", np.array(mults, dtype=np.int32)),
+              ConstArray("shift", "int32_t", np.array(shifts, dtype=np.int32))]
+    return w, bias, q, arrays
+
+
+@lowering("CONV_2D")
+def lower_conv2d(graph: Graph, op: Op) -> KernelCall:
+    require_int8(graph, op, op.inputs[0], op.outputs[0])
+    in_h, in_w, in_c = nhwc(graph.t(op.inputs[0]).shape)
+    out_h, out_w, out_c = nhwc(graph.t(op.outputs[0]).shape)
+    w_shape = graph.t(op.inputs[1]).shape
+    if len(w_shape) != 4 or w_shape[0] != out_c:
+        raise unsupported(op, f"filter shape {list(w_shape)} is not [out_c, k_h, k_w, in_c]")
+    k_h, k_w, w_in_c = int(w_shape[1]), int(w_shape[2]), int(w_shape[3])
+    if w_in_c != in_c:
+        raise unsupported(op, f"grouped convolution ({in_c} input channels, filter depth {w_in_c}) "
+                              "is not supported")
+    w, bias, q, arrays = _weights_and_quant(graph, op, out_c, 0)
+    params = dict(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c, k_h=k_h, k_w=k_w,
+                  **_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w)), **q)
+    arrays = [ConstArray("filter", "int8_t", w.data.reshape(-1))] + ([bias] if bias else []) + arrays
+    return KernelCall(kernel="ek_conv2d_s8", header="ek_conv2d.h", sources=("ek_conv2d_s8.c",),
+                      params_type="ek_conv2d_params", params=params,
+                      args=[TensorArg(op.inputs[0]), ArrayArg("filter"), ArrayArg("bias" if bias else None),
+                            TensorArg(op.outputs[0])],
+                      arrays=arrays, macs=out_h * out_w * out_c * k_h * k_w * in_c)
+
+
+@lowering("DEPTHWISE_CONV_2D")
+def lower_dwconv(graph: Graph, op: Op) -> KernelCall:
+    require_int8(graph, op, op.inputs[0], op.outputs[0])
+    in_h, in_w, in_c = nhwc(graph.t(op.inputs[0]).shape)
+    out_h, out_w, out_c = nhwc(graph.t(op.outputs[0]).shape)
+    w_shape = graph.t(op.inputs[1]).shape
+    if len(w_shape) != 4 or w_shape[0] != 1 or w_shape[3] != out_c:
+        raise unsupported(op, f"filter shape {list(w_shape)} is not [1, k_h, k_w, out_c]")
+    if out_c % in_c:
+        raise unsupported(op, f"{out_c} output channels is not a multiple of {in_c} input channels")
+    k_h, k_w = int(w_shape[1]), int(w_shape[2])
+    w, bias, q, arrays = _weights_and_quant(graph, op, out_c, 3)
+    params = dict(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
+                  ch_mult=out_c // in_c, k_h=k_h, k_w=k_w,
+                  **_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w)), **q)
+    arrays = [ConstArray("filter", "int8_t", w.data.reshape(-1))] + ([bias] if bias else []) + arrays
+    return KernelCall(kernel="ek_dwconv_s8", header="ek_dwconv.h", sources=("ek_dwconv_s8.c",),
+                      params_type="ek_dwconv_params", params=params,
+                      args=[TensorArg(op.inputs[0]), ArrayArg("filter"), ArrayArg("bias" if bias else None),
+                            TensorArg(op.outputs[0])],
+                      arrays=arrays, macs=out_h * out_w * out_c * k_h * k_w)

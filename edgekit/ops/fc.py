@@ -1,0 +1,50 @@
+"""FULLY_CONNECTED -> ek_fc_s8."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import quant
+from ..ir import Graph, Op
+from .base import (ArrayArg, ArrayRef, ConstArray, KernelCall, TensorArg, lowering, require_int8,
+                   unsupported)
+
+
+@lowering("FULLY_CONNECTED")
+def lower_fc(graph: Graph, op: Op) -> KernelCall:
+    require_int8(graph, op, op.inputs[0], op.outputs[0])
+    inp, w, out = graph.t(op.inputs[0]), graph.t(op.inputs[1]), graph.t(op.outputs[0])
+    if w.data is None or w.dtype != "int8":
+        raise unsupported(op, "its weights must be constant int8")
+    if op.options.get("weightsFormat", 0) != 0:
+        raise unsupported(op, "shuffled weight formats are not supported")
+    out_n, in_n = int(w.shape[0]), int(w.shape[1])
+    if inp.size % in_n:
+        raise unsupported(op, f"input of {inp.size} values is not a multiple of {in_n} weights per row")
+    rows = inp.size // in_n
+    in_scale, in_zp = inp.qparams()
+    out_scale, out_zp = out.qparams()
+    if w.scale.size > 1:
+        mults, shifts = quant.per_channel_multipliers(in_scale, w.scale, out_scale, out_n)
+    else:
+        m, s = quant.fc_per_tensor_multiplier(in_scale, float(w.scale[0]), out_scale)
+        mults, shifts = [m] * out_n, [s] * out_n
+    quant.check_single_rounding(shifts)
+    act_min, act_max = quant.activation_range(op.options.get("activation", "NONE"), out_scale, out_zp)
+    arrays = [ConstArray("weights", "int8_t", w.data.reshape(-1))]
+    has_bias = len(op.inputs) > 2 and op.inputs[2] >= 0
+    if has_bias:
+        b = graph.t(op.inputs[2])
+        if b.data is None or b.dtype != "int32":
+            raise unsupported(op, "its bias must be constant int32")
+        arrays.append(ConstArray("bias", "int32_t", b.data.astype(np.int32).reshape(-1)))
+    arrays += [ConstArray("mult", "int32_t", np.array(mults, dtype=np.int32)),
+               ConstArray("shift", "int32_t", np.array(shifts, dtype=np.int32))]
+    params = dict(rows=rows, in_n=in_n, out_n=out_n, input_offset=-in_zp,
+                  weight_offset=-int(w.zero_point[0]) if w.zero_point is not None else 0,
+                  output_offset=out_zp, act_min=act_min, act_max=act_max,
+                  mult=ArrayRef("mult"), shift=ArrayRef("shift"))
+    return KernelCall(kernel="ek_fc_s8", header="ek_fc.h", sources=("ek_fc_s8.c",),
+                      params_type="ek_fc_params", params=params,
+                      args=[TensorArg(op.inputs[0]), ArrayArg("weights"),
+                            ArrayArg("bias" if has_bias else None), TensorArg(op.outputs[0])],
+                      arrays=arrays, macs=rows * in_n * out_n)

@@ -1,0 +1,34 @@
+"""AVERAGE_POOL_2D and MAX_POOL_2D -> ek_avgpool_s8 / ek_maxpool_s8."""
+from __future__ import annotations
+
+from .. import quant
+from ..ir import Graph, Op
+from .base import KernelCall, TensorArg, lowering, nhwc, require_int8, unsupported
+
+
+@lowering("AVERAGE_POOL_2D", "MAX_POOL_2D")
+def lower_pool(graph: Graph, op: Op) -> KernelCall:
+    require_int8(graph, op, op.inputs[0], op.outputs[0])
+    inp, out = graph.t(op.inputs[0]), graph.t(op.outputs[0])
+    in_h, in_w, c = nhwc(inp.shape)
+    out_h, out_w, out_c = nhwc(out.shape)
+    # TFLite's int8 pooling does not rescale: the converter gives input and output one scale.
+    o = op.options
+    k = (int(o["filterHeight"]), int(o["filterWidth"]))
+    stride = (int(o["strideH"]), int(o["strideW"]))
+    padding = o.get("padding", "VALID")
+    for axis, (i_sz, o_sz) in enumerate(((in_h, out_h), (in_w, out_w))):
+        if quant.conv_output_size(i_sz, k[axis], stride[axis], 1, padding) != o_sz:
+            raise unsupported(op, "its output size does not follow from its window and stride")
+    pads = [quant.same_padding(i, kk, s, 1, oo) if padding == "SAME" else 0
+            for i, kk, s, oo in ((in_h, k[0], stride[0], out_h), (in_w, k[1], stride[1], out_w))]
+    out_scale, out_zp = out.qparams()
+    act_min, act_max = quant.activation_range(o.get("activation", "NONE"), out_scale, out_zp)
+    params = dict(in_h=in_h, in_w=in_w, c=c, out_h=out_h, out_w=out_w, k_h=k[0], k_w=k[1],
+                  stride_h=stride[0], stride_w=stride[1], pad_top=pads[0], pad_left=pads[1],
+                  act_min=act_min, act_max=act_max)
+    name = "avgpool" if op.kind == "AVERAGE_POOL_2D" else "maxpool"
+    return KernelCall(kernel=f"ek_{name}_s8", header="ek_pool.h", sources=(f"ek_{name}_s8.c",),
+                      params_type="ek_pool_params", params=params,
+                      args=[TensorArg(op.inputs[0]), TensorArg(op.outputs[0])],
+                      macs=out_h * out_w * c * k[0] * k[1])

@@ -1,0 +1,133 @@
+"""TFLite's int8 reference interpreter: the bar every edgekit output byte is held to.
+
+The reference is LiteRT's interpreter with ``OpResolverType.BUILTIN_REF``: the
+plain reference kernels, which are bit-identical to TFLite Micro on int8 (the
+default resolver routes through XNNPACK and optimized kernels, which differ by
+a few LSB and so are never a reference).
+
+``ai_edge_litert`` is imported inside the functions so that importing this
+module (and so starting the CLI) stays fast.  Every error is an EdgekitError
+with a one-sentence message.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EdgekitError, UnsupportedModelError
+
+__all__ = ["reference_outputs", "reference_tensors"]
+
+
+def reference_outputs(model, x) -> np.ndarray:
+    """Run a batch through TFLite's reference kernels, one sample at a time.
+
+    ``model`` is the .tflite flatbuffer (bytes) or a path to it; the model must
+    have one int8 input of shape ``[1, *input_shape]`` and one int8 output.
+    ``x`` is int8 of shape ``[N, *input_shape]``.  Returns int8 of shape
+    ``[N, *output_shape]``.
+    """
+    interp = _interpreter(_model_bytes(model), preserve_all_tensors=False)
+    (inp,), (out,) = _single_int8_io(interp)
+    x = _int8_array(x, "x")
+    in_shape = tuple(int(d) for d in inp["shape"][1:])
+    if x.ndim != len(in_shape) + 1 or x.shape[1:] != in_shape:
+        raise EdgekitError(
+            f"x has shape {list(x.shape)} but the model takes a batch of shape "
+            f"[N, {', '.join(map(str, in_shape))}]."
+        )
+    out_shape = tuple(int(d) for d in out["shape"][1:])
+    y = np.empty((x.shape[0],) + out_shape, dtype=np.int8)
+    for i in range(x.shape[0]):
+        interp.set_tensor(inp["index"], x[i : i + 1])
+        interp.invoke()
+        y[i] = interp.get_tensor(out["index"])[0]
+    return y
+
+
+def reference_tensors(model, x_one) -> dict[int, np.ndarray]:
+    """Run one sample and return every tensor that holds data, keyed by tensor index.
+
+    Uses ``experimental_preserve_all_tensors=True`` so intermediate activations
+    are not overwritten by the arena planner; the dict holds the input, every
+    intermediate and output activation, and the constant tensors (weights,
+    biases, shapes).  ``x_one`` is one int8 sample of shape ``input_shape`` or
+    ``[1, *input_shape]``.  Used to find the first layer where another
+    implementation departs from the reference.
+    """
+    interp = _interpreter(_model_bytes(model), preserve_all_tensors=True)
+    (inp,), _ = _single_int8_io(interp)
+    x = _int8_array(x_one, "x_one")
+    shape = tuple(int(d) for d in inp["shape"])
+    if x.shape == shape[1:]:
+        x = x[np.newaxis]
+    if x.shape != shape:
+        raise EdgekitError(
+            f"x_one has shape {list(x.shape)} but the model takes one sample of shape "
+            f"{list(shape[1:])}."
+        )
+    interp.set_tensor(inp["index"], x)
+    interp.invoke()
+    tensors = {}
+    for detail in interp.get_tensor_details():
+        try:
+            tensors[detail["index"]] = np.array(interp.get_tensor(detail["index"]))
+        except ValueError:  # a tensor without data (optional input, scratch)
+            continue
+    return tensors
+
+
+def _model_bytes(model) -> bytes:
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model)
+    if isinstance(model, (str, os.PathLike)):
+        try:
+            return Path(model).read_bytes()
+        except OSError as e:
+            raise EdgekitError(f"Cannot read the TFLite model {os.fspath(model)!r}: {e.strerror}.") from None
+    raise EdgekitError(f"The model must be .tflite bytes or a path, not {type(model).__name__}.")
+
+
+def _interpreter(content: bytes, preserve_all_tensors: bool):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    try:
+        interp = Interpreter(
+            model_content=content,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+            experimental_preserve_all_tensors=preserve_all_tensors,
+        )
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EdgekitError(f"TFLite's reference interpreter cannot load this model ({reason}).") from None
+    return interp
+
+
+def _single_int8_io(interp):
+    inputs, outputs = interp.get_input_details(), interp.get_output_details()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise UnsupportedModelError(
+            f"The model has {len(inputs)} inputs and {len(outputs)} outputs; the reference "
+            "runner takes models with exactly one of each."
+        )
+    for role, detail in (("input", inputs[0]), ("output", outputs[0])):
+        if detail["dtype"] != np.int8:
+            raise UnsupportedModelError(
+                f"The model's {role} is {np.dtype(detail['dtype']).name}, not int8; convert it "
+                "with inference_input_type and inference_output_type set to tf.int8."
+            )
+    return inputs, outputs
+
+
+def _int8_array(x, name: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype != np.int8:
+        raise EdgekitError(
+            f"{name} is {x.dtype.name}, not int8; quantize it with the model input's scale "
+            "and zero point first."
+        )
+    return np.ascontiguousarray(x)

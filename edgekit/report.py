@@ -1,0 +1,65 @@
+"""The export report: per-layer op, shapes, MACs, weight and activation bytes, and totals."""
+from __future__ import annotations
+
+from .ir import short_name
+from .program import Program
+from .targets import Target
+
+# Rough code-size figures for the flash estimate made before compiling (the linker script
+# enforces the real limits and `arm-none-eabi-size` reports the real figure after `make`).
+CODE_BASE_BYTES = 8 * 1024        # startup, UART, serial protocol, libgcc helpers
+CODE_PER_KERNEL_BYTES = 1024
+FIRMWARE_RAM_BYTES = 3 * 1024     # frame buffers and globals of the firmware
+
+
+def _shape(t) -> list[int]:
+    return [int(d) for d in t.shape]
+
+
+def build_report(program: Program, target: Target, model_name: str, source: str, version: str) -> dict:
+    g = program.graph
+    layers = []
+    for i, step in enumerate(program.steps):
+        op, call = step.op, step.call
+        layers.append(dict(
+            index=i, op=op.kind, name=short_name(op.name), kernel=call.kernel,
+            inputs=[_shape(g.t(t)) for t in op.inputs if t >= 0 and not g.t(t).is_const],
+            output=_shape(g.t(op.outputs[0])), macs=int(call.macs), weight_bytes=int(call.weight_bytes),
+            activation_bytes=int(g.t(op.outputs[0]).nbytes),
+        ))
+    kernels = sorted({s.call.kernel for s in program.steps})
+    weight_bytes = sum(l["weight_bytes"] for l in layers)
+    io_bytes = program.input.nbytes + program.output.nbytes
+    arena = program.plan.arena_size
+    flash_est = weight_bytes + CODE_BASE_BYTES + CODE_PER_KERNEL_BYTES * len(kernels)
+    ram_est = arena + io_bytes + target.stack_bytes + FIRMWARE_RAM_BYTES
+    (in_scale, in_zp), (out_scale, out_zp) = program.input.qparams(), program.output.qparams()
+    return dict(
+        edgekit=version, model=model_name, source=source, target=target.name,
+        input=dict(shape=_shape(program.input), dtype="int8", scale=in_scale, zero_point=in_zp,
+                   float_in_model=bool(g.meta.get("float_input"))),
+        output=dict(shape=_shape(program.output), dtype="int8", scale=out_scale, zero_point=out_zp,
+                    float_in_model=bool(g.meta.get("float_output"))),
+        layers=layers, kernels=kernels,
+        totals=dict(layers=len(layers), macs=sum(l["macs"] for l in layers), weight_bytes=weight_bytes,
+                    arena_bytes=arena, io_bytes=io_bytes, flash_estimate_bytes=flash_est,
+                    ram_estimate_bytes=ram_est, target_flash_bytes=target.flash_bytes,
+                    target_ram_bytes=target.ram_bytes),
+    )
+
+
+def format_report(report: dict) -> str:
+    rows = [f"{'#':>3}  {'op':<18} {'output':<14} {'MACs':>11} {'weights':>9} {'act. bytes':>10}  layer"]
+    for l in report["layers"]:
+        rows.append(f"{l['index']:>3}  {l['op']:<18} {'x'.join(map(str, l['output'][1:] or l['output'])):<14} "
+                    f"{l['macs']:>11,} {l['weight_bytes']:>9,} {l['activation_bytes']:>10,}  {l['name'][:40]}")
+    t = report["totals"]
+    target = report["target"]
+    rows.append(f"total: {t['layers']} layers, {t['macs']:,} MACs, {t['weight_bytes']:,} bytes of weights "
+                f"and parameters (flash), arena {t['arena_bytes']:,} bytes + input/output {t['io_bytes']:,} "
+                f"bytes (RAM)")
+    if target != "host":
+        rows.append(f"estimate for {target}: flash ~{t['flash_estimate_bytes']:,} of "
+                    f"{t['target_flash_bytes']:,} bytes, RAM ~{t['ram_estimate_bytes']:,} of "
+                    f"{t['target_ram_bytes']:,} bytes")
+    return "\n".join(rows)

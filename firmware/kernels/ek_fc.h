@@ -1,0 +1,31 @@
+/*
+ * ek_fc.h - fully connected layer, int8.
+ *
+ * Layouts: input [rows][in_n], weights [out_n][in_n], bias [out_n] int32
+ * (may be NULL), output [rows][out_n].
+ * out[r][o] = clamp(output_offset + requantize_1r(bias[o] + sum_i
+ *     (in[r][i] + input_offset) * (w[o][i] + weight_offset), mult[o], shift[o]),
+ *     act_min, act_max)
+ * requantize_1r is single rounding (ek_requantize_1r in ek_common.h).
+ * Per-tensor quantized layers repeat the same multiplier for every o.
+ */
+#ifndef EK_FC_H
+#define EK_FC_H
+
+#include "ek_common.h"
+
+typedef struct {
+    int32_t rows;                    /* batch rows (product of leading dims) */
+    int32_t in_n, out_n;
+    int32_t input_offset;            /* -input zero point */
+    int32_t weight_offset;           /* -weight zero point (0 for symmetric int8) */
+    int32_t output_offset;           /* output zero point */
+    int32_t act_min, act_max;
+    const int32_t *mult;             /* [out_n] */
+    const int32_t *shift;            /* [out_n] */
+} ek_fc_params;
+
+void ek_fc_s8(const ek_fc_params *p, const int8_t *input, const int8_t *weights,
+              const int32_t *bias, int8_t *output);
+
+#endif /* EK_FC_H */

@@ -1,0 +1,420 @@
+"""Device side and host<->device link: firmware/, edgekit/link.py, edgekit/emulate.py.
+
+A hand-written stand-in model (tests/data/fake_model) is compiled
+  - into the host runner (firmware/host_main.c) with gcc and the sanitizers,
+  - into the firmware (firmware/device_main.c + firmware/boards/mps2) for the
+    emulated Cortex-M3, M4F and M7 boards,
+and every output is compared byte for byte with a numpy version of it.  The
+firmware tests also check the protocol's error replies and the link's
+recovery from damaged frames and from noise before the banner.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pytest
+import serial
+
+from conftest import assert_bit_exact
+from edgekit import emulate
+from edgekit.emulate import MPS2_MEMORY, Emulator, EmulatorError, machine_target, run_on_device
+from edgekit.link import (
+    SYNC,
+    Command,
+    DeviceError,
+    DeviceLink,
+    ErrorCode,
+    FrameError,
+    LinkTimeout,
+    crc16,
+    decode_frame,
+    encode_frame,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+FIRMWARE = ROOT / "firmware"
+FAKE_MODEL = ROOT / "tests" / "data" / "fake_model"
+IN_SIZE, OUT_SIZE = 300, 40  # the fake model's default sizes (model.h)
+
+# Tests marked "emulator" use conftest's fixtures `arm_toolchain` / `qemu`, which
+# skip them when the tools are missing (and fail them under CI).
+
+
+# ---------------------------------------------------------------------------
+# Building: every compile command the tests use is in build().
+
+COMMON_CFLAGS = ["-std=c99", "-O2", "-g", "-Wall", "-Wextra", "-Werror"]
+FIRMWARE_CFLAGS = ["-ffunction-sections", "-fdata-sections"]
+FIRMWARE_LDFLAGS = ["--specs=nano.specs", "-nostartfiles", "-Wl,--gc-sections"]
+HOST_CFLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+STACK_SIZE = 16 * 1024
+
+
+def render_link_script(path: Path, **memory: int) -> None:
+    template = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(ROOT / "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    ).get_template("link.ld.j2")
+    path.write_text(template.render(**memory))
+
+
+def build(target: str, out_dir: Path, defines: tuple[str, ...] = (), memory: dict | None = None, check: bool = True):
+    """Compile the fake model for `target` ("host" or a QEMU machine) into out_dir.
+
+    Host:   gcc  COMMON_CFLAGS HOST_CFLAGS  host_main.c model.c
+    Device: arm-none-eabi-gcc  <target arch_flags> COMMON_CFLAGS FIRMWARE_CFLAGS
+            device_main.c board/*.c model.c  FIRMWARE_LDFLAGS -T link.ld
+    memory overrides the board's flash/RAM/stack sizes in link.ld.
+    Returns the executable's path, or the CompletedProcess if check is False.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_sources = [str(FAKE_MODEL / "model.c")]
+    defs = [f"-D{d}" for d in defines]
+    if target == "host":
+        exe = out_dir / "model_host"
+        cmd = ["gcc", *COMMON_CFLAGS, *HOST_CFLAGS, *defs, f"-I{FAKE_MODEL}",
+               str(FIRMWARE / "host_main.c"), *model_sources, "-o", str(exe)]  # fmt: skip
+    else:
+        arch_flags = machine_target(target).arch_flags
+        board_dir = FIRMWARE / "boards" / "mps2"
+        render_link_script(out_dir / "link.ld", **{**MPS2_MEMORY, "stack_size": STACK_SIZE, **(memory or {})})
+        exe = out_dir / "firmware.elf"
+        cmd = ["arm-none-eabi-gcc", *arch_flags, *COMMON_CFLAGS, *FIRMWARE_CFLAGS, *defs,
+               f"-I{FAKE_MODEL}", f"-I{board_dir}",
+               str(FIRMWARE / "device_main.c"), *map(str, sorted(board_dir.glob("*.c"))), *model_sources,
+               *FIRMWARE_LDFLAGS, f"-Wl,-T,{out_dir / 'link.ld'}", f"-Wl,-Map,{out_dir / 'firmware.map'}",
+               "-o", str(exe)]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if not check:
+        return result
+    assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stderr}"
+    return exe
+
+
+def fake_model(x: np.ndarray, in_size: int = IN_SIZE, out_size: int = OUT_SIZE) -> np.ndarray:
+    """numpy twin of tests/data/fake_model/model.c."""
+    x = x.reshape(-1, in_size).astype(np.int32)
+    j = np.arange(out_size) % in_size
+    back = x[:, in_size - 1 - j]
+    value = 2 * x[:, j] - 1 + np.trunc(back / 4).astype(np.int32)  # C division truncates
+    return np.clip(value, -128, 127).astype(np.int8)
+
+
+def samples(n: int, size: int = IN_SIZE, seed: int = 0) -> np.ndarray:
+    """Mixed samples: small values (no saturation) and the full int8 range."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, size=(n, size), dtype=np.int8)
+    x[::2] //= 4
+    x[0, :4] = [-128, 127, 0, -1]
+    return x
+
+
+@pytest.fixture(scope="module")
+def firmware(tmp_path_factory):
+    """Build the fake-model firmware once per (board, defines) and cache it.
+
+    Module-scoped, so it cannot use the function-scoped `arm_toolchain`
+    fixture: every test that calls it uses the `qemu` fixture instead.
+    """
+    cache: dict = {}
+
+    def get(board: str = "mps2-an386", defines: tuple[str, ...] = ()) -> Path:
+        key = (board, defines)
+        if key not in cache:
+            cache[key] = build(board, tmp_path_factory.mktemp(board), defines)
+        return cache[key]
+
+    return get
+
+
+# ---------------------------------------------------------------------------
+# Pure Python: frames and banner
+
+
+def test_crc16_is_ccitt_false():
+    assert crc16(b"123456789") == 0x29B1
+    assert crc16(b"") == 0xFFFF
+
+
+def test_frame_round_trip_and_corruption():
+    frame = encode_frame(Command.SET_INPUT, b"\x01\x02\x03")
+    assert frame[:2] == SYNC and frame[2] == 0x02 and frame[3:5] == b"\x03\x00"
+    assert decode_frame(frame) == (0x02, b"\x01\x02\x03")
+    for index in range(len(frame)):  # every single-byte corruption is caught
+        damaged = bytearray(frame)
+        damaged[index] ^= 0x10
+        with pytest.raises(FrameError):
+            decode_frame(bytes(damaged))
+    with pytest.raises(ValueError, match="exceeds the 1024-byte frame limit"):
+        encode_frame(Command.SET_INPUT, bytes(1025))
+
+
+def test_wait_banner_skips_noise_and_is_bounded():
+    port = serial.serial_for_url("loop://", timeout=0.05)
+    noise = b"\x00\xff\xc5\xcbboot rom v1\r\nedgekit rea" + bytes(range(256)) + b"\r\n"
+    port.write(noise + b"edgekit ready tiny_cnn\r\n" + encode_frame(0x81, b"tail"))
+    link = DeviceLink(port, timeout=1.0)
+    assert link.wait_banner(timeout=1.0) == "tiny_cnn"
+    assert link.read_frame() == (0x81, b"tail")  # bytes after the banner are kept
+
+    start = time.monotonic()
+    port.write(b"noise without a banner")
+    with pytest.raises(LinkTimeout, match=r"no banner from the device within 0\.3 s: check the port and baud rate"):
+        link.wait_banner(timeout=0.3)
+    assert time.monotonic() - start < 1.0
+
+
+def test_missing_qemu_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    elf = tmp_path / "fw.elf"
+    elf.write_bytes(b"\x7fELF")
+    with pytest.raises(emulate.QemuNotFound, match="install it: sudo apt-get install qemu-system-arm"):
+        run_on_device(elf, np.zeros((1, 4), np.int8))
+
+
+# ---------------------------------------------------------------------------
+# Host runner
+
+
+def test_host_runner_matches_numpy(tmp_path):
+    exe = build("host", tmp_path)
+    x = samples(7)
+    result = subprocess.run([exe], input=x.tobytes(), capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
+    assert_bit_exact(np.frombuffer(result.stdout, np.int8).reshape(7, OUT_SIZE), fake_model(x), "host runner")
+
+
+def test_host_runner_rejects_partial_and_empty_input(tmp_path):
+    exe = build("host", tmp_path)
+    partial = subprocess.run([exe], input=bytes(IN_SIZE + 10), capture_output=True, timeout=60)
+    assert partial.returncode != 0
+    assert b"stdin ended inside sample 1 (10 of 300 bytes)" in partial.stderr
+    empty = subprocess.run([exe], input=b"", capture_output=True, timeout=60)
+    assert empty.returncode != 0 and b"no input on stdin" in empty.stderr
+
+
+# ---------------------------------------------------------------------------
+# Firmware in QEMU
+
+
+@pytest.mark.emulator
+@pytest.mark.usefixtures("qemu")
+@pytest.mark.parametrize("board", ["mps2-an386", "mps2-an385", "mps2-an500"])
+def test_firmware_matches_numpy(firmware, board):
+    x = samples(4, seed=1)
+    assert_bit_exact(run_on_device(firmware(board), x, board=board), fake_model(x), board)
+
+
+@pytest.mark.emulator
+@pytest.mark.usefixtures("qemu")
+def test_firmware_transfers_tensors_larger_than_a_frame(firmware):
+    in_size, out_size = 2500, 1100  # 3 SET_INPUT and 2 GET_OUTPUT frames per sample
+    elf = firmware("mps2-an386", (f"FAKE_INPUT_SIZE={in_size}", f"FAKE_OUTPUT_SIZE={out_size}"))
+    x = samples(2, size=in_size, seed=2)
+    assert_bit_exact(run_on_device(elf, x), fake_model(x, in_size, out_size), "2500 -> 1100 bytes")
+
+
+@pytest.mark.emulator
+@pytest.mark.usefixtures("qemu")
+def test_info_error_replies_and_recovery(firmware):
+    with Emulator(firmware("mps2-an386"), link_timeout=2.0) as emu:
+        link = emu.link
+        assert link.wait_banner() == "fake_model"
+
+        info = link.info()
+        assert (info.input_size, info.output_size, info.arena_size) == (IN_SIZE, OUT_SIZE, 256)
+        assert (info.input_scale, info.input_zero_point) == (1 / 256, -128)
+        assert (info.output_scale, info.output_zero_point) == (0.125, 3)
+        assert info.model_name == "fake_model" and info.init_status == 0 and info.max_payload == 1024
+        assert (info.cpuid >> 4) & 0xFFF == 0xC24  # Cortex-M4
+
+        def raw_exchange(frame: bytes) -> tuple[int, bytes]:
+            link.write(frame)
+            return link.read_frame()
+
+        # A frame with a bad CRC gets ERROR(BAD_CRC, type) and the link recovers.
+        bad_crc = bytearray(encode_frame(Command.INFO))
+        bad_crc[-1] ^= 0xFF
+        assert raw_exchange(bytes(bad_crc)) == (0xFF, bytes([ErrorCode.BAD_CRC, Command.INFO]))
+        assert link.info() == info
+        # Unknown type, length field too long, wrong payload length for the command.
+        assert raw_exchange(encode_frame(0x42)) == (0xFF, bytes([ErrorCode.UNKNOWN_TYPE, 0x42]))
+        too_long = SYNC + struct.pack("<BH", Command.SET_INPUT, 5000)
+        assert raw_exchange(too_long + struct.pack("<H", crc16(too_long))) == (
+            0xFF, bytes([ErrorCode.FRAME_TOO_LONG, Command.SET_INPUT]))  # fmt: skip
+        assert raw_exchange(encode_frame(Command.INVOKE, b"x")) == (0xFF, bytes([ErrorCode.BAD_LENGTH, Command.INVOKE]))
+        # Out-of-range offsets are refused through the public API too.
+        with pytest.raises(DeviceError, match="outside the model's input or output tensor") as caught:
+            link.set_input(b"ab", offset=IN_SIZE - 1)
+        assert caught.value.code == ErrorCode.OUT_OF_RANGE
+        with pytest.raises(DeviceError, match="outside"):
+            link.get_output(OUT_SIZE + 1)
+
+        # Small chunks: 300 input bytes in 5 frames, 40 output bytes in 3.
+        link.chunk_size = 64
+        x = samples(1, seed=3)
+        link.set_input(x.tobytes())
+        link.invoke()
+        assert_bit_exact(np.frombuffer(link.get_output(OUT_SIZE), np.int8), fake_model(x)[0], "64-byte chunks")
+
+        # A truncated request leaves the device inside a frame: the reply
+        # times out, the link resynchronises and the retry succeeds.
+        link.write(SYNC + struct.pack("<BH", Command.SET_INPUT, 10) + b"abc")
+        retries = link.retries_used
+        assert link.info() == info
+        assert link.retries_used == retries + 1
+
+        # A reply damaged on the way back is detected and the request sent again.
+        flaky = CorruptOneReply(emu.serial, index=20)  # inside the INFO reply's payload
+        flaky_link = DeviceLink(flaky, timeout=2.0)
+        assert flaky_link.info() == info
+        assert flaky.corrupted and flaky_link.retries_used == 1
+
+        link.exit()
+        assert emu.wait_exit(timeout=10) == 0
+
+
+@pytest.mark.emulator
+@pytest.mark.usefixtures("qemu")
+def test_noise_before_banner_is_skipped_and_exit_code_is_passed(firmware):
+    with Emulator(firmware("mps2-an385"), board="mps2-an385") as emu:
+        noisy = NoiseFirst(emu.serial, b"\xc5\xcb\x05\xff\x00edgekit rea\x1b[0m\r\nbootloader 1.2\r\n" + bytes(range(256)))
+        link = DeviceLink(noisy)
+        assert link.wait_banner() == "fake_model"
+        assert (link.info().cpuid >> 4) & 0xFFF == 0xC23  # Cortex-M3
+        link.exit(success=False)
+        assert emu.wait_exit(timeout=10) == 1
+
+
+@pytest.mark.emulator
+@pytest.mark.usefixtures("qemu")
+def test_failed_model_init_is_reported(firmware):
+    with Emulator(firmware("mps2-an386", ("FAKE_MODEL_INIT_FAIL",))) as emu:
+        link = emu.link
+        with pytest.raises(DeviceError, match=r"ek_model_init\(\) failed \(banner 'edgekit init-failed -3 fake_model'\)"):
+            link.wait_banner()
+        assert link.info().init_status == -3
+        with pytest.raises(DeviceError, match=r"ek_model_init\(\) failed on the device") as caught:
+            link.invoke()
+        assert caught.value.code == ErrorCode.NOT_READY
+        link.exit()
+        assert emu.wait_exit(timeout=10) == 0
+
+
+@pytest.mark.emulator
+@pytest.mark.usefixtures("qemu")
+def test_fault_is_reported_and_ends_qemu(firmware):
+    elf = firmware("mps2-an386", ("FAKE_MODEL_TRAP",))
+    with pytest.raises(EmulatorError, match=r"QEMU exited with status 1.*edgekit fault: HardFault .*pc=0x"):
+        run_on_device(elf, samples(1))
+
+
+@pytest.mark.emulator
+@pytest.mark.usefixtures("qemu")
+def test_hung_firmware_times_out_and_qemu_is_killed(firmware):
+    with pytest.raises(EmulatorError, match=r"no reply to INVOKE within 1 s.*QEMU is still running"):
+        run_on_device(firmware("mps2-an386", ("FAKE_MODEL_HANG",)), samples(1), invoke_timeout=1.0)
+
+
+@pytest.mark.emulator
+@pytest.mark.usefixtures("qemu")
+def test_qemu_is_killed_when_the_block_raises(firmware):
+    with pytest.raises(KeyboardInterrupt):
+        with Emulator(firmware("mps2-an386")) as emu:
+            pid = emu.pid
+            raise KeyboardInterrupt
+    assert emu.returncode() is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+@pytest.mark.emulator
+@pytest.mark.usefixtures("qemu")
+def test_input_size_mismatch_is_reported(firmware):
+    with pytest.raises(EmulatorError, match="takes 300 input bytes, but each input sample has 299"):
+        run_on_device(firmware("mps2-an386"), np.zeros((1, 299), np.int8))
+
+
+@pytest.mark.emulator
+@pytest.mark.usefixtures("arm_toolchain")
+@pytest.mark.parametrize(
+    "memory, message",
+    [
+        (dict(flash_size=1024), "region `FLASH' overflowed"),
+        (dict(ram_size=8 * 1024), "region `RAM' overflowed"),  # the 16 KiB stack alone does not fit
+    ],
+)
+def test_link_fails_when_memory_is_too_small(tmp_path, memory, message):
+    result = build("mps2-an386", tmp_path, memory=memory, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+# ---------------------------------------------------------------------------
+# Serial wrappers that damage the byte stream on purpose
+
+
+class _SerialProxy:
+    """Delegates to a pyserial port; subclasses alter what read() returns."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    @property
+    def timeout(self):
+        return self.inner.timeout
+
+    @timeout.setter
+    def timeout(self, value):
+        self.inner.timeout = value
+
+    @property
+    def in_waiting(self):
+        return self.inner.in_waiting
+
+    def write(self, data):
+        return self.inner.write(data)
+
+    def reset_input_buffer(self):
+        self.inner.reset_input_buffer()
+
+
+class CorruptOneReply(_SerialProxy):
+    """Flips one bit in the received byte at position `index` (counted from 0)."""
+
+    def __init__(self, inner, index: int):
+        super().__init__(inner)
+        self.index = index
+        self.received = 0
+        self.corrupted = False
+
+    def read(self, size=1):
+        data = bytearray(self.inner.read(size))
+        position = self.index - self.received
+        if 0 <= position < len(data):
+            data[position] ^= 0x01
+            self.corrupted = True
+        self.received += len(data)
+        return bytes(data)
+
+
+class NoiseFirst(_SerialProxy):
+    """Returns `noise` before anything the device sends."""
+
+    def __init__(self, inner, noise: bytes):
+        super().__init__(inner)
+        self.noise = noise
+
+    def read(self, size=1):
+        if self.noise:
+            data, self.noise = self.noise[:size], self.noise[size:]
+            return data
+        return self.inner.read(size)
