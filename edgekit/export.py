@@ -44,6 +44,8 @@ def model_to_tflite(model_path: str | Path, calib=None) -> bytes:
         raise EdgekitError(f"{path} does not exist")
     if path.is_dir():
         raise EdgekitError(f"{path} is a directory: pass a .h5, .keras or .tflite model file")
+    if path.stat().st_size == 0:
+        raise EdgekitError(f"{path} is empty (0 bytes): pass a .h5, .keras or .tflite model file")
     suffix = path.suffix.lower()
     if suffix == ".tflite":
         return path.read_bytes()
@@ -60,8 +62,8 @@ def model_to_tflite(model_path: str | Path, calib=None) -> bytes:
     raise EdgekitError(f"{path}: unknown model format '{suffix}'; pass a .h5, .keras or .tflite file")
 
 
-def compile_program(tflite: bytes) -> Program:
-    graph = load_tflite(tflite)
+def compile_program(tflite: bytes, label: str | None = None) -> Program:
+    graph = load_tflite(tflite, label=label)
     graph = run_passes(graph)
     return lower(graph)
 
@@ -135,7 +137,7 @@ def export(model_path: str | Path, out_dir: str | Path, target: Target, calib=No
            name: str | None = None) -> ExportResult:
     model_path = Path(model_path)
     tflite = model_to_tflite(model_path, calib)
-    program = compile_program(tflite)
+    program = compile_program(tflite, label=str(model_path))
     model_name = c_string_name(name or model_path.stem)
     report = build_report(program, target, model_name, model_path.name, __version__)
     check_fit(report, target)

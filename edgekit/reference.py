@@ -22,16 +22,24 @@ from .errors import EdgekitError, UnsupportedModelError
 __all__ = ["reference_outputs", "reference_tensors"]
 
 
-def reference_outputs(model, x) -> np.ndarray:
+def reference_outputs(model, x, input_qparams=None, output_qparams=None) -> np.ndarray:
     """Run a batch through TFLite's reference kernels, one sample at a time.
 
     ``model`` is the .tflite flatbuffer (bytes) or a path to it; the model must
     have one int8 input of shape ``[1, *input_shape]`` and one int8 output.
     ``x`` is int8 of shape ``[N, *input_shape]``.  Returns int8 of shape
     ``[N, *output_shape]``.
+
+    A model with a float32 input (QUANTIZE inside) or float32 output (DEQUANTIZE
+    inside) is run on the int8 values edgekit's C sees at that boundary: given
+    ``input_qparams=(scale, zero_point)`` of the QUANTIZE output, each int8 x is
+    fed as the float (x - zero_point) * scale, which QUANTIZE maps back to x
+    exactly; given ``output_qparams`` of the DEQUANTIZE input, each float output
+    y is mapped back to its int8 value round(y / scale) + zero_point, exactly.
     """
     interp = _interpreter(_model_bytes(model), preserve_all_tensors=False)
-    (inp,), (out,) = _single_int8_io(interp)
+    (inp,), (out,) = _single_int8_io(interp, float_input=input_qparams is not None,
+                                     float_output=output_qparams is not None)
     x = _int8_array(x, "x")
     in_shape = tuple(int(d) for d in inp["shape"][1:])
     if x.ndim != len(in_shape) + 1 or x.shape[1:] != in_shape:
@@ -42,9 +50,17 @@ def reference_outputs(model, x) -> np.ndarray:
     out_shape = tuple(int(d) for d in out["shape"][1:])
     y = np.empty((x.shape[0],) + out_shape, dtype=np.int8)
     for i in range(x.shape[0]):
-        interp.set_tensor(inp["index"], x[i : i + 1])
+        sample = x[i : i + 1]
+        if inp["dtype"] == np.float32:
+            scale, zero_point = input_qparams
+            sample = ((sample.astype(np.int32) - zero_point) * np.float32(scale)).astype(np.float32)
+        interp.set_tensor(inp["index"], sample)
         interp.invoke()
-        y[i] = interp.get_tensor(out["index"])[0]
+        result = interp.get_tensor(out["index"])[0]
+        if out["dtype"] == np.float32:
+            scale, zero_point = output_qparams
+            result = np.clip(np.round(result / np.float32(scale)) + zero_point, -128, 127)
+        y[i] = result
     return y
 
 
@@ -107,14 +123,16 @@ def _interpreter(content: bytes, preserve_all_tensors: bool):
     return interp
 
 
-def _single_int8_io(interp):
+def _single_int8_io(interp, float_input: bool = False, float_output: bool = False):
     inputs, outputs = interp.get_input_details(), interp.get_output_details()
     if len(inputs) != 1 or len(outputs) != 1:
         raise UnsupportedModelError(
             f"The model has {len(inputs)} inputs and {len(outputs)} outputs; the reference "
             "runner takes models with exactly one of each."
         )
-    for role, detail in (("input", inputs[0]), ("output", outputs[0])):
+    for role, detail, float_ok in (("input", inputs[0], float_input), ("output", outputs[0], float_output)):
+        if detail["dtype"] == np.float32 and float_ok:
+            continue
         if detail["dtype"] != np.int8:
             raise UnsupportedModelError(
                 f"The model's {role} is {np.dtype(detail['dtype']).name}, not int8; convert it "

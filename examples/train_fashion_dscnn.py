@@ -11,7 +11,7 @@ Outputs (written next to this script unless --out-dir is given):
     fashion_test_subset.npz     x: first 200 test images float32 [200,28,28,1], y: uint8 labels
     fashion_dscnn.json          float + int8 test accuracy, parameter count, settings
 
-Retrain (about 2.5 minutes on 2 CPU cores):
+Retrain (about 2 minutes on 2 idle CPU cores):
     python examples/train_fashion_dscnn.py
 
 Needs Fashion-MNIST offline: ``sudo apt-get install dataset-fashion-mnist``.
@@ -126,7 +126,7 @@ def int8_ptq_accuracy(model: keras.Model, calib: np.ndarray, x: np.ndarray, y: n
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=3e-3, help="peak Adam learning rate (cosine decay)")
     ap.add_argument("--seed", type=int, default=1234)

@@ -7,9 +7,11 @@ Keras does not ship is refused; .keras archives load with Keras' safe_mode.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -78,10 +80,11 @@ def load_keras(path: str | Path):
     if suffix in (".h5", ".hdf5"):
         version, config = _read_h5(path)
         _check_config(config, str(path))
-        if version.startswith("2") or not version:
-            import tf_keras as keras          # Keras 2 file: load with Keras 2
-        else:
-            import keras
+        with _quiet_native_output():      # TensorFlow's import logs C++ noise to stderr
+            if version.startswith("2") or not version:
+                import tf_keras as keras      # Keras 2 file: load with Keras 2
+            else:
+                import keras
         try:
             model = keras.models.load_model(str(path), compile=False)
         except Exception as e:  # unknown layer classes, truncated weights...
@@ -95,7 +98,8 @@ def load_keras(path: str | Path):
         except (zipfile.BadZipFile, KeyError, json.JSONDecodeError):
             raise EdgekitError(f"{path} is not a Keras 3 .keras archive (corrupt or truncated)") from None
         _check_config(config, str(path))
-        import keras
+        with _quiet_native_output():
+            import keras
         try:
             model = keras.models.load_model(str(path), compile=False, safe_mode=True)
         except Exception as e:
@@ -172,10 +176,29 @@ def quantize_keras(model, keras_module, calib: np.ndarray) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_native_output():
         warnings.simplefilter("ignore")
         try:
             return bytes(converter.convert())
         except Exception as e:
             raise UnsupportedModelError(f"TensorFlow could not quantize the model to int8 "
                                         f"({type(e).__name__}: {_first_line(e)})") from None
+
+
+@contextlib.contextmanager
+def _quiet_native_output():
+    """The converter's C++ code prints progress lines to the process's stdout/stderr; keep them
+    off the user's terminal (they are not edgekit's output)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink:
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)

@@ -31,9 +31,12 @@ def _builtin_names() -> dict[int, str]:
 
 
 def _decode(value) -> str:
+    """A name from the file as text; untrusted, so control characters (newlines...) become '?'
+    and a name can never break a one-line message."""
     if value is None:
         return ""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _options(op_t, kind: str) -> dict:
@@ -53,18 +56,19 @@ def _options(op_t, kind: str) -> dict:
     return out
 
 
-def load_tflite(source: str | Path | bytes) -> Graph:
-    """Read a .tflite file (path or bytes) into a Graph. Raises EdgekitError on bad input."""
+def load_tflite(source: str | Path | bytes, label: str | None = None) -> Graph:
+    """Read a .tflite file (path or bytes) into a Graph. Raises EdgekitError on bad input;
+    `label` names the model in messages (default: its path, or 'the TFLite model')."""
     if isinstance(source, (str, Path)):
         path = Path(source)
         try:
             data = path.read_bytes()
         except OSError as e:
             raise EdgekitError(f"cannot read {path}: {e.strerror}") from None
-        label = str(path)
+        label = label or str(path)
     else:
         data = bytes(source)
-        label = "the TFLite model"
+        label = label or "the TFLite model"
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise EdgekitError(f"{label} is not a TFLite flatbuffer (no 'TFL3' identifier): "
                            "pass a .tflite, .h5 or .keras model file")
@@ -72,8 +76,8 @@ def load_tflite(source: str | Path | bytes) -> Graph:
     try:
         model = schema.ModelT.InitFromPackedBuf(data, 0)
     except Exception as e:  # a corrupt flatbuffer raises anything from struct.error to IndexError
-        raise EdgekitError(f"{label} is corrupt ({type(e).__name__} while parsing the flatbuffer): "
-                           "re-export it from TensorFlow") from None
+        raise EdgekitError(f"{label} is corrupt or truncated (its flatbuffer cannot be parsed: "
+                           f"{type(e).__name__}): re-export it from TensorFlow") from None
     try:
         return _to_graph(model, label)
     except (IndexError, TypeError, ValueError, AttributeError) as e:
@@ -89,6 +93,7 @@ def _to_graph(model, label: str) -> Graph:
                                     "edgekit compiles single-subgraph models only")
     names = _builtin_names()
     sg = model.subgraphs[0]
+    _check_indices(model, sg, label)
     tensors = []
     for i, t in enumerate(sg.tensors or []):
         dtype = _TENSOR_DTYPES.get(t.type, f"type{t.type}")
@@ -134,6 +139,41 @@ def _to_graph(model, label: str) -> Graph:
     graph = Graph(tensors=tensors, ops=ops, inputs=[int(i) for i in sg.inputs],
                   outputs=[int(i) for i in sg.outputs], name=_decode(sg.name) or "model")
     return graph
+
+
+# Options that are divisors or extents: 0 or less only comes from a corrupt file.
+_POSITIVE_OPTIONS = ("strideH", "strideW", "dilationHFactor", "dilationWFactor", "filterHeight",
+                     "filterWidth")
+
+
+def _check_indices(model, sg, label: str) -> None:
+    """Every tensor and opcode index in range, every stride/filter extent positive: a corrupt
+    flatbuffer fails here with one sentence instead of deep inside a later stage."""
+    n = len(sg.tensors or [])
+
+    def bad(what: str, value) -> EdgekitError:
+        return EdgekitError(f"{label} is corrupt ({what} is {value}, out of range): "
+                            "re-export it from TensorFlow")
+
+    for role, indices in (("a subgraph input", sg.inputs), ("a subgraph output", sg.outputs)):
+        for i in (indices if indices is not None else []):
+            if not 0 <= int(i) < n:
+                raise bad(role, int(i))
+    n_codes = len(model.operatorCodes or [])
+    for k, op_t in enumerate(sg.operators or []):
+        if not 0 <= int(op_t.opcodeIndex) < n_codes:
+            raise bad(f"the opcode index of operator {k}", int(op_t.opcodeIndex))
+        for i in (op_t.inputs if op_t.inputs is not None else []):
+            if not -1 <= int(i) < n:
+                raise bad(f"an input of operator {k}", int(i))
+        for i in (op_t.outputs if op_t.outputs is not None else []):
+            if not 0 <= int(i) < n:
+                raise bad(f"an output of operator {k}", int(i))
+        opts = vars(op_t.builtinOptions) if op_t.builtinOptions is not None else {}
+        for key in _POSITIVE_OPTIONS:
+            if key in opts and int(opts[key]) < 1:
+                raise EdgekitError(f"{label} is corrupt (operator {k} has {key} {int(opts[key])}): "
+                                   "re-export it from TensorFlow")
 
 
 def _unpack_int4(raw: bytes, shape: tuple[int, ...]) -> np.ndarray:

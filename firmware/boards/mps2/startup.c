@@ -111,6 +111,22 @@ void Reset_Handler(void)
  */
 void Fault_Handler(void)
 {
+#if defined(__ARM_ARCH_6M__)
+    /* Armv6-M (Cortex-M0/M0+): no IT blocks, no MOVW/MOVT, no TST with an immediate. */
+    __asm__ volatile(
+        "movs  r0, #4                        \n"
+        "mov   r1, lr                        \n"
+        "tst   r0, r1                        \n"
+        "bne   1f                            \n"
+        "mrs   r0, msp                       \n"
+        "b     2f                            \n"
+        "1: mrs r0, psp                      \n"
+        "2: ldr r2, =__stack_top__           \n"
+        "mov   sp, r2                        \n"
+        "ldr   r2, =fault_report             \n"
+        "bx    r2                            \n"
+        ".ltorg                              \n");
+#else
     __asm__ volatile(
         "tst   lr, #4                        \n"
         "ite   eq                            \n"
@@ -121,6 +137,7 @@ void Fault_Handler(void)
         "movt  r2, #:upper16:__stack_top__   \n"
         "mov   sp, r2                        \n"
         "b     fault_report                  \n");
+#endif
 }
 
 static const char *exception_name(uint32_t number)
