@@ -31,10 +31,17 @@ def _cmd_export(args) -> int:
 def _cmd_verify(args) -> int:
     import numpy as np
     from .verify import verify
+    if args.count < 1:
+        raise EdgekitError(f"--count {args.count}: pass at least 1 random input")
+    if args.save_outputs and not Path(args.save_outputs).resolve().parent.is_dir():
+        raise EdgekitError(f"cannot save outputs to {args.save_outputs}: its directory does not exist")
     result = verify(args.out, inputs=args.inputs, count=args.count, seed=args.seed, emulate=args.emulate,
                     sanitize=args.sanitize)
     if args.save_outputs:
-        np.save(args.save_outputs, result.outputs)
+        try:
+            np.save(args.save_outputs, result.outputs)
+        except OSError as e:
+            raise EdgekitError(f"cannot save outputs to {args.save_outputs}: {e.strerror or e}") from None
     print(result.describe())
     return 0 if result.ok else 1
 

@@ -118,7 +118,8 @@ def _layer(program: Program, i: int) -> _Layer:
     in_shapes = " + ".join("x".join(map(str, g.t(t).shape[1:] or g.t(t).shape))
                            for t in step.op.inputs[:1] if t >= 0)
     out_shape = "x".join(map(str, g.t(step.op.outputs[0]).shape[1:]))
-    comment = c_comment(f"{step.op.kind} {short_name(step.op.name, 50)} {in_shapes} -> {out_shape}", 110)
+    # Only the op kind and name come from the file; the shapes and the arrow are edgekit's own.
+    comment = f"{c_comment(step.op.kind, 40)} {c_comment(short_name(step.op.name, 50), 60)} {in_shapes} -> {out_shape}"
     fields = [dict(name=k, value=_field_value(v, prefix)) for k, v in call.params.items()]
     return _Layer(index=i, comment=comment, kernel=call.kernel, params_type=call.params_type,
                   params_name=f"{prefix}_params", fields=fields, arrays=arrays, args=args, locals=locals_)

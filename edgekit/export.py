@@ -52,9 +52,9 @@ def model_to_tflite(model_path: str | Path, calib=None) -> bytes:
     if suffix in (".h5", ".hdf5", ".keras"):
         from .importers import keras as kimp
         if calib is None:
-            raise EdgekitError("a Keras model needs calibration data to quantize to int8: pass --calib "
-                               "samples.npy (N inputs shaped like the model input), or --calib random "
-                               "to accept an accuracy loss")
+            raise EdgekitError(f"{path} is a Keras model and needs calibration data to quantize to int8: "
+                               "pass --calib samples.npy (N inputs shaped like the model input), or "
+                               "--calib random to accept an accuracy loss")
         model, module = kimp.load_keras(path)
         shape = kimp.keras_input_shape(model)
         data = calib if not isinstance(calib, (str, Path)) else kimp.load_calibration(calib, shape)
@@ -98,17 +98,43 @@ def _render_build_files(target: Target, kernels: list[str]) -> dict[str, str]:
     return files
 
 
-def write_export(out_dir: Path, files: dict[str, str | bytes], copies: dict[str, Path]) -> None:
-    """Write everything to a temp dir beside out_dir, then swap it into place."""
+def check_out_dir(out_dir: Path, model_path: Path | None = None) -> None:
+    """Refuse an output directory the export must not replace (checked before any work and again
+    before writing): a file, a non-empty directory that is no earlier export, the current
+    directory or one of its parents, or a directory holding the model file itself."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise EdgekitError(f"{out_dir} exists and is not a directory; choose another output path")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "report.json").exists():
         raise EdgekitError(f"{out_dir} is not empty and is not an earlier edgekit export; "
                            "choose another output directory or empty it")
-    parent = out_dir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
+    for above in Path(os.path.abspath(out_dir)).parents:
+        if above.exists():
+            if not above.is_dir():
+                raise EdgekitError(f"cannot create the output directory {out_dir}: {above} is not a "
+                                   "directory; choose another output path")
+            break
+    real = out_dir.resolve()
+    if Path.cwd().resolve().is_relative_to(real):
+        raise EdgekitError(f"{out_dir} is the current directory or contains it, and an export replaces "
+                           "its output directory as a whole; choose a new subdirectory, e.g. -o out")
+    if model_path is not None and Path(model_path).resolve().is_relative_to(real):
+        raise EdgekitError(f"the model file {model_path} is inside the output directory {out_dir}, which "
+                           "the export replaces as a whole; choose another output directory")
+
+
+def write_export(out_dir: Path, files: dict[str, str | bytes], copies: dict[str, Path]) -> None:
+    """Write everything to a temp dir beside out_dir, then swap it into place."""
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir)
+    dest_dir = Path(os.path.abspath(out_dir))
+    parent = dest_dir.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest_dir.name}.tmp-", dir=parent))
+    except OSError as e:
+        raise EdgekitError(f"cannot create the output directory {out_dir}: {e.strerror or e}") from None
+    old = None
     try:
         for rel, content in files.items():
             dest = tmp / rel
@@ -121,21 +147,27 @@ def write_export(out_dir: Path, files: dict[str, str | bytes], copies: dict[str,
             dest = tmp / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dest)
-        old = None
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=parent))
-            os.rename(out_dir, old / "x")
-        os.rename(tmp, out_dir)
+        if dest_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest_dir.name}.old-", dir=parent))
+            os.rename(dest_dir, old / "x")
+        os.rename(tmp, dest_dir)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and (old / "x").exists() and not dest_dir.exists():
+            os.rename(old / "x", dest_dir)      # put the earlier export back
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise EdgekitError(f"cannot write the output directory {out_dir}: {e.strerror or e}") from None
         raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def export(model_path: str | Path, out_dir: str | Path, target: Target, calib=None,
            name: str | None = None) -> ExportResult:
     model_path = Path(model_path)
+    check_out_dir(Path(out_dir), model_path)
     tflite = model_to_tflite(model_path, calib)
     program = compile_program(tflite, label=str(model_path))
     model_name = c_string_name(name or model_path.stem)

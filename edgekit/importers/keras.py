@@ -122,6 +122,14 @@ def load_calibration(calib: str | Path, input_shape: tuple[int, ...], seed: int 
         rng = np.random.default_rng(seed)
         return rng.uniform(-1.0, 1.0, size=(64, *input_shape)).astype(np.float32)
     path = Path(calib)
+    if not path.is_file():
+        raise EdgekitError(f"calibration data {path} {'is not a file' if path.exists() else 'does not exist'}: "
+                           "pass --calib samples.npy (N inputs shaped like the model input) or --calib random")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):
+        raise EdgekitError(f"calibration data {path} is not a .npy or .npz file: save your samples "
+                           "with numpy.save('calib.npy', x), x shaped [N, *input_shape]")
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
@@ -140,6 +148,9 @@ def load_calibration(calib: str | Path, input_shape: tuple[int, ...], seed: int 
                                f"expects [N, {', '.join(map(str, input_shape))}]")
     if data.shape[0] == 0:
         raise EdgekitError(f"calibration data {path} holds no samples")
+    if not (np.issubdtype(data.dtype, np.number) or data.dtype == bool):
+        raise EdgekitError(f"calibration data {path} holds {data.dtype} values, not numbers: "
+                           "save float32 samples")
     return data.astype(np.float32)
 
 
@@ -163,14 +174,17 @@ def quantize_keras(model, keras_module, calib: np.ndarray) -> bytes:
         for i in range(calib.shape[0]):
             yield [calib[i:i + 1]]
 
+    # The model is converted with batch size 1 (what a microcontroller runs), so shapes are
+    # static and the converter folds shape arithmetic (Keras 3's Flatten would otherwise become
+    # SHAPE / STRIDED_SLICE / PACK ops around a dynamic RESHAPE).
     if keras_module.__name__.startswith("tf_keras"):
-        # The TF 2.21 converter takes Keras 3 models in from_keras_model; a tf_keras model is
-        # traced into a concrete function first.
         fn = tf.function(lambda x: model(x, training=False))
         spec = tf.TensorSpec([1, *calib.shape[1:]], tf.float32)
         converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function(spec)], model)
     else:
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        inp = keras_module.Input(batch_shape=(1, *calib.shape[1:]))
+        fixed = keras_module.Model(inp, model(inp))
+        converter = tf.lite.TFLiteConverter.from_keras_model(fixed)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
