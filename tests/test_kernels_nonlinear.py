@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs:UserWarning")
 
 KERNELS = REPO / "firmware" / "kernels"
-SOURCES = ["ek_softmax_s8.c", "ek_logistic_s8.c", "ek_tanh_s8.c", "ek_mean_s8.c"]
+SOURCES = ["ek_softmax_s8.c", "ek_lut_s8.c", "ek_mean_s8.c"]
 
 # Representative-data ranges [lo, hi] the converter calibrates on.
 RANGES = {
@@ -54,7 +54,7 @@ class SoftmaxParams(ctypes.Structure):
                 ("rows", "depth", "input_multiplier", "input_left_shift", "diff_min")]
 
 
-class LutParams(ctypes.Structure):  # ek_logistic_params and ek_tanh_params
+class LutParams(ctypes.Structure):  # ek_lut_params (LOGISTIC and TANH)
     _fields_ = [("size", ctypes.c_int32), ("table", ctypes.c_int8 * 256)]
 
 
@@ -85,8 +85,8 @@ def lib(tmp_path_factory):
     assert res.returncode == 0, f"compiling the kernels failed:\n{res.stderr}"
     so = ctypes.CDLL(str(out))
     i8p = ctypes.POINTER(ctypes.c_int8)
-    for name, cls in (("ek_softmax_s8", SoftmaxParams), ("ek_logistic_s8", LutParams),
-                      ("ek_tanh_s8", LutParams), ("ek_mean_s8", MeanParams)):
+    for name, cls in (("ek_softmax_s8", SoftmaxParams), ("ek_lut_s8", LutParams),
+                      ("ek_mean_s8", MeanParams)):
         getattr(so, name).argtypes = [ctypes.POINTER(cls), i8p, i8p]
         getattr(so, name).restype = None
     return so
@@ -223,8 +223,8 @@ def model_input(model_bytes: bytes, x_float: np.ndarray) -> np.ndarray:
 
 ALL_INT8 = np.arange(-128, 128, dtype=np.int8)
 ELEMENTWISE = {
-    "LOGISTIC": ("sigmoid", nonlinear.logistic_params, "ek_logistic_s8"),
-    "TANH": ("tanh", nonlinear.tanh_params, "ek_tanh_s8"),
+    "LOGISTIC": ("sigmoid", nonlinear.logistic_params, "ek_lut_s8"),
+    "TANH": ("tanh", nonlinear.tanh_params, "ek_lut_s8"),
 }
 
 
@@ -497,8 +497,7 @@ DRIVER = r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include "ek_softmax.h"
-#include "ek_logistic.h"
-#include "ek_tanh.h"
+#include "ek_lut.h"
 #include "ek_mean.h"
 
 /* stdin: records of int32 {op, input bytes, output bytes}, the params struct, the input;
@@ -507,8 +506,8 @@ int main(void)
 {
     int32_t hdr[3];
     while (fread(hdr, sizeof hdr, 1, stdin) == 1) {
-        union { ek_softmax_params s; ek_logistic_params l; ek_tanh_params t; ek_mean_params m; } p;
-        const size_t sizes[4] = {sizeof p.s, sizeof p.l, sizeof p.t, sizeof p.m};
+        union { ek_softmax_params s; ek_lut_params l; ek_mean_params m; } p;
+        const size_t sizes[4] = {sizeof p.s, sizeof p.l, sizeof p.l, sizeof p.m};
         int8_t *in = malloc((size_t)hdr[1]), *out = malloc((size_t)hdr[2]);
         if (hdr[0] < 0 || hdr[0] > 3 || !in || !out || fread(&p, sizes[hdr[0]], 1, stdin) != 1 ||
             fread(in, 1, (size_t)hdr[1], stdin) != (size_t)hdr[1]) {
@@ -516,8 +515,7 @@ int main(void)
         }
         switch (hdr[0]) {
         case 0: ek_softmax_s8(&p.s, in, out); break;
-        case 1: ek_logistic_s8(&p.l, in, out); break;
-        case 2: ek_tanh_s8(&p.t, in, out); break;
+        case 1: case 2: ek_lut_s8(&p.l, in, out); break;
         default: ek_mean_s8(&p.m, in, out); break;
         }
         fwrite(out, 1, (size_t)hdr[2], stdout);
@@ -541,7 +539,7 @@ def sanitizer_cases() -> list[tuple[str, type, dict, np.ndarray, int]]:
         x[1, ::7] = -100
         p = nonlinear.softmax_params(x.shape, 1e-6, 0, 1 / 256, -128)
         cases.append(("ek_softmax_s8", SoftmaxParams, p, x, x.size))
-    for fn, params_fn in (("ek_logistic_s8", nonlinear.logistic_params), ("ek_tanh_s8", nonlinear.tanh_params)):
+    for fn, params_fn in (("ek_lut_s8", nonlinear.logistic_params), ("ek_lut_s8", nonlinear.tanh_params)):
         for scale, zp in ((1e-4, -128), (0.05, 3), (30.0, 127)):
             p = params_fn(256, scale, zp, 1 / 256, -128)
             cases.append((fn, LutParams, p, ALL_INT8, 256))
@@ -566,7 +564,7 @@ def test_kernels_clean_under_sanitizers(lib, tmp_path):
            "-o", str(exe), str(tmp_path / "driver.c")] + [str(KERNELS / s) for s in SOURCES]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, f"compiling with sanitizers failed:\n{res.stderr}"
-    ops = {"ek_softmax_s8": 0, "ek_logistic_s8": 1, "ek_tanh_s8": 2, "ek_mean_s8": 3}
+    ops = {"ek_softmax_s8": 0, "ek_lut_s8": 1, "ek_mean_s8": 3}
     cases = sanitizer_cases()
     blob, expected = b"", []
     for fn, cls, params, x, out_size in cases:

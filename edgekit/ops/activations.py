@@ -1,4 +1,4 @@
-"""SOFTMAX, LOGISTIC, TANH and MEAN -> ek_softmax_s8 / ek_logistic_s8 / ek_tanh_s8 / ek_mean_s8.
+"""SOFTMAX, LOGISTIC, TANH and MEAN -> ek_softmax_s8 / ek_lut_s8 (table lookup) / ek_mean_s8.
 The float work lives in edgekit.ops.nonlinear (pure functions of shapes and scales)."""
 from __future__ import annotations
 
@@ -29,13 +29,13 @@ def lower_softmax(graph: Graph, op: Op) -> KernelCall:
 @lowering("LOGISTIC")
 def lower_logistic(graph: Graph, op: Op) -> KernelCall:
     inp, out, (si, zi), (so, zo) = _io(graph, op)
-    return _call("logistic", op, nonlinear.logistic_params(inp.size, si, zi, so, zo), 0)
+    return _call("lut", op, nonlinear.logistic_params(inp.size, si, zi, so, zo), 0)
 
 
 @lowering("TANH")
 def lower_tanh(graph: Graph, op: Op) -> KernelCall:
     inp, out, (si, zi), (so, zo) = _io(graph, op)
-    return _call("tanh", op, nonlinear.tanh_params(inp.size, si, zi, so, zo), 0)
+    return _call("lut", op, nonlinear.tanh_params(inp.size, si, zi, so, zo), 0)
 
 
 @lowering("MEAN")

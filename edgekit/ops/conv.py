@@ -25,7 +25,7 @@ def _geometry(op: Op, in_hw: tuple[int, int], k_hw: tuple[int, int], out_hw: tup
                 pad_top=pads[0], pad_left=pads[1])
 
 
-def _weights_and_quant(graph: Graph, op: Op, out_c: int, channel_axis: int):
+def _weights_and_quant(graph: Graph, op: Op, out_c: int):
     inp, w, out = graph.t(op.inputs[0]), graph.t(op.inputs[1]), graph.t(op.outputs[0])
     if w.data is None:
         raise unsupported(op, "its weights are not constant")
@@ -51,6 +51,15 @@ def _weights_and_quant(graph: Graph, op: Op, out_c: int, channel_axis: int):
     return w, bias, q, arrays
 
 
+def _call(name: str, op: Op, params: dict, w, bias, quant_arrays: list, macs: int) -> KernelCall:
+    arrays = [ConstArray("filter", "int8_t", w.data.reshape(-1))] + ([bias] if bias else []) + quant_arrays
+    return KernelCall(kernel=f"ek_{name}_s8", header=f"ek_{name}.h", sources=(f"ek_{name}_s8.c",),
+                      params_type=f"ek_{name}_params", params=params,
+                      args=[TensorArg(op.inputs[0]), ArrayArg("filter"), ArrayArg("bias" if bias else None),
+                            TensorArg(op.outputs[0])],
+                      arrays=arrays, macs=macs)
+
+
 @lowering("CONV_2D")
 def lower_conv2d(graph: Graph, op: Op) -> KernelCall:
     require_int8(graph, op, op.inputs[0], op.outputs[0])
@@ -63,15 +72,10 @@ def lower_conv2d(graph: Graph, op: Op) -> KernelCall:
     if w_in_c != in_c:
         raise unsupported(op, f"grouped convolution ({in_c} input channels, filter depth {w_in_c}) "
                               "is not supported")
-    w, bias, q, arrays = _weights_and_quant(graph, op, out_c, 0)
+    w, bias, q, arrays = _weights_and_quant(graph, op, out_c)
     params = dict(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c, k_h=k_h, k_w=k_w,
                   **_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w)), **q)
-    arrays = [ConstArray("filter", "int8_t", w.data.reshape(-1))] + ([bias] if bias else []) + arrays
-    return KernelCall(kernel="ek_conv2d_s8", header="ek_conv2d.h", sources=("ek_conv2d_s8.c",),
-                      params_type="ek_conv2d_params", params=params,
-                      args=[TensorArg(op.inputs[0]), ArrayArg("filter"), ArrayArg("bias" if bias else None),
-                            TensorArg(op.outputs[0])],
-                      arrays=arrays, macs=out_h * out_w * out_c * k_h * k_w * in_c)
+    return _call("conv2d", op, params, w, bias, arrays, macs=out_h * out_w * out_c * k_h * k_w * in_c)
 
 
 @lowering("DEPTHWISE_CONV_2D")
@@ -85,13 +89,8 @@ def lower_dwconv(graph: Graph, op: Op) -> KernelCall:
     if out_c % in_c:
         raise unsupported(op, f"{out_c} output channels is not a multiple of {in_c} input channels")
     k_h, k_w = int(w_shape[1]), int(w_shape[2])
-    w, bias, q, arrays = _weights_and_quant(graph, op, out_c, 3)
+    w, bias, q, arrays = _weights_and_quant(graph, op, out_c)
     params = dict(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
                   ch_mult=out_c // in_c, k_h=k_h, k_w=k_w,
                   **_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w)), **q)
-    arrays = [ConstArray("filter", "int8_t", w.data.reshape(-1))] + ([bias] if bias else []) + arrays
-    return KernelCall(kernel="ek_dwconv_s8", header="ek_dwconv.h", sources=("ek_dwconv_s8.c",),
-                      params_type="ek_dwconv_params", params=params,
-                      args=[TensorArg(op.inputs[0]), ArrayArg("filter"), ArrayArg("bias" if bias else None),
-                            TensorArg(op.outputs[0])],
-                      arrays=arrays, macs=out_h * out_w * out_c * k_h * k_w)
+    return _call("dwconv", op, params, w, bias, arrays, macs=out_h * out_w * out_c * k_h * k_w)

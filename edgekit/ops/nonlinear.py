@@ -86,7 +86,7 @@ def softmax_params(input_shape: Sequence[int], input_scale: float, input_zero_po
 
 def logistic_params(size: int, input_scale: float, input_zero_point: int,
                     output_scale: float, output_zero_point: int) -> dict:
-    """ek_logistic_params: the reference's 256-entry table of 1 / (1 + expf(-x))."""
+    """ek_lut_params for LOGISTIC: the reference's 256-entry table of 1 / (1 + expf(-x))."""
     _check_scale(input_scale, "LOGISTIC input")
     _check_zero_point(input_zero_point, "LOGISTIC input")
     _check_zero_point(output_zero_point, "LOGISTIC output")
@@ -104,7 +104,7 @@ def logistic_params(size: int, input_scale: float, input_zero_point: int,
 
 def tanh_params(size: int, input_scale: float, input_zero_point: int,
                 output_scale: float, output_zero_point: int) -> dict:
-    """ek_tanh_params: the reference's 256-entry table of tanhf(x) (any output quantization)."""
+    """ek_lut_params for TANH: the reference's 256-entry table of tanhf(x) (any output quantization)."""
     _check_scale(input_scale, "TANH input")
     _check_zero_point(input_zero_point, "TANH input")
     _check_scale(output_scale, "TANH output")
