@@ -25,7 +25,8 @@ def require_tool(name: str) -> str:
     return path
 
 
-def run_make(out_dir: Path, goal: str | None = None, sanitize: bool = False, quiet: bool = True) -> None:
+def run_make(out_dir: Path, goal: str | None = None, sanitize: bool = False, quiet: bool = True,
+             variables: dict[str, str] | None = None) -> None:
     require_tool("make")
     out_dir = Path(out_dir)
     if not (out_dir / "Makefile").exists():
@@ -39,6 +40,7 @@ def run_make(out_dir: Path, goal: str | None = None, sanitize: bool = False, qui
     cmd = ["make", "-C", str(out_dir), "--no-print-directory"]
     if sanitize:
         cmd.append("SANITIZE=1")
+    cmd += [f"{name}={value}" for name, value in (variables or {}).items()]
     if goal:
         cmd.append(goal)
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -59,9 +61,18 @@ def host_binary(out_dir: Path, sanitize: bool = False) -> Path:
     return Path(out_dir) / "build" / ("host-sanitize" if sanitize else "host") / "model_host"
 
 
-def firmware_elf(out_dir: Path) -> Path:
-    run_make(out_dir, None)
-    return Path(out_dir) / "build" / "firmware.elf"
+def firmware_elf(out_dir: Path, profile: bool = False, protocol: str = "edgekit") -> Path:
+    """Build the firmware (make [PROFILE=1] [PROTOCOL=mlperf-tiny]) and return its ELF.
+
+    Each option combination has its own directory (templates/Makefile.j2): build/,
+    build/profile/, build/mlperf-tiny/, build/mlperf-tiny-profile/.
+    """
+    if protocol not in ("edgekit", "mlperf-tiny"):
+        raise EdgekitError(f"protocol must be 'edgekit' or 'mlperf-tiny', not {protocol!r}")
+    run_make(out_dir, None, variables={"PROFILE": "1" if profile else "0", "PROTOCOL": protocol})
+    sub = {("edgekit", False): "", ("edgekit", True): "profile",
+           ("mlperf-tiny", False): "mlperf-tiny", ("mlperf-tiny", True): "mlperf-tiny-profile"}[protocol, profile]
+    return Path(out_dir) / "build" / sub / "firmware.elf" if sub else Path(out_dir) / "build" / "firmware.elf"
 
 
 def firmware_size(elf: Path) -> dict[str, int]:

@@ -46,6 +46,25 @@ def _cmd_verify(args) -> int:
     return 0 if result.ok else 1
 
 
+def _cmd_bench(args) -> int:
+    from .bench import BenchConfig, bench, format_summary, write_csv, write_plots
+    config = BenchConfig(runs=args.runs, warmup=args.warmup, count=args.count, seed=args.seed,
+                         inputs=args.inputs, profile=args.profile, protocol=args.protocol,
+                         clock_hz=args.clock_hz, timeout=args.timeout)
+    result = bench(args.out, config, emulate=args.emulate, port=args.port, baud=args.baud,
+                   json_path=args.json)
+    print(format_summary(result))
+    if args.save_outputs:
+        import numpy as np
+        np.save(args.save_outputs, np.stack(result.outputs))
+    if args.csv:
+        write_csv(args.csv, result)
+    if args.plot:
+        for path in write_plots(args.plot, result):
+            print(f"wrote {path}")
+    return 0 if result.matched == len(result.per_input) else 1
+
+
 def _cmd_targets(args) -> int:
     from .targets import TARGETS
     for t in TARGETS.values():
@@ -81,6 +100,30 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     v.add_argument("--sanitize", action="store_true", help="host build with AddressSanitizer and UBSan")
     v.set_defaults(func=_cmd_verify)
+
+    b = sub.add_parser("bench", help="latency and correctness on the board (or QEMU) over a serial port")
+    b.add_argument("out", help="an `edgekit export` output directory (for a Cortex-M target)")
+    where = b.add_mutually_exclusive_group(required=True)
+    where.add_argument("--emulate", action="store_true", help="build the firmware and run it in QEMU "
+                       "(counts instructions, deterministic)")
+    where.add_argument("--port", help="the board's serial port or any pyserial URL "
+                       "(/dev/ttyACM0, socket://host:port)")
+    b.add_argument("--baud", type=int, default=115200, help="baud rate of --port (default 115200)")
+    b.add_argument("--clock-hz", type=int, help="the board's CPU clock, to report ms and inferences/s")
+    b.add_argument("--inputs", help=".npy/.npz batch [N, *input_shape]: int8 as is, float32 quantized")
+    b.add_argument("--count", type=int, default=3, help="random inputs when --inputs is not given (default 3)")
+    b.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    b.add_argument("--runs", type=int, default=20, help="timed inferences per input (default 20)")
+    b.add_argument("--warmup", type=int, default=3, help="untimed inferences before them (default 3)")
+    b.add_argument("--profile", action="store_true", help="per-layer times (firmware with PROFILE=1)")
+    b.add_argument("--protocol", default="edgekit", choices=["edgekit", "mlperf-tiny"],
+                   help="edgekit's framed protocol (default) or the MLPerf Tiny / EEMBC runner's")
+    b.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the board (default 10)")
+    b.add_argument("--json", help="write the results as JSON (atomically, also when cut short)")
+    b.add_argument("--csv", help="write every run's latency as CSV")
+    b.add_argument("--save-outputs", help="save the raw int8 outputs [N, *output_shape] to this .npy")
+    b.add_argument("--plot", metavar="DIR", help="write latency_histogram.png (and layers.png) to DIR")
+    b.set_defaults(func=_cmd_bench)
 
     t = sub.add_parser("targets", help="list the targets")
     t.set_defaults(func=_cmd_targets)

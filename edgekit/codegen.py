@@ -119,7 +119,8 @@ def _layer(program: Program, i: int) -> _Layer:
                            for t in step.op.inputs[:1] if t >= 0)
     out_shape = "x".join(map(str, g.t(step.op.outputs[0]).shape[1:]))
     # Only the op kind and name come from the file; the shapes and the arrow are edgekit's own.
-    comment = f"{c_comment(step.op.kind, 40)} {c_comment(short_name(step.op.name, 50), 60)} {in_shapes} -> {out_shape}"
+    comment = (f"{c_comment(step.op.kind, 40)} {c_comment(short_name(step.op.name, 50), 60)} "
+               f"{in_shapes} -> {out_shape}")
     fields = [dict(name=k, value=_field_value(v, prefix)) for k, v in call.params.items()]
     return _Layer(index=i, comment=comment, kernel=call.kernel, params_type=call.params_type,
                   params_name=f"{prefix}_params", fields=fields, arrays=arrays, args=args, locals=locals_)
@@ -140,6 +141,8 @@ def render_model(program: Program, target_name: str, model_name: str, version: s
         input_zero_point=in_zp,
         output_shape="x".join(map(str, out.shape)), output_size=out.size, output_scale=c_float(out_scale),
         output_zero_point=out_zp,
+        input_rank=len(inp.shape or (1,)), input_dims=", ".join(map(str, inp.shape or (1,))),
+        output_rank=len(out.shape or (1,)), output_dims=", ".join(map(str, out.shape or (1,))),
         arena_size=program.plan.arena_size, num_layers=len(layers), layers=layers, headers=headers,
         total_macs=sum(s.call.macs for s in program.steps),
         weight_bytes=sum(s.call.weight_bytes for s in program.steps), uses_input=uses_input,

@@ -12,6 +12,22 @@ QEMU's stderr).
 
     y = run_on_device("build/firmware.elf", x)    # x: int8 [N, input_size]
 
+Timing: with ``icount=True`` QEMU runs under ``-icount shift=3,sleep=off``:
+virtual time advances 2**3 = 8 ns per guest instruction, so the board's
+25 MHz timers (SysTick, CMSDK TIMER0) advance one tick per 5 instructions
+(``Emulator.instructions_per_tick``) and two sessions count exactly the same.
+These are instruction counts, not Cortex-M cycles.  Without icount the timers
+follow the host's wall clock.  :func:`tick_units` turns ticks into the unit
+that means something for the run.
+
+``transport="pty"`` connects UART0 to a pseudo-terminal instead
+(``-serial pty``); ``Emulator.pty`` is its path ("/dev/pts/N"), which any
+serial program can open like a USB port.  QEMU does not wait for it to be
+opened: the boot banner is usually gone by then, as with a real board.
+
+A guest reset (the firmware's RESET request: SYSRESETREQ) reboots the board;
+``reboot=False`` makes QEMU exit instead (``-no-reboot``).
+
 QEMU is always killed (by its PID) when the ``with`` block ends, also on an
 exception or Ctrl-C, and every wait has a time limit.
 """
@@ -20,6 +36,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -44,10 +61,14 @@ __all__ = [
     "qemu_machine",
     "run_firmware",
     "run_on_device",
+    "tick_units",
 ]
 
 QEMU = "qemu-system-arm"
 DEFAULT_MACHINE = "mps2-an386"
+ICOUNT_SHIFT = 3  # -icount shift=3: 8 ns of virtual time per instruction
+MPS2_TIMER_HZ = 25_000_000  # SysTick and CMSDK TIMER0 on QEMU's MPS2 boards
+_PTY_LINE = re.compile(r"char device redirected to (\S+)")
 
 # Memory map shared by QEMU's mps2-an385/an386/an500 (firmware/boards/mps2/board.h):
 # 4 MB of "flash" at 0 (QEMU loads the ELF there) and 4 MB of RAM at 0x20000000.
@@ -73,6 +94,31 @@ def machine_target(machine: str) -> Target:
     """The edgekit target (CPU flags, ...) that a QEMU machine emulates."""
     machine = qemu_machine(machine)
     return next(t for t in TARGETS.values() if t.qemu_machine == machine)
+
+
+def tick_units(ticks: float, timer_source: str, timer_hz: int, instructions_per_tick: float | None = None) -> tuple[float, str]:
+    """Express board timer ticks (DeviceLink.timings(), profile()) in a meaningful unit.
+
+    timer_source, timer_hz: from DeviceLink.info().  instructions_per_tick:
+    Emulator.instructions_per_tick (QEMU under icount), None on a real board.
+
+    - QEMU under icount: (ticks x 5, "instructions") - exact instruction counts;
+    - the DWT cycle counter: (ticks, "cycles");
+    - another timer of known rate: (milliseconds, "ms");
+    - otherwise: (ticks, "ticks").
+
+    >>> tick_units(1000, "cmsdk-timer", 25_000_000, instructions_per_tick=5)
+    (5000, 'instructions')
+    >>> tick_units(25_000, "systick", 25_000_000)
+    (1.0, 'ms')
+    """
+    if instructions_per_tick:
+        return ticks * instructions_per_tick, "instructions"
+    if timer_source == "dwt":
+        return ticks, "cycles"
+    if timer_hz:
+        return ticks * 1000 / timer_hz, "ms"
+    return ticks, "ticks"
 
 
 class EmulatorError(EdgekitError):
@@ -147,8 +193,12 @@ class Emulator:
     elf_path: the firmware (ELF linked for the board).
     board: QEMU machine ("mps2-an386", "mps2-an500", "mps2-an385") or
         target name ("cortex-m4", "cortex-m7", "cortex-m3").
-    icount_shift: run with `-icount shift=N,sleep=off` (deterministic timers:
-        one tick of the 25 MHz SysTick = 2**N ns of instructions; 3 is usual).
+    icount: run with `-icount shift=3,sleep=off`: deterministic timers, one
+        25 MHz tick = 5 instructions (instructions_per_tick).
+    icount_shift: the same with another shift N (2**N ns per instruction).
+    transport: "tcp" (a loopback socket; QEMU waits for the host before the
+        firmware starts) or "pty" (a pseudo-terminal, path in `pty`).
+    reboot: a guest reset reboots the board (True) or ends QEMU (False).
     start_timeout: seconds allowed for QEMU to open its serial port.
     link_timeout / invoke_timeout: passed on to DeviceLink.
     """
@@ -158,38 +208,63 @@ class Emulator:
         elf_path: str | os.PathLike,
         board: str = DEFAULT_MACHINE,
         *,
+        icount: bool = False,
         icount_shift: int | None = None,
+        transport: str = "tcp",
+        reboot: bool = True,
         start_timeout: float = 10.0,
         link_timeout: float = 5.0,
         invoke_timeout: float = 60.0,
     ):
+        if transport not in ("tcp", "pty"):
+            raise EmulatorError(f"transport must be 'tcp' or 'pty', not {transport!r}")
         self.elf_path = Path(elf_path)
         self.machine = qemu_machine(board)
-        self.icount_shift = icount_shift
+        self.icount_shift = ICOUNT_SHIFT if icount and icount_shift is None else icount_shift
+        self.transport = transport
+        self.reboot = reboot
         self.start_timeout = start_timeout
         self.link_timeout = link_timeout
         self.invoke_timeout = invoke_timeout
         self.port: int | None = None
+        self.pty: str | None = None
         self._process: subprocess.Popen | None = None
         self._log = None
         self._last_log = ""
         self._serial = None
         self._link: DeviceLink | None = None
 
+    @property
+    def icount(self) -> bool:
+        return self.icount_shift is not None
+
+    @property
+    def instructions_per_tick(self) -> float | None:
+        """Guest instructions per tick of the board's 25 MHz timers under icount, else None.
+
+        40 ns per tick / 2**shift ns per instruction: 5 with shift=3.
+        """
+        if self.icount_shift is None:
+            return None
+        value = (1e9 / MPS2_TIMER_HZ) / 2**self.icount_shift
+        return int(value) if value == int(value) else value
+
     # -- lifetime ----------------------------------------------------------------
 
-    def command(self, port: int) -> list[str]:
-        """The QEMU command line for a serial port number."""
+    def command(self, port: int | None) -> list[str]:
+        """The QEMU command line for a serial port number (or the pty when None)."""
+        serial_arg = "pty" if port is None else f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"
         cmd = [
             find_qemu(),
             "-M", self.machine,
             "-display", "none",
             "-monitor", "none",
-            "-no-reboot",
             "-semihosting-config", "enable=on,target=native",
-            "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",
+            "-serial", serial_arg,
             "-kernel", str(self.elf_path),
         ]  # fmt: skip
+        if not self.reboot:
+            cmd.append("-no-reboot")
         if self.icount_shift is not None:
             cmd += ["-icount", f"shift={self.icount_shift},sleep=off"]
         return cmd
@@ -201,6 +276,9 @@ class Emulator:
         find_qemu()
         try:
             deadline = time.monotonic() + self.start_timeout
+            if self.transport == "pty":
+                self._launch_pty(deadline)
+                return self  # the link opens the pty on first use (`link`)
             for _ in range(3):  # another process may grab the port first
                 if self._launch(deadline):
                     break
@@ -212,19 +290,38 @@ class Emulator:
             raise
         return self
 
-    def _launch(self, deadline: float) -> bool:
-        """Start QEMU on a fresh port; False if the port turned out to be taken."""
-        self.stop()
-        self.port = _free_port()
+    def _spawn(self, port: int | None) -> None:
         self._log = tempfile.TemporaryFile(prefix="edgekit-qemu-")
         self._process = subprocess.Popen(
-            self.command(self.port),
+            self.command(port),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches Python, which then kills QEMU
         )
         _LIVE.add(self._process)
+
+    def _launch_pty(self, deadline: float) -> None:
+        """Start QEMU with -serial pty and read the pty's path from its output."""
+        self.stop()
+        self._spawn(None)
+        while True:
+            match = _PTY_LINE.search(self.log())
+            if match:
+                self.pty = match.group(1)
+                return
+            status = self._process.poll()
+            if status is not None:
+                raise EmulatorError(f"QEMU exited with status {status} before opening its pty: {self.log_summary()}")
+            if time.monotonic() >= deadline:
+                raise EmulatorError(f"QEMU did not report its pty within {self.start_timeout:g} s: {self.log_summary()}")
+            time.sleep(0.01)
+
+    def _launch(self, deadline: float) -> bool:
+        """Start QEMU on a fresh port; False if the port turned out to be taken."""
+        self.stop()
+        self.port = _free_port()
+        self._spawn(self.port)
         url = f"socket://127.0.0.1:{self.port}"
         while True:
             status = self._process.poll()
@@ -266,14 +363,21 @@ class Emulator:
 
     @property
     def link(self) -> DeviceLink:
-        """The serial link to the firmware (after start())."""
+        """The serial link to the firmware (after start(); with a pty, opened on first use)."""
+        if self._link is None and self.transport == "pty" and self.pty and self.returncode() is None:
+            self._link = DeviceLink(self.serial, timeout=self.link_timeout, invoke_timeout=self.invoke_timeout)
         if self._link is None:
             raise EmulatorError("the emulator is not running: use it in a `with` block or call start()")
         return self._link
 
     @property
     def serial(self):
-        """The raw pyserial port connected to the firmware's UART0 (after start())."""
+        """The raw pyserial port connected to the firmware's UART0 (after start(); a pty opens here)."""
+        if self._serial is None and self.transport == "pty" and self.pty and self.returncode() is None:
+            try:
+                self._serial = serial.serial_for_url(self.pty, timeout=DeviceLink.POLL_INTERVAL)
+            except serial.SerialException as exc:
+                raise EmulatorError(f"cannot open QEMU's pty {self.pty}: {exc}") from None
         if self._serial is None:
             raise EmulatorError("the emulator is not running: use it in a `with` block or call start()")
         return self._serial

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .codegen import c_string_name, environment, kernel_sources, render_model, resource_dir
+from .codegen import c_string_name, environment, kernel_sources, render_model, resource_dir, weights_hash
 from .errors import DoesNotFitError, EdgekitError
 from .importers.tflite import load_tflite
 from .passes import run_passes
@@ -23,6 +23,9 @@ from .report import build_report, format_report
 from .targets import Target
 
 STACK_BYTES_DEFAULT = 4096
+# Firmware files beside model.c: both protocols' main loops (the Makefile's PROTOCOL picks one)
+# and the per-layer profile hooks (PROFILE=1).
+DEVICE_FILES = ("device_main.c", "mlperf_main.c", "ek_profile.h")
 
 
 @dataclass
@@ -171,7 +174,8 @@ def export(model_path: str | Path, out_dir: str | Path, target: Target, calib=No
     tflite = model_to_tflite(model_path, calib)
     program = compile_program(tflite, label=str(model_path))
     model_name = c_string_name(name or model_path.stem)
-    report = build_report(program, target, model_name, model_path.name, __version__)
+    report = build_report(program, target, model_name, model_path.name, __version__,
+                          weights_hash=weights_hash(program))
     check_fit(report, target)
 
     files: dict[str, str | bytes] = dict(render_model(program, target.name, model_name, __version__))
@@ -184,7 +188,8 @@ def export(model_path: str | Path, out_dir: str | Path, target: Target, calib=No
     copies = {f"kernels/{k}": fw / "kernels" / k for k in kernels}
     copies["host_main.c"] = fw / "host_main.c"
     if not target.is_host:
-        copies["device_main.c"] = fw / "device_main.c"
+        for name in DEVICE_FILES:
+            copies[name] = fw / name
         board = fw / "boards" / target.board
         for f in sorted(board.iterdir()):
             if f.is_file():

@@ -19,12 +19,20 @@ code and the request type.
     link.set_input(x.tobytes())
     link.invoke()
     y = link.get_output(info.output_size)
+    link.run(100, warmup=5)          # 100 timed inferences after 5 untimed ones
+    ticks = link.timings(100)        # board timer ticks per run (info.timer_source, timer_hz)
+    layers = link.profile()          # ticks per layer of the last run (firmware built with PROFILE=1)
 
 Every wait is bounded.  A reply that arrives corrupted, or an ERROR saying
 that the request arrived corrupted, makes the request be sent again (at most
-``retries`` times); all requests are idempotent except EXIT, which is never
-repeated.  Failures raise a :class:`LinkError` subclass with a one-sentence
-message.
+``retries`` times); all requests are idempotent except EXIT and RESET, which
+are never repeated.  Failures raise a :class:`LinkError` subclass with a
+one-sentence message; :class:`BoardReset` when the board's boot banner shows
+up in the middle of a session (it rebooted: its input and timings are gone).
+
+:class:`MlperfTinyLink` drives firmware built with ``make PROTOCOL=mlperf-tiny``
+(the MLPerf Tiny / EEMBC runner's ASCII protocol) with the same method names
+where they make sense.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import enum
 import re
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import serial
@@ -45,6 +53,8 @@ __all__ = [
     "MAX_PAYLOAD",
     "PROTOCOL_VERSION",
     "SYNC",
+    "TIMER_SOURCES",
+    "BoardReset",
     "Command",
     "DeviceError",
     "DeviceInfo",
@@ -54,13 +64,15 @@ __all__ = [
     "LinkClosed",
     "LinkError",
     "LinkTimeout",
+    "MlperfInference",
+    "MlperfTinyLink",
     "ProtocolError",
     "crc16",
     "decode_frame",
     "encode_frame",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # version 1 firmware (no RUN/TIMINGS/PROFILE/RESET) is still understood
 SYNC = b"\xc5\xcb"  # "EK" with the high bit set: never an ASCII byte
 HEADER_SIZE = 5  # sync (2), type (1), payload length (2)
 MAX_PAYLOAD = 1024
@@ -69,6 +81,11 @@ ERROR_TYPE = 0xFF
 CRC_INIT = 0xFFFF
 MAX_WRITE = 1024  # bytes per serial write call
 _BANNER = re.compile(rb"edgekit (ready|init-failed) ([^\r\n]*)\r?\n")
+BANNER_WINDOW = 512  # bytes kept while looking for a banner among skipped bytes
+TICKS_PER_FRAME = MAX_PAYLOAD // 4  # u32 values per TIMINGS / PROFILE reply
+
+# INFO's timer source ids (firmware/boards/<board>/timer.h).
+TIMER_SOURCES = {0: "none", 1: "dwt", 2: "systick", 3: "cmsdk-timer"}
 
 
 class Command(enum.IntEnum):
@@ -79,6 +96,10 @@ class Command(enum.IntEnum):
     INVOKE = 0x03
     GET_OUTPUT = 0x04
     EXIT = 0x05
+    RUN = 0x06
+    TIMINGS = 0x07
+    PROFILE = 0x08
+    RESET = 0x09
 
 
 class ErrorCode(enum.IntEnum):
@@ -90,6 +111,7 @@ class ErrorCode(enum.IntEnum):
     BAD_LENGTH = 4
     OUT_OF_RANGE = 5
     NOT_READY = 6
+    NOT_SUPPORTED = 7
 
     @property
     def meaning(self) -> str:
@@ -103,10 +125,22 @@ _ERROR_MEANINGS = {
     ErrorCode.BAD_LENGTH: "the request's payload length is wrong for its type",
     ErrorCode.OUT_OF_RANGE: "the offset or length lies outside the model's input or output tensor",
     ErrorCode.NOT_READY: "ek_model_init() failed on the device, so the model cannot run",
+    ErrorCode.NOT_SUPPORTED: "the firmware was built without this feature (the per-layer profile needs `make PROFILE=1`)",
+}
+
+# What an error code means for a particular request, where that differs from its general meaning.
+_REQUEST_ERROR_MEANINGS = {
+    (Command.RUN, ErrorCode.OUT_OF_RANGE): "more timed runs than the firmware can record (max_runs in INFO)",
+    (Command.TIMINGS, ErrorCode.OUT_OF_RANGE): "the offset or count lies beyond the runs recorded by the last RUN",
+    (Command.PROFILE, ErrorCode.OUT_OF_RANGE): "the offset or count lies beyond the model's layers",
 }
 
 # Errors that mean "the request was damaged on the way": sending it again may work.
 _TRANSIENT_ERRORS = {ErrorCode.BAD_CRC, ErrorCode.FRAME_TOO_LONG}
+# Requests sent once only (their effect cannot be repeated safely)...
+_NEVER_RESENT = {Command.EXIT, Command.RESET}
+# ... and requests not sent again after a timeout (they may just be slow).
+_NOT_RESENT_AFTER_TIMEOUT = {Command.INVOKE, Command.RUN, Command.EXIT, Command.RESET}
 
 
 class LinkError(EdgekitError):
@@ -119,6 +153,18 @@ class LinkTimeout(LinkError):
 
 class LinkClosed(LinkError):
     """The connection to the device was closed (e.g. the emulator exited)."""
+
+
+class BoardReset(LinkError):
+    """The board rebooted in the middle of a session: its boot banner arrived.
+
+    Everything the device held (input tensor, recorded timings, profile) is
+    gone; the link is ready for the new session (no wait_banner() needed).
+    """
+
+    def __init__(self, message: str, banner: str = ""):
+        super().__init__(message)
+        self.banner = banner
 
 
 class FrameError(LinkError):
@@ -193,7 +239,14 @@ def decode_frame(frame: bytes) -> tuple[int, bytes]:
 
 @dataclass(frozen=True)
 class DeviceInfo:
-    """The INFO reply: what the firmware's model.h says about the model."""
+    """The INFO reply: what the firmware's model.h and board say about themselves.
+
+    Fields after model_name come with protocol version 2; a version 1
+    firmware leaves them at their defaults.  Shapes include the batch
+    dimension (e.g. (1, 49, 10, 1)).  timer_source is "dwt" (CPU cycles),
+    "systick", "cmsdk-timer" or "none"; timer_hz its rate; timer_overhead
+    the ticks one timer reading costs (included in every measured interval).
+    """
 
     protocol_version: int
     max_payload: int
@@ -207,8 +260,19 @@ class DeviceInfo:
     cpuid: int
     init_status: int
     model_name: str
+    weights_hash: str = ""
+    input_shape: tuple[int, ...] = ()
+    output_shape: tuple[int, ...] = ()
+    timer_source: str = "none"
+    timer_hz: int = 0
+    cpu_hz: int = 0
+    num_layers: int = 0
+    max_runs: int = 0
+    has_profile: bool = False
+    timer_overhead: int = 0
 
     _FIXED = struct.Struct("<HHIIIfifiIiB")
+    _V2 = struct.Struct("<16sBBHIIII")  # after the name: hash, timer, flags, layers, Hz, Hz, runs, overhead
 
     @classmethod
     def from_payload(cls, payload: bytes) -> DeviceInfo:
@@ -219,8 +283,34 @@ class DeviceInfo:
         name = payload[fixed.size : fixed.size + name_len]
         if len(name) != name_len:
             raise ProtocolError("the INFO reply is cut short inside the model name")
-        # Fields added by later protocol versions follow the name: ignored here.
-        return cls(*values, model_name=name.decode("ascii", errors="replace"))
+        info = cls(*values, model_name=name.decode("ascii", errors="replace"))
+        if info.protocol_version < 2:
+            return info
+        # Version 2 fields follow the name; later versions append more, ignored here.
+        position = fixed.size + name_len
+        try:
+            digest, timer, flags, layers, timer_hz, cpu_hz, max_runs, overhead = cls._V2.unpack_from(payload, position)
+            position += cls._V2.size
+            shapes = []
+            for _ in range(2):
+                (rank,) = struct.unpack_from("<B", payload, position)
+                shapes.append(struct.unpack_from(f"<{rank}I", payload, position + 1))
+                position += 1 + 4 * rank
+        except struct.error:
+            raise ProtocolError("the INFO reply is cut short inside the protocol version 2 fields") from None
+        return replace(
+            info,
+            weights_hash=digest.decode("ascii", errors="replace"),
+            input_shape=tuple(shapes[0]),
+            output_shape=tuple(shapes[1]),
+            timer_source=TIMER_SOURCES.get(timer, f"unknown-{timer}"),
+            timer_hz=timer_hz,
+            cpu_hz=cpu_hz,
+            num_layers=layers,
+            max_runs=max_runs,
+            has_profile=bool(flags & 0x01),
+            timer_overhead=overhead,
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -234,9 +324,14 @@ class DeviceLink:
         "loop://"), or an already open serial.Serial-like object (anything with
         read, write and reset_input_buffer; the link then sets its timeout).
     timeout: seconds to wait for each reply (INVOKE uses invoke_timeout).
-    invoke_timeout: seconds to wait for one inference.
+    invoke_timeout: seconds to wait for one inference (RUN: for each of its
+        inferences, unless run() gets a timeout).
     retries: how many times a damaged request or reply is sent again.
     chunk_size: data bytes per SET_INPUT / GET_OUTPUT frame (1..1020).
+
+    A session starts with the banner (wait_banner) or the first reply; from
+    then on a banner among the received bytes means that the board rebooted,
+    and the waiting call raises BoardReset.
     """
 
     POLL_INTERVAL = 0.05  # serial read timeout; the link loops against its own deadlines
@@ -271,6 +366,8 @@ class DeviceLink:
         self.banner: str | None = None
         self._pending = bytearray()  # bytes read from the port but not consumed yet
         self._info: DeviceInfo | None = None
+        self._session = False  # a banner or a reply was seen: a new banner means a reboot
+        self.runs_done = 0  # timed runs recorded by the last run()
 
     # -- context manager -----------------------------------------------------
 
@@ -358,16 +455,43 @@ class DeviceLink:
             match = _BANNER.search(seen)
             if match:
                 self._pending[:0] = seen[match.end() :]
-                self.banner = match.group(0).decode("ascii", errors="replace").strip()
-                status, rest = match.group(1).decode(), match.group(2).decode("ascii", errors="replace").strip()
-                if status == "ready":
-                    return rest
+                model = self._start_session(match)
+                if match.group(1) == b"ready":
+                    return model
                 raise DeviceError(f"the firmware started but ek_model_init() failed (banner {self.banner!r})")
             if time.monotonic() >= deadline:  # noise that never stops
                 raise LinkTimeout(no_banner)
             # Keep memory bounded while skipping garbage, but keep a partial banner.
             if len(seen) > 4096:
                 del seen[:-512]
+
+    def _start_session(self, match: re.Match) -> str:
+        """Record a banner: a new session begins; return the model name."""
+        self.banner = match.group(0).decode("ascii", errors="replace").strip()
+        self._session = True
+        self._info = None
+        self.runs_done = 0
+        return match.group(2).decode("ascii", errors="replace").strip()
+
+    def _check_banner(self, data: bytes | bytearray, end: int, what: str) -> int | None:
+        """Look for a banner in data[:end], received bytes that are not part of a frame.
+
+        Before a session it is the boot banner: recorded; returns the index
+        after it (the bytes from there are the caller's).  In a session it
+        means that the board rebooted: the bytes after it are kept for the
+        new session and BoardReset is raised.
+        """
+        match = _BANNER.search(data, 0, end)
+        if match is None:
+            return None
+        rebooted = self._session
+        self._start_session(match)
+        if rebooted:
+            self._pending[:0] = data[match.end() :]
+            raise BoardReset(
+                f"the board reset {what}: its boot banner {self.banner!r} arrived, so its input, "
+                "timings and profile are gone", self.banner)  # fmt: skip
+        return match.end()
 
     # -- frames ----------------------------------------------------------------
 
@@ -381,16 +505,24 @@ class DeviceLink:
         Raises LinkTimeout if no frame starts in time, FrameError if one
         arrives damaged (its bytes are then dropped).
         """
+        return self._read_frame(timeout, "while the host waited for a reply")
+
+    def _read_frame(self, timeout: float | None, what: str) -> tuple[int, bytes]:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        # Hunt for the sync pair.
+        # Hunt for the sync pair; the bytes skipped on the way may hold a banner.
         buffer = bytearray()
         while True:
             buffer += self._read_some(deadline, "reply")
             index = buffer.find(SYNC)
+            banner_end = self._check_banner(buffer, len(buffer) if index < 0 else index, what)
+            if banner_end is not None:  # the boot banner before the session: skip it
+                self._pending[:0] = buffer[banner_end:]
+                buffer.clear()
+                continue
             if index >= 0:
                 self._pending[:0] = buffer[index + len(SYNC) :]
                 break
-            del buffer[:-1]  # keep a trailing first sync byte
+            del buffer[:-BANNER_WINDOW]  # keep a partial banner or a trailing first sync byte
             if time.monotonic() >= deadline:  # a stream of noise must not keep us here
                 raise LinkTimeout("no reply from the device within the time limit (only bytes without a sync)")
         # Once a frame has started, its bytes follow at line speed.
@@ -408,29 +540,31 @@ class DeviceLink:
     def request(self, command: int, payload: bytes = b"", timeout: float | None = None) -> bytes:
         """Send a request and return its reply payload, retrying damaged exchanges."""
         name = _command_name(command)
-        attempts = 1 if command == Command.EXIT else 1 + self.retries
+        attempts = 1 if command in _NEVER_RESENT else 1 + self.retries
         last_problem = ""
         for attempt in range(attempts):
             if attempt:
                 self.retries_used += 1
                 self.discard_input()
-            self._drop_stale_input()
+            self._drop_stale_input(name)
             self.send_frame(command, payload)
             try:
-                reply_type, reply = self._read_reply(command, timeout)
+                reply_type, reply = self._read_reply(command, timeout, f"while the host waited for the reply to {name}")
             except FrameError as exc:
                 last_problem = str(exc)
                 continue
             except LinkTimeout:
-                if command in (Command.INVOKE, Command.EXIT) or attempt + 1 == attempts:
+                if command in _NOT_RESENT_AFTER_TIMEOUT or attempt + 1 == attempts:
                     limit = self.timeout if timeout is None else timeout
                     raise LinkTimeout(f"no reply to {name} within {limit:g} s: the firmware may have hung or crashed") from None
                 # The device may be stuck inside a truncated frame: flush it out.
                 last_problem = f"no reply to {name}"
                 self.resync()
                 continue
+            self._session = True
             if reply_type == ERROR_TYPE:
                 code, meaning = _parse_error(reply)
+                meaning = _REQUEST_ERROR_MEANINGS.get((command, code), meaning)
                 if code in _TRANSIENT_ERRORS:
                     last_problem = meaning
                     continue
@@ -438,9 +572,17 @@ class DeviceLink:
             return reply
         raise FrameError(f"{name} failed {attempts} times ({last_problem}): the serial line is unreliable")
 
-    def _drop_stale_input(self) -> None:
-        """Forget bytes received before a request: they cannot be its reply."""
+    def _drop_stale_input(self, name: str = "the request") -> None:
+        """Forget bytes received before a request: they cannot be its reply.
+
+        What has already arrived is read first and checked for a banner, so
+        that a reboot between two requests is not missed (BoardReset).
+        """
+        stale = bytearray(self._pending)
         self._pending.clear()
+        stale += _read_waiting(self._serial)
+        if stale:
+            self._check_banner(stale, len(stale), f"before {name} was sent")
         reset = getattr(self._serial, "reset_input_buffer", None)
         if reset is not None:
             try:
@@ -448,11 +590,11 @@ class DeviceLink:
             except serial.SerialException as exc:
                 raise LinkClosed(f"the connection to the device is closed ({exc})") from None
 
-    def _read_reply(self, command: int, timeout: float | None) -> tuple[int, bytes]:
+    def _read_reply(self, command: int, timeout: float | None, what: str) -> tuple[int, bytes]:
         """Read frames until the reply to `command` or an ERROR arrives."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
-            frame_type, payload = self.read_frame(max(0.0, deadline - time.monotonic()))
+            frame_type, payload = self._read_frame(max(0.0, deadline - time.monotonic()), what)
             if frame_type in (command | REPLY_FLAG, ERROR_TYPE):
                 return frame_type, payload
             # A stale reply from an earlier, retried request: skip it.
@@ -472,9 +614,10 @@ class DeviceLink:
     def info(self) -> DeviceInfo:
         """Ask the firmware about its model (sizes, quantization, name)."""
         info = DeviceInfo.from_payload(self.request(Command.INFO))
-        if info.protocol_version != PROTOCOL_VERSION:
+        if not 1 <= info.protocol_version <= PROTOCOL_VERSION:
             raise ProtocolError(
-                f"the firmware speaks protocol version {info.protocol_version}, this edgekit speaks {PROTOCOL_VERSION}: rebuild the firmware"
+                f"the firmware speaks protocol version {info.protocol_version}, this edgekit speaks 1 to {PROTOCOL_VERSION}: "
+                "rebuild the firmware with this edgekit"
             )
         self._info = info
         return info
@@ -512,6 +655,117 @@ class DeviceLink:
         """Tell the firmware to stop (QEMU then exits with status 0, or 1 if not success)."""
         self.request(Command.EXIT, b"" if success else b"\x01")
 
+    def _require_v2(self, what: str) -> DeviceInfo:
+        info = self._info or self.info()
+        if info.protocol_version < 2:
+            raise DeviceError(
+                f"the firmware speaks protocol version {info.protocol_version}, which has no {what}: "
+                "rebuild it with this edgekit", ErrorCode.UNKNOWN_TYPE)  # fmt: skip
+        return info
+
+    def run(self, runs: int, warmup: int = 0, timeout: float | None = None) -> int:
+        """Invoke the model `warmup` times untimed, then `runs` times, each timed by the board.
+
+        The input is the one set last.  Returns the number of timed runs done
+        (= runs); read their ticks with timings().  timeout: seconds for the
+        whole RUN (default: invoke_timeout per inference).  Raises DeviceError
+        if an inference fails (after timings of the runs before it were kept).
+        """
+        if runs < 0 or warmup < 0 or runs >= 1 << 32 or warmup >= 1 << 32:
+            raise ValueError(f"runs and warmup must be between 0 and 2**32 - 1, not {runs} and {warmup}")
+        info = self._require_v2("RUN")
+        if runs > info.max_runs:
+            raise ValueError(f"the firmware records at most {info.max_runs} runs per RUN, not {runs}: "
+                             "run in batches or rebuild it with -DEK_MAX_RUNS")  # fmt: skip
+        if timeout is None:
+            timeout = self.invoke_timeout * max(1, runs + warmup)
+        self.runs_done = 0
+        reply = self.request(Command.RUN, struct.pack("<II", runs, warmup), timeout=timeout)
+        if len(reply) < 8:
+            raise ProtocolError(f"the RUN reply has {len(reply)} bytes instead of 8")
+        status, done = struct.unpack_from("<iI", reply)
+        self.runs_done = done
+        if status != 0:
+            raise DeviceError(f"ek_model_invoke() returned {status} on the device after {done} of {runs} timed runs")
+        if done != runs:
+            raise ProtocolError(f"RUN reported {done} timed runs instead of {runs}")
+        return done
+
+    def _u32_values(self, command: Command, count: int) -> list[int]:
+        values: list[int] = []
+        while len(values) < count:
+            chunk = min(TICKS_PER_FRAME, count - len(values))
+            reply = self.request(command, struct.pack("<IH", len(values), chunk))
+            if len(reply) != 4 * chunk:
+                raise ProtocolError(f"asked {command.name} for {chunk} values, the device sent {len(reply)} bytes")
+            values += struct.unpack(f"<{chunk}I", reply)
+        return values
+
+    def timings(self, count: int | None = None) -> list[int]:
+        """Board timer ticks of each timed run of the last run() (the first `count`; all if None).
+
+        Convert with info().timer_hz, or edgekit.emulate.tick_units().
+        """
+        self._require_v2("TIMINGS")
+        return self._u32_values(Command.TIMINGS, self.runs_done if count is None else count)
+
+    def profile(self) -> list[int]:
+        """Ticks of each layer of the last inference (of the last timed run after run()).
+
+        Needs firmware built with `make PROFILE=1`; otherwise DeviceError
+        with code NOT_SUPPORTED.
+        """
+        info = self._require_v2("PROFILE")
+        if not info.has_profile:
+            raise DeviceError(
+                f"the firmware of {info.model_name!r} was built without the per-layer profile: "
+                "rebuild it with `make PROFILE=1`", ErrorCode.NOT_SUPPORTED)  # fmt: skip
+        return self._u32_values(Command.PROFILE, info.num_layers)
+
+    def reset(self, timeout: float = 10.0, wait: bool = True) -> str | None:
+        """Reset the board (the firmware's RESET: SYSRESETREQ) and wait for its banner.
+
+        Returns the model name from the new banner, or None with wait=False
+        (then the next banner is expected, not a BoardReset).  Everything the
+        device held is gone: set the input again.
+        """
+        self._require_v2("RESET")
+        try:
+            self.request(Command.RESET)
+        except BoardReset:  # the reply was lost but the banner came: done
+            return self._banner_model()
+        self._session = False
+        self._info = None
+        self.runs_done = 0
+        return self.wait_banner(timeout) if wait else None
+
+    def _banner_model(self) -> str | None:
+        """The model name in the last banner seen, or None."""
+        match = _BANNER.search((self.banner or "").encode() + b"\n")
+        return match.group(2).decode("ascii", errors="replace").strip() if match else None
+
+
+def _read_waiting(port: Any, limit: int = 1 << 16) -> bytes:
+    """The bytes already received by the port (without waiting), at most `limit`.
+
+    Bounded, so a device that never stops talking cannot keep the host here.
+    A socket:// port's in_waiting only says whether something is there, so
+    this may take a few reads.
+    """
+    data = bytearray()
+    try:
+        while len(data) < limit:
+            waiting = getattr(port, "in_waiting", 0) or 0
+            if not waiting:
+                break
+            chunk = port.read(min(waiting, limit - len(data)))
+            if not chunk:
+                break
+            data += chunk
+    except serial.SerialException as exc:
+        raise LinkClosed(f"the connection to the device is closed ({exc})") from None
+    return bytes(data)
+
 
 def _command_name(command: int) -> str:
     try:
@@ -529,3 +783,314 @@ def _parse_error(payload: bytes) -> tuple[ErrorCode | int, str]:
         return code, code.meaning
     except ValueError:
         return payload[0], f"unknown error code {payload[0]}"
+
+
+# ---------------------------------------------------------------------------
+# The MLPerf Tiny / EEMBC runner protocol (firmware/mlperf_main.c)
+
+MLPERF_READY = "m-ready"
+MLPERF_BOOT = "m-init-done"  # printed once per boot: in a session it means a reboot
+_MLPERF_KEY_VALUE = re.compile(r"^m-([a-z-]+)-\[(.*)\]$")
+_MLPERF_LAP = re.compile(r"^m-lap-us-(\d+)$")
+
+
+@dataclass(frozen=True)
+class MlperfInference:
+    """What one `infer N W%` reported."""
+
+    runs: int
+    warmup: int
+    start_us: int  # the two m-lap-us-<t> timestamps around the N timed runs
+    end_us: int
+    ticks: int | None  # m-infer-ticks-[..]: board timer ticks of the N runs (edgekit firmware only)
+    results: tuple[float, ...]  # m-results-[..]: dequantized outputs of the last run
+
+    @property
+    def elapsed_us(self) -> int:
+        return self.end_us - self.start_us
+
+
+class MlperfTinyLink:
+    """A connection to firmware speaking the MLPerf Tiny / EEMBC runner protocol.
+
+    ASCII commands end with '%'; the device answers with lines and ends every
+    answer with "m-ready" (firmware/PROTOCOL.md, "MLPerf Tiny protocol").
+    Same method names as DeviceLink where they make sense: wait_banner,
+    info, set_input, invoke, run, get_output, exit (an edgekit addition to
+    the protocol); plus name(), results(), infer() and command() for the
+    raw protocol.  timings() and profile()
+    raise DeviceError (NOT_SUPPORTED): this protocol only reports the total
+    time of N runs (last_inference.ticks / elapsed_us).
+
+    port: as for DeviceLink.  chunk_size: input bytes per `db` command; 32
+    keeps each command under the reference firmware's 80 characters
+    (edgekit's mlperf_main.c accepts up to 126).
+    """
+
+    POLL_INTERVAL = DeviceLink.POLL_INTERVAL
+
+    def __init__(
+        self,
+        port: str | Any,
+        timeout: float = 5.0,
+        *,
+        invoke_timeout: float = 60.0,
+        baudrate: int = 115200,
+        chunk_size: int = 32,
+    ):
+        if not 1 <= chunk_size <= 126:
+            raise ValueError(f"chunk_size must be between 1 and 126, not {chunk_size}")
+        if isinstance(port, str):
+            try:
+                self._serial = serial.serial_for_url(port, baudrate=baudrate, timeout=self.POLL_INTERVAL)
+            except (serial.SerialException, ValueError) as exc:
+                raise LinkClosed(f"cannot open serial port {port!r}: {exc}") from None
+            self._owns_serial = True
+        else:
+            self._serial = port
+            self._serial.timeout = self.POLL_INTERVAL
+            self._owns_serial = False
+        self.timeout = timeout
+        self.invoke_timeout = invoke_timeout
+        self.chunk_size = chunk_size
+        self.last_inference: MlperfInference | None = None
+        self._buffer = bytearray()
+        self._session = False
+        self._info: DeviceInfo | None = None
+
+    def __enter__(self) -> MlperfTinyLink:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the port if this link opened it."""
+        if self._owns_serial:
+            self._serial.close()
+
+    # -- lines -------------------------------------------------------------------
+
+    def _read_line(self, deadline: float, what: str) -> str:
+        """One line without its line ending, before deadline."""
+        while b"\n" not in self._buffer:
+            try:
+                data = self._serial.read(max(1, getattr(self._serial, "in_waiting", 0) or 1))
+            except serial.SerialException as exc:
+                raise LinkClosed(f"the device closed the connection while the host waited for {what} ({exc})") from None
+            self._buffer += data
+            if not data and time.monotonic() >= deadline:
+                raise LinkTimeout(f"no complete line from the device within the time limit while the host waited for {what}")
+            if len(self._buffer) > 1 << 20:
+                raise ProtocolError(f"the device sent over 1 MB without a line ending while the host waited for {what}")
+        line, _, rest = bytes(self._buffer).partition(b"\n")
+        self._buffer[:] = rest
+        return line.decode("ascii", errors="replace").strip("\r\0 ")
+
+    def _drop_stale_input(self, what: str) -> None:
+        stale = bytearray(self._buffer)
+        self._buffer.clear()
+        stale += _read_waiting(self._serial)
+        if self._session and MLPERF_BOOT.encode() in stale:
+            after_boot = stale[stale.rindex(MLPERF_BOOT.encode()):]
+            if MLPERF_READY.encode() not in after_boot:
+                self._finish_boot_lines(what)
+            raise BoardReset(f"the board reset before {what} was sent: it printed {MLPERF_BOOT!r} again")
+
+    def _finish_boot_lines(self, what: str, limit: float = 2.0) -> None:
+        """After a reboot was seen, consume the boot output up to its "m-ready", so that the
+        next command's answer does not start with it (bounded; a silent board is left as is)."""
+        deadline = time.monotonic() + limit
+        try:
+            while self._read_line(deadline, what) != MLPERF_READY:
+                pass
+        except LinkTimeout:
+            pass
+
+    def wait_banner(self, timeout: float = 10.0) -> str:
+        """Wait for the boot lines ("m-init-done", then "m-ready"); return the model name (profile%).
+
+        A board that booted before the port was opened (a real one, or QEMU
+        with a pty) printed them already: call info() or name() directly.
+        """
+        deadline = time.monotonic() + timeout
+        booted = False
+        while True:
+            try:
+                line = self._read_line(deadline, "the boot lines")
+            except LinkTimeout:
+                raise LinkTimeout(f"no 'm-init-done' / 'm-ready' from the device within {timeout:g} s: "
+                                  "check the port, the baud rate and that the firmware speaks the MLPerf Tiny protocol") from None  # fmt: skip
+            booted = booted or line == MLPERF_BOOT
+            if booted and line == MLPERF_READY:
+                break
+        self._session = True
+        self._info = None
+        return self.info().model_name
+
+    def command(self, text: str, timeout: float | None = None) -> list[str]:
+        """Send `text` + '%' and return the answer's lines up to (without) "m-ready".
+
+        An "e-[...]" line raises DeviceError once the answer is complete; the
+        boot line "m-init-done" in a session raises BoardReset.
+        """
+        if "%" in text or "\n" in text:
+            raise ValueError(f"an MLPerf Tiny command cannot contain '%' or a line break: {text!r}")
+        what = f"the answer to '{text}%'"
+        self._drop_stale_input(f"'{text}%'")
+        try:
+            self._serial.write(f"{text}%".encode("ascii"))
+        except serial.SerialException as exc:
+            raise LinkClosed(f"cannot write to the device: the connection is closed ({exc})") from None
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        lines: list[str] = []
+        while True:
+            line = self._read_line(deadline, what)
+            if line == MLPERF_READY:
+                break
+            if line == MLPERF_BOOT and self._session:
+                self._finish_boot_lines(what)
+                raise BoardReset(f"the board reset while the host waited for {what}: it printed {MLPERF_BOOT!r} again")
+            if line:
+                lines.append(line)
+        self._session = True
+        errors = [line[3:-1] for line in lines if line.startswith("e-[") and line.endswith("]")]
+        if errors:
+            raise DeviceError(f"the device rejected '{text}%': {'; '.join(errors)}")
+        return lines
+
+    @staticmethod
+    def _values(lines: list[str]) -> dict[str, str]:
+        """{key: value} of the answer's "m-<key>-[<value>]" lines."""
+        values = {}
+        for line in lines:
+            match = _MLPERF_KEY_VALUE.match(line)
+            if match:
+                values[match.group(1)] = match.group(2)
+        return values
+
+    # -- commands ------------------------------------------------------------------
+
+    def name(self) -> str:
+        """The device name from `name%` ("m-name-dut-[<name>]")."""
+        values = self._values(self.command("name"))
+        if "name-dut" not in values:
+            raise ProtocolError("the answer to 'name%' has no 'm-name-dut-[...]' line")
+        return values["name-dut"]
+
+    def info(self) -> DeviceInfo:
+        """The model and board, from `profile%` (edgekit's m-<key>-[...] lines)."""
+        values = self._values(self.command("profile"))
+        try:
+            inp, out = _mlperf_fields(values["input"]), _mlperf_fields(values["output"])
+            timer, cpu = _mlperf_fields(values["timer"]), _mlperf_fields(values["cpu"])
+            info = DeviceInfo(
+                protocol_version=0,  # not edgekit's framed protocol
+                max_payload=self.chunk_size,
+                input_size=int(inp["size"]),
+                output_size=int(out["size"]),
+                arena_size=int(values["arena-size"]),
+                input_scale=_float_from_bits(inp["scale"]),
+                input_zero_point=int(inp["zero-point"]),
+                output_scale=_float_from_bits(out["scale"]),
+                output_zero_point=int(out["zero-point"]),
+                cpuid=int(cpu["cpuid"], 16),
+                init_status=int(values["init-status"]),
+                model_name=values["model"],
+                weights_hash=values["weights-hash"],
+                input_shape=tuple(int(d) for d in inp["shape"].split("x")),
+                output_shape=tuple(int(d) for d in out["shape"].split("x")),
+                timer_source=timer["source"],
+                timer_hz=int(timer["hz"]),
+                cpu_hz=int(cpu["hz"]),
+                num_layers=int(values["layers"]),
+                max_runs=1_000_000_000,
+                has_profile=False,
+                timer_overhead=int(timer["overhead"]),
+            )
+        except (KeyError, ValueError) as exc:
+            raise ProtocolError(f"the answer to 'profile%' lacks edgekit's model lines or garbles them ({exc}): "
+                                "is this edgekit firmware built with PROTOCOL=mlperf-tiny?") from None  # fmt: skip
+        self._info = info
+        return info
+
+    def set_input(self, data: bytes) -> None:
+        """Load the input tensor: `db load N%`, then `db <hex>%` in chunks."""
+        data = bytes(data)
+        self.command(f"db load {len(data)}")
+        lines: list[str] = []
+        for start in range(0, len(data), self.chunk_size):
+            lines = self.command(f"db {data[start : start + self.chunk_size].hex()}")
+        if "m-load-done" not in lines:
+            raise ProtocolError(f"the device did not confirm the {len(data)} input bytes with 'm-load-done'")
+
+    def infer(self, runs: int, warmup: int = 0, timeout: float | None = None) -> MlperfInference:
+        """`infer N W%`: W untimed then N timed inferences on the loaded input."""
+        if runs < 1 or warmup < 0:
+            raise ValueError(f"infer needs runs >= 1 and warmup >= 0, not {runs} and {warmup}")
+        if timeout is None:
+            timeout = self.invoke_timeout * (runs + warmup)
+        lines = self.command(f"infer {runs} {warmup}", timeout=timeout)
+        laps = [int(m.group(1)) for m in map(_MLPERF_LAP.match, lines) if m]
+        values = self._values(lines)
+        if len(laps) != 2 or "results" not in values:
+            raise ProtocolError(f"the answer to 'infer {runs} {warmup}%' lacks its two m-lap-us lines or its m-results line")
+        ticks = int(values["infer-ticks"]) if "infer-ticks" in values else None
+        self.last_inference = MlperfInference(runs, warmup, laps[0], laps[1], ticks, _parse_results(values["results"]))
+        return self.last_inference
+
+    def run(self, runs: int, warmup: int = 0, timeout: float | None = None) -> int:
+        """Like DeviceLink.run: returns the timed runs done; details in last_inference."""
+        return self.infer(runs, warmup, timeout).runs
+
+    def invoke(self) -> None:
+        """Run the model once on the loaded input (`infer 1 0%`)."""
+        self.infer(1, 0, timeout=self.invoke_timeout)
+
+    def results(self) -> list[float]:
+        """`results%`: the dequantized outputs of the last inference."""
+        values = self._values(self.command("results"))
+        if "results" not in values:
+            raise ProtocolError("the answer to 'results%' has no 'm-results-[...]' line")
+        return list(_parse_results(values["results"]))
+
+    def get_output(self, length: int | None = None) -> bytes:
+        """The int8 output tensor of the last inference, recovered from `results%`.
+
+        edgekit's firmware prints each value with enough decimals that
+        round(y / scale) + zero_point gives back the int8 exactly.
+        """
+        info = self._info or self.info()
+        values = self.results()
+        if len(values) != info.output_size:
+            raise ProtocolError(f"'results%' sent {len(values)} values, the model has {info.output_size} outputs")
+        q = bytes((max(-128, min(127, round(v / info.output_scale) + info.output_zero_point))) & 0xFF for v in values)
+        return q[:length] if length is not None else q
+
+    def exit(self, success: bool = True) -> None:
+        """Stop the firmware (edgekit's `exit%`; QEMU then exits with status 0, or 1 if not success)."""
+        self.command("exit" if success else "exit 1")
+
+    def timings(self, count: int | None = None) -> list[int]:
+        raise DeviceError("the MLPerf Tiny protocol reports only the total time of N runs "
+                          "(last_inference.ticks or elapsed_us), not each run's", ErrorCode.NOT_SUPPORTED)  # fmt: skip
+
+    def profile(self) -> list[int]:
+        raise DeviceError("the MLPerf Tiny protocol has no per-layer profile: use edgekit's protocol "
+                          "with firmware built by `make PROFILE=1`", ErrorCode.NOT_SUPPORTED)  # fmt: skip
+
+
+def _mlperf_fields(text: str) -> dict[str, str]:
+    """"size=490,shape=1x49x10x1" -> {"size": "490", "shape": "1x49x10x1"}."""
+    return dict(item.split("=", 1) for item in text.split(",") if "=" in item)
+
+
+def _float_from_bits(text: str) -> float:
+    return struct.unpack("<f", struct.pack("<I", int(text, 16)))[0]
+
+
+def _parse_results(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ProtocolError(f"the m-results line holds something other than numbers: {text[:80]!r}") from None

@@ -9,14 +9,15 @@ from .targets import Target
 # enforces the real limits and `arm-none-eabi-size` reports the real figure after `make`).
 CODE_BASE_BYTES = 8 * 1024        # startup, UART, serial protocol, libgcc helpers
 CODE_PER_KERNEL_BYTES = 1024
-FIRMWARE_RAM_BYTES = 3 * 1024     # frame buffers and globals of the firmware
+FIRMWARE_RAM_BYTES = 7 * 1024     # serial frame buffers, the per-run timings array, globals
 
 
 def _shape(t) -> list[int]:
     return [int(d) for d in t.shape]
 
 
-def build_report(program: Program, target: Target, model_name: str, source: str, version: str) -> dict:
+def build_report(program: Program, target: Target, model_name: str, source: str, version: str,
+                 weights_hash: str = "") -> dict:
     g = program.graph
     layers = []
     for i, step in enumerate(program.steps):
@@ -35,7 +36,7 @@ def build_report(program: Program, target: Target, model_name: str, source: str,
     ram_est = arena + io_bytes + target.stack_bytes + FIRMWARE_RAM_BYTES
     (in_scale, in_zp), (out_scale, out_zp) = program.input.qparams(), program.output.qparams()
     return dict(
-        edgekit=version, model=model_name, source=source, target=target.name,
+        edgekit=version, model=model_name, source=source, target=target.name, weights_hash=weights_hash,
         input=dict(shape=_shape(program.input), dtype="int8", scale=in_scale, zero_point=in_zp,
                    float_in_model=bool(g.meta.get("float_input"))),
         output=dict(shape=_shape(program.output), dtype="int8", scale=out_scale, zero_point=out_zp,

@@ -9,8 +9,8 @@
  * firmware/PROTOCOL.md.  Summary (all integers little-endian):
  *
  *   offset  size  field
- *   0       2     sync: 0xC5 0xCB ("EK" with the high bit set, so that a
- *                 later ASCII protocol can be told apart by its first byte)
+ *   0       2     sync: 0xC5 0xCB ("EK" with the high bit set, so that an
+ *                 ASCII protocol can be told apart by its first byte)
  *   2       1     type: request 0x01..0x7E, reply = request | 0x80,
  *                 0xFF = ERROR reply
  *   3       2     payload length n, 0..1024 (EK_MAX_PAYLOAD)
@@ -26,27 +26,54 @@
  *   0x04  GET_OUTPUT  u32 offset, u16 length   the bytes
  *   0x05  EXIT        [u8 code]       -   then stop (QEMU: exit status
  *                                         0 if code is 0 or absent, else 1)
- *   0x06..0x7E reserved for later commands (benchmark, profile, ident...)
+ *   0x06  RUN         u32 runs, u32 warmup   i32 status, u32 runs done
+ *   0x07  TIMINGS     u32 offset, u16 count  count x u32 ticks per timed run
+ *   0x08  PROFILE     u32 offset, u16 count  count x u32 ticks per layer
+ *   0x09  RESET       -               -   then the chip resets (banner again)
+ *   0x0A..0x7E reserved for later commands
  *
  * ERROR reply (type 0xFF) payload: u8 error code, u8 request type (0 if
  * unknown).  A frame with a bad CRC, an unknown type or a bad length gets an
  * ERROR reply and the parser goes back to hunting for the next sync.
  * Compatibility rule: replies may grow new fields at their end in later
  * protocol versions; hosts must ignore bytes they do not know.
+ *
+ * Build options: -DEK_PROFILE (`make PROFILE=1`) compiles in the per-layer
+ * profile (ek_profile.h); -DEK_MAX_RUNS=N sets how many timed runs one RUN
+ * may record (default 1000, 4 bytes of RAM each).
  */
 #include <stdint.h>
 #include <string.h>
 
 #include "board.h"
 #include "model.h"
+#ifdef EK_PROFILE
+#include "ek_profile.h"
+#endif
 
-#define EK_PROTOCOL_VERSION 1u
+#define EK_PROTOCOL_VERSION 2u
 #define EK_SYNC0            0xC5u
 #define EK_SYNC1            0xCBu
 #define EK_HEADER_SIZE      5u    /* sync0 sync1 type len_lo len_hi */
 #define EK_MAX_PAYLOAD      1024u
 #define EK_REPLY_FLAG       0x80u
 #define EK_MAX_NAME         64u   /* longest model name sent in INFO */
+#define EK_HASH_LEN         16u   /* EK_MODEL_WEIGHTS_HASH: 16 hex digits */
+#define EK_MAX_RANK         8u    /* longest tensor shape sent in INFO */
+#define EK_TICKS_PER_FRAME  (EK_MAX_PAYLOAD / 4u) /* u32 values per TIMINGS/PROFILE reply */
+
+#ifndef EK_MAX_RUNS
+#define EK_MAX_RUNS         1000u /* timed runs one RUN can record */
+#endif
+
+#ifdef EK_PROFILE
+#define EK_HAS_PROFILE      1u
+#else
+#define EK_HAS_PROFILE      0u
+#endif
+
+/* INFO flags (u8). */
+#define EK_INFO_FLAG_PROFILE 0x01u /* PROFILE is compiled in */
 
 /* Request types. */
 enum {
@@ -55,6 +82,10 @@ enum {
     EK_CMD_INVOKE = 0x03,
     EK_CMD_GET_OUTPUT = 0x04,
     EK_CMD_EXIT = 0x05,
+    EK_CMD_RUN = 0x06,
+    EK_CMD_TIMINGS = 0x07,
+    EK_CMD_PROFILE = 0x08,
+    EK_CMD_RESET = 0x09,
     EK_MSG_ERROR = 0xFF
 };
 
@@ -65,9 +96,13 @@ enum {
     EK_ERR_UNKNOWN_TYPE = 2,  /* no such request type */
     EK_ERR_FRAME_TOO_LONG = 3,/* length field > EK_MAX_PAYLOAD: frame skipped */
     EK_ERR_BAD_LENGTH = 4,    /* payload length wrong for this request */
-    EK_ERR_OUT_OF_RANGE = 5,  /* offset/length outside the input/output tensor */
-    EK_ERR_NOT_READY = 6      /* ek_model_init() failed: cannot invoke */
+    EK_ERR_OUT_OF_RANGE = 5,  /* offset/length outside the tensor, the timings or the profile */
+    EK_ERR_NOT_READY = 6,     /* ek_model_init() failed: cannot invoke */
+    EK_ERR_NOT_SUPPORTED = 7  /* not compiled into this firmware (PROFILE without EK_PROFILE) */
 };
+
+typedef char ek_check_hash_len[sizeof EK_MODEL_WEIGHTS_HASH - 1u == EK_HASH_LEN ? 1 : -1];
+typedef char ek_check_rank[EK_MODEL_INPUT_RANK <= EK_MAX_RANK && EK_MODEL_OUTPUT_RANK <= EK_MAX_RANK ? 1 : -1];
 
 /* Tensors and frame buffers; 8-byte aligned for kernels that load words. */
 static int8_t g_input[EK_MODEL_INPUT_SIZE] __attribute__((aligned(8)));
@@ -75,9 +110,13 @@ static int8_t g_output[EK_MODEL_OUTPUT_SIZE] __attribute__((aligned(8)));
 static uint8_t g_request[EK_MAX_PAYLOAD];
 static uint8_t g_reply[EK_MAX_PAYLOAD];
 
+static uint32_t g_run_ticks[EK_MAX_RUNS]; /* per timed run of the last RUN */
+static uint32_t g_runs_done;               /* valid entries of g_run_ticks */
+
 static int g_init_status;   /* ek_model_init() result */
 static int g_exit_requested;
 static int g_exit_success;
+static int g_reset_requested;
 
 /* ---- little helpers ---------------------------------------------------- */
 
@@ -257,6 +296,18 @@ static uint8_t receive_frame(uint16_t *len_out)
 typedef uint8_t (*command_fn)(const uint8_t *request, uint16_t len,
                               uint8_t *reply, uint16_t *reply_len);
 
+/* Append a tensor shape: u8 rank, then rank x u32 dims. */
+static uint16_t put_shape(uint8_t *p, uint32_t rank, const uint32_t *dims)
+{
+    uint32_t i;
+
+    p[0] = (uint8_t)rank;
+    for (i = 0; i < rank; i++) {
+        put_u32(&p[1u + 4u * i], dims[i]);
+    }
+    return (uint16_t)(1u + 4u * rank);
+}
+
 /*
  * INFO reply (little-endian):
  *   0  u16 protocol version        2  u16 max payload (1024)
@@ -266,12 +317,23 @@ typedef uint8_t (*command_fn)(const uint8_t *request, uint16_t len,
  *   24 u32 output scale (binary32 bits)           28 i32 output zero point
  *   32 u32 SCB CPUID               36 i32 ek_model_init() status
  *   40 u8  name length n           41 n bytes model name (no NUL)
+ * then, from protocol version 2, at p = 41 + n:
+ *   p+0  16 bytes weights hash (EK_MODEL_WEIGHTS_HASH, ASCII hex)
+ *   p+16 u8  timer source (0 none, 1 dwt, 2 systick, 3 cmsdk-timer)
+ *   p+17 u8  flags: bit 0 = PROFILE compiled in
+ *   p+18 u16 number of layers (EK_MODEL_NUM_LAYERS)
+ *   p+20 u32 timer rate (Hz)       p+24 u32 CPU clock (Hz)
+ *   p+28 u32 max runs per RUN      p+32 u32 ticks one timer reading costs
+ *   p+36 u8 input rank r, r x u32 input dims, u8 output rank, its dims
  */
 static uint8_t cmd_info(const uint8_t *request, uint16_t len,
                         uint8_t *reply, uint16_t *reply_len)
 {
     static const char name[] = EK_MODEL_NAME;
+    static const uint32_t input_dims[] = EK_MODEL_INPUT_DIMS;
+    static const uint32_t output_dims[] = EK_MODEL_OUTPUT_DIMS;
     size_t name_len = strlen(name) < EK_MAX_NAME ? strlen(name) : EK_MAX_NAME;
+    uint8_t *p;
 
     (void)request;
     if (len != 0) {
@@ -290,7 +352,20 @@ static uint8_t cmd_info(const uint8_t *request, uint16_t len,
     put_u32(&reply[36], (uint32_t)(int32_t)g_init_status);
     reply[40] = (uint8_t)name_len;
     memcpy(&reply[41], name, name_len);
-    *reply_len = (uint16_t)(41u + name_len);
+
+    p = &reply[41u + name_len];
+    memcpy(p, EK_MODEL_WEIGHTS_HASH, EK_HASH_LEN);
+    p[16] = (uint8_t)board_timer_source();
+    p[17] = EK_HAS_PROFILE ? EK_INFO_FLAG_PROFILE : 0u;
+    put_u16(&p[18], (uint16_t)EK_MODEL_NUM_LAYERS);
+    put_u32(&p[20], board_timer_hz());
+    put_u32(&p[24], board_cpu_hz());
+    put_u32(&p[28], EK_MAX_RUNS);
+    put_u32(&p[32], board_timer_overhead());
+    p += 36;
+    p += put_shape(p, EK_MODEL_INPUT_RANK, input_dims);
+    p += put_shape(p, EK_MODEL_OUTPUT_RANK, output_dims);
+    *reply_len = (uint16_t)(p - reply);
     return EK_OK;
 }
 
@@ -328,7 +403,9 @@ static uint8_t cmd_invoke(const uint8_t *request, uint16_t len,
     if (g_init_status != 0) {
         return EK_ERR_NOT_READY;
     }
+    board_timer_start(); /* for the per-layer profile (PROFILE) */
     status = ek_model_invoke(g_input, g_output);
+    board_timer_stop();
     put_u32(reply, (uint32_t)(int32_t)status);
     *reply_len = 4;
     return EK_OK;
@@ -371,6 +448,114 @@ static uint8_t cmd_exit(const uint8_t *request, uint16_t len,
     return EK_OK;
 }
 
+/*
+ * RUN: u32 runs, u32 warmup.  Invokes the model on g_input `warmup` times
+ * untimed, then `runs` times, each timed on its own with the board timer
+ * (g_run_ticks, read back with TIMINGS).  Stops at the first non-zero
+ * status.  Reply: i32 status (0 = all succeeded), u32 timed runs done.
+ */
+static uint8_t cmd_run(const uint8_t *request, uint16_t len,
+                       uint8_t *reply, uint16_t *reply_len)
+{
+    uint32_t runs;
+    uint32_t warmup;
+    uint32_t i;
+    int status = 0;
+
+    if (len != 8u) {
+        return EK_ERR_BAD_LENGTH;
+    }
+    runs = get_u32(request);
+    warmup = get_u32(&request[4]);
+    if (runs > EK_MAX_RUNS) {
+        return EK_ERR_OUT_OF_RANGE;
+    }
+    if (g_init_status != 0) {
+        return EK_ERR_NOT_READY;
+    }
+    g_runs_done = 0;
+    board_timer_start(); /* from 0: the same tick phase in every session (timer.h) */
+    for (i = 0; i < warmup && status == 0; i++) {
+        status = ek_model_invoke(g_input, g_output);
+    }
+    for (i = 0; i < runs && status == 0; i++) {
+        uint32_t start = board_timer_now();
+
+        status = ek_model_invoke(g_input, g_output);
+        g_run_ticks[i] = board_timer_now() - start;
+        if (status == 0) {
+            g_runs_done = i + 1u;
+        }
+    }
+    board_timer_stop();
+    put_u32(reply, (uint32_t)(int32_t)status);
+    put_u32(&reply[4], g_runs_done);
+    *reply_len = 8;
+    return EK_OK;
+}
+
+/* Reply with values[offset .. offset+count) as u32s; request: u32 offset, u16 count. */
+static uint8_t reply_u32_range(const uint8_t *request, uint16_t len, const uint32_t *values,
+                               uint32_t available, uint8_t *reply, uint16_t *reply_len)
+{
+    uint32_t offset;
+    uint16_t count;
+    uint16_t i;
+
+    if (len != 6u) {
+        return EK_ERR_BAD_LENGTH;
+    }
+    offset = get_u32(request);
+    count = get_u16(&request[4]);
+    if (count > EK_TICKS_PER_FRAME) {
+        return EK_ERR_BAD_LENGTH;
+    }
+    if (offset > available || count > available - offset) {
+        return EK_ERR_OUT_OF_RANGE;
+    }
+    for (i = 0; i < count; i++) {
+        put_u32(&reply[4u * i], values[offset + i]);
+    }
+    *reply_len = (uint16_t)(4u * count);
+    return EK_OK;
+}
+
+/* TIMINGS: u32 offset, u16 count (<= 256); ticks of the last RUN's timed runs. */
+static uint8_t cmd_timings(const uint8_t *request, uint16_t len,
+                           uint8_t *reply, uint16_t *reply_len)
+{
+    return reply_u32_range(request, len, g_run_ticks, g_runs_done, reply, reply_len);
+}
+
+/* PROFILE: u32 offset, u16 count (<= 256); ticks per layer of the last invoke. */
+static uint8_t cmd_profile(const uint8_t *request, uint16_t len,
+                           uint8_t *reply, uint16_t *reply_len)
+{
+#ifdef EK_PROFILE
+    return reply_u32_range(request, len, ek_profile_ticks, EK_MODEL_NUM_LAYERS, reply, reply_len);
+#else
+    (void)request;
+    (void)len;
+    (void)reply;
+    (void)reply_len;
+    return EK_ERR_NOT_SUPPORTED;
+#endif
+}
+
+/* RESET: reply, then reset the chip (SYSRESETREQ); it boots and prints the banner. */
+static uint8_t cmd_reset(const uint8_t *request, uint16_t len,
+                         uint8_t *reply, uint16_t *reply_len)
+{
+    (void)request;
+    (void)reply;
+    if (len != 0u) {
+        return EK_ERR_BAD_LENGTH;
+    }
+    g_reset_requested = 1;
+    *reply_len = 0;
+    return EK_OK;
+}
+
 /* The dispatch table: add a row (and a PROTOCOL.md entry) per new command. */
 static const struct {
     uint8_t type;
@@ -381,6 +566,10 @@ static const struct {
     { EK_CMD_INVOKE, cmd_invoke },
     { EK_CMD_GET_OUTPUT, cmd_get_output },
     { EK_CMD_EXIT, cmd_exit },
+    { EK_CMD_RUN, cmd_run },
+    { EK_CMD_TIMINGS, cmd_timings },
+    { EK_CMD_PROFILE, cmd_profile },
+    { EK_CMD_RESET, cmd_reset },
 };
 
 static void dispatch(uint8_t type, uint16_t len)
@@ -423,6 +612,9 @@ int main(void)
         uint8_t type = receive_frame(&len);
 
         dispatch(type, len);
+        if (g_reset_requested) {
+            board_reset(); /* after the reply went out */
+        }
     }
     board_exit(g_exit_success);
     return 0;

@@ -6,7 +6,11 @@ A hand-written stand-in model (tests/data/fake_model) is compiled
     emulated Cortex-M3, M4F and M7 boards,
 and every output is compared byte for byte with a numpy version of it.  The
 firmware tests also check the protocol's error replies and the link's
-recovery from damaged frames and from noise before the banner.
+recovery from damaged frames and from noise before the banner, and the
+version 2 requests: RUN/TIMINGS, PROFILE, RESET (the board really reboots)
+and BoardReset when a board reboots in the middle of a session; the
+pseudo-terminal transport.  Timing on a real model: test_device_timing.py;
+the MLPerf Tiny protocol: test_mlperf_protocol.py.
 """
 
 from __future__ import annotations
@@ -27,12 +31,15 @@ from edgekit import emulate
 from edgekit.emulate import MPS2_MEMORY, Emulator, EmulatorError, machine_target, run_on_device
 from edgekit.link import (
     SYNC,
+    BoardReset,
     Command,
     DeviceError,
+    DeviceInfo,
     DeviceLink,
     ErrorCode,
     FrameError,
     LinkTimeout,
+    ProtocolError,
     crc16,
     decode_frame,
     encode_frame,
@@ -66,13 +73,16 @@ def render_link_script(path: Path, **memory: int) -> None:
     path.write_text(template.render(**memory))
 
 
-def build(target: str, out_dir: Path, defines: tuple[str, ...] = (), memory: dict | None = None, check: bool = True):
+def build(target: str, out_dir: Path, defines: tuple[str, ...] = (), memory: dict | None = None, check: bool = True,
+          main: str = "device_main.c"):
     """Compile the fake model for `target` ("host" or a QEMU machine) into out_dir.
 
     Host:   gcc  COMMON_CFLAGS HOST_CFLAGS  host_main.c model.c
     Device: arm-none-eabi-gcc  <target arch_flags> COMMON_CFLAGS FIRMWARE_CFLAGS
-            device_main.c board/*.c model.c  FIRMWARE_LDFLAGS -T link.ld
-    memory overrides the board's flash/RAM/stack sizes in link.ld.
+            <main> board/*.c model.c  FIRMWARE_LDFLAGS -T link.ld
+    main: the firmware's main file in firmware/ (device_main.c, or mlperf_main.c
+    for the MLPerf Tiny protocol); memory overrides the board's flash/RAM/stack
+    sizes in link.ld.
     Returns the executable's path, or the CompletedProcess if check is False.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -88,8 +98,8 @@ def build(target: str, out_dir: Path, defines: tuple[str, ...] = (), memory: dic
         render_link_script(out_dir / "link.ld", **{**MPS2_MEMORY, "stack_size": STACK_SIZE, **(memory or {})})
         exe = out_dir / "firmware.elf"
         cmd = ["arm-none-eabi-gcc", *arch_flags, *COMMON_CFLAGS, *FIRMWARE_CFLAGS, *defs,
-               f"-I{FAKE_MODEL}", f"-I{board_dir}",
-               str(FIRMWARE / "device_main.c"), *map(str, sorted(board_dir.glob("*.c"))), *model_sources,
+               f"-I{FAKE_MODEL}", f"-I{board_dir}", f"-I{FIRMWARE}",
+               str(FIRMWARE / main), *map(str, sorted(board_dir.glob("*.c"))), *model_sources,
                *FIRMWARE_LDFLAGS, f"-Wl,-T,{out_dir / 'link.ld'}", f"-Wl,-Map,{out_dir / 'firmware.map'}",
                "-o", str(exe)]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -170,6 +180,45 @@ def test_wait_banner_skips_noise_and_is_bounded():
     with pytest.raises(LinkTimeout, match=r"no banner from the device within 0\.3 s: check the port and baud rate"):
         link.wait_banner(timeout=0.3)
     assert time.monotonic() - start < 1.0
+
+
+def test_banner_in_a_session_raises_board_reset():
+    port = serial.serial_for_url("loop://", timeout=0.05)
+    link = DeviceLink(port, timeout=1.0)
+    # Before a session a banner is just the boot banner: skipped and recorded.
+    port.write(b"edgekit ready tiny_cnn\r\n" + encode_frame(0x81, b"first"))
+    assert link.read_frame() == (0x81, b"first") and link.banner == "edgekit ready tiny_cnn"
+    # In a session (a banner or a reply was seen) it means the board rebooted,
+    port.write(b"\x00edgekit ready tiny_cnn\r\n" + encode_frame(0x81, b"after"))
+    with pytest.raises(BoardReset, match=r"the board reset while the host waited for a reply: its boot banner "
+                                          r"'edgekit ready tiny_cnn' arrived, so its input, timings and profile are gone"):
+        link.read_frame()
+    assert link.read_frame() == (0x81, b"after")  # the new session goes on
+    # also when it arrived between two requests (found among the stale bytes).
+    port.write(b"edgekit init-failed -3 tiny_cnn\r\n")
+    with pytest.raises(BoardReset, match="the board reset before INFO was sent") as caught:
+        link.info()
+    assert caught.value.banner == "edgekit init-failed -3 tiny_cnn"
+    assert port.in_waiting == 0  # INFO was not sent
+
+
+def info_payload(version: int, name: bytes = b"m") -> bytes:
+    v1 = struct.pack("<HHIIIfifiIiB", version, 1024, 300, 40, 256, 0.5, -128, 0.125, 3, 0x410FC241, 0, len(name)) + name
+    v2 = struct.pack("<16sBBHIIII", b"0123456789abcdef", 3, 1, 7, 25_000_000, 25_000_000, 1000, 2)
+    shapes = struct.pack("<B4I", 4, 1, 10, 10, 3) + struct.pack("<B2I", 2, 1, 40)
+    return v1 if version == 1 else v1 + v2 + shapes + b"later fields"
+
+
+def test_device_info_reads_versions_1_and_2():
+    old = DeviceInfo.from_payload(info_payload(1))
+    assert (old.protocol_version, old.model_name, old.input_size, old.output_scale) == (1, "m", 300, 0.125)
+    assert (old.weights_hash, old.input_shape, old.timer_source, old.has_profile) == ("", (), "none", False)
+    new = DeviceInfo.from_payload(info_payload(2))
+    assert (new.weights_hash, new.timer_source, new.has_profile, new.num_layers) == ("0123456789abcdef", "cmsdk-timer", True, 7)
+    assert (new.timer_hz, new.cpu_hz, new.max_runs, new.timer_overhead) == (25_000_000, 25_000_000, 1000, 2)
+    assert (new.input_shape, new.output_shape) == ((1, 10, 10, 3), (1, 40))
+    with pytest.raises(ProtocolError, match="cut short inside the protocol version 2 fields"):
+        DeviceInfo.from_payload(info_payload(2)[:-30])
 
 
 def test_missing_qemu_says_how_to_install(monkeypatch, tmp_path):
@@ -305,6 +354,9 @@ def test_failed_model_init_is_reported(firmware):
         with pytest.raises(DeviceError, match=r"ek_model_init\(\) failed on the device") as caught:
             link.invoke()
         assert caught.value.code == ErrorCode.NOT_READY
+        with pytest.raises(DeviceError, match=r"ek_model_init\(\) failed on the device") as caught:
+            link.run(1)
+        assert caught.value.code == ErrorCode.NOT_READY
         link.exit()
         assert emu.wait_exit(timeout=10) == 0
 
@@ -341,6 +393,124 @@ def test_qemu_is_killed_when_the_block_raises(firmware):
 def test_input_size_mismatch_is_reported(firmware):
     with pytest.raises(EmulatorError, match="takes 300 input bytes, but each input sample has 299"):
         run_on_device(firmware("mps2-an386"), np.zeros((1, 299), np.int8))
+
+
+@pytest.mark.emulator
+@pytest.mark.usefixtures("qemu")
+def test_run_timings_and_their_errors(firmware):
+    with Emulator(firmware("mps2-an386"), icount=True, link_timeout=2.0) as emu:
+        link = emu.link
+        link.wait_banner()
+        info = link.info()
+        assert (info.protocol_version, info.weights_hash, info.num_layers) == (2, "0123456789abcdef", 2)
+        assert (info.input_shape, info.output_shape) == ((1, IN_SIZE), (1, OUT_SIZE))
+        assert (info.timer_source, info.timer_hz, info.cpu_hz) == ("cmsdk-timer", 25_000_000, 25_000_000)
+        assert (info.max_runs, info.has_profile) == (1000, False) and 0 < info.timer_overhead < 10
+
+        x = samples(1, seed=5)
+        link.set_input(x.tobytes())
+        assert link.run(5, warmup=2) == 5
+        ticks = link.timings()
+        assert len(ticks) == 5 and min(ticks) > 0 and max(ticks) - min(ticks) <= 1, ticks
+        assert link.timings(2) == ticks[:2]
+        assert_bit_exact(np.frombuffer(link.get_output(), np.int8), fake_model(x)[0], "after RUN")
+        assert link.run(0, warmup=3) == 0 and link.timings() == []
+
+        with pytest.raises(DeviceError, match="beyond the runs recorded by the last RUN") as caught:
+            link.timings(1)
+        assert caught.value.code == ErrorCode.OUT_OF_RANGE
+        with pytest.raises(ValueError, match="records at most 1000 runs per RUN, not 1001"):
+            link.run(1001)
+        with pytest.raises(DeviceError, match=r"more timed runs than the firmware can record \(max_runs in INFO\)"):
+            link.request(Command.RUN, struct.pack("<II", 1001, 0))
+        with pytest.raises(DeviceError, match="payload length is wrong"):
+            link.request(Command.RUN, struct.pack("<I", 1))
+        with pytest.raises(DeviceError, match=r"built without the per-layer profile: rebuild it with `make PROFILE=1`") as caught:
+            link.profile()
+        assert caught.value.code == ErrorCode.NOT_SUPPORTED
+        with pytest.raises(DeviceError, match=r"built without this feature") as caught:
+            link.request(Command.PROFILE, struct.pack("<IH", 0, 2))
+        assert caught.value.code == ErrorCode.NOT_SUPPORTED
+        link.exit()
+        assert emu.wait_exit(timeout=10) == 0
+
+
+@pytest.mark.emulator
+@pytest.mark.usefixtures("qemu")
+def test_profile_of_the_fake_model(firmware):
+    with Emulator(firmware("mps2-an386", ("EK_PROFILE",)), icount=True) as emu:
+        link = emu.link
+        link.wait_banner()
+        assert link.info().has_profile
+        link.set_input(samples(1, seed=6).tobytes())
+        link.run(3)
+        run_ticks = link.timings()[-1]
+        layers = link.profile()
+        assert len(layers) == 2 and min(layers) > 0
+        assert 0 <= run_ticks - sum(layers) <= 16, (run_ticks, layers)
+        with pytest.raises(DeviceError, match="beyond the model's layers"):
+            link.request(Command.PROFILE, struct.pack("<IH", 1, 2))
+
+
+@pytest.mark.emulator
+@pytest.mark.usefixtures("qemu")
+def test_reset_reboots_the_board_and_its_banner_reappears(firmware):
+    with Emulator(firmware("mps2-an386")) as emu:
+        link = emu.link
+        link.wait_banner()
+        x = samples(1, seed=7)
+        link.set_input(x.tobytes())
+        assert link.reset() == "fake_model"
+        assert link.banner == "edgekit ready fake_model"
+        # The reboot cleared RAM: the input is zeros again.
+        link.invoke()
+        assert_bit_exact(np.frombuffer(link.get_output(), np.int8), fake_model(np.zeros_like(x))[0], "after RESET")
+        # A reset the host did not ask for is noticed at the next request.
+        link.write(encode_frame(Command.RESET))
+        time.sleep(0.3)
+        with pytest.raises(BoardReset, match="the board reset before INFO was sent"):
+            link.info()
+        assert link.info().model_name == "fake_model"  # the new session works
+        assert emu.returncode() is None
+    # With reboot=False (QEMU's -no-reboot) a guest reset ends QEMU instead.
+    with Emulator(firmware("mps2-an386"), reboot=False) as emu:
+        emu.link.wait_banner()
+        emu.link.reset(wait=False)
+        assert emu.wait_exit(timeout=10) == 0
+
+
+@pytest.mark.emulator
+@pytest.mark.usefixtures("qemu")
+def test_board_reset_in_the_middle_of_a_run_raises_board_reset(firmware):
+    # The fake model resets the chip at its 3rd inference after boot, like a watchdog.
+    with Emulator(firmware("mps2-an386", ("FAKE_MODEL_RESET_AT=3",)), icount=True) as emu:
+        link = emu.link
+        link.wait_banner()
+        link.set_input(samples(1).tobytes())
+        with pytest.raises(BoardReset, match=r"the board reset while the host waited for the reply to RUN: "
+                                              r"its boot banner 'edgekit ready fake_model' arrived") as caught:
+            link.run(5, warmup=0)
+        assert caught.value.banner == "edgekit ready fake_model" and link.runs_done == 0
+        link.set_input(samples(1).tobytes())  # the new session goes on
+        assert link.run(2) == 2 and len(link.timings()) == 2
+
+
+@pytest.mark.emulator
+@pytest.mark.usefixtures("qemu")
+def test_pty_transport(firmware):
+    with Emulator(firmware("mps2-an386"), transport="pty", icount=True) as emu:
+        assert emu.pty.startswith("/dev/pts/") and emu.port is None
+        # Any serial program can open it, like a board's USB port (the banner
+        # went out before the port was opened, as on a real board).
+        with DeviceLink(emu.pty, timeout=5.0) as link:
+            assert link.info().model_name == "fake_model"
+            x = samples(1, seed=8)
+            link.set_input(x.tobytes())
+            assert link.run(3) == 3 and min(link.timings()) > 0
+            assert_bit_exact(np.frombuffer(link.get_output(), np.int8), fake_model(x)[0], "over the pty")
+            assert link.reset() == "fake_model"  # the banner after a reset comes through
+            link.exit()
+        assert emu.wait_exit(timeout=10) == 0
 
 
 @pytest.mark.emulator

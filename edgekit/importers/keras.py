@@ -36,13 +36,27 @@ def _walk_layers(config):
 
 
 def _check_config(config: dict, label: str) -> None:
-    for layer in _walk_layers(config):
+    try:
+        objects = list(_walk_layers(config))
+    except RecursionError:
+        raise EdgekitError(f"{label}: its model config is nested too deeply: the file is corrupt") from None
+    for layer in objects:
         cls = layer.get("class_name")
         name = layer.get("config", {}).get("name", "?") if isinstance(layer.get("config"), dict) else "?"
+        if not isinstance(cls, str):
+            raise EdgekitError(f"{label}: its model config has a class name that is not a string: "
+                               "the file is corrupt")
         if cls in _CODE_LAYERS:
             raise UnsupportedModelError(
                 f"{label}: layer '{_safe(name)}' is a {cls}, which stores Python code; edgekit never runs "
                 "code from a model file: replace it with built-in Keras layers and save again")
+        module = layer.get("module")      # Keras 3 configs name the module to import the class from
+        from_keras = isinstance(module, str) and (module == "keras" or module.startswith("keras."))
+        if module is not None and not from_keras:
+            where = f" (layer '{_safe(name)}')" if name != "?" else ""
+            raise UnsupportedModelError(
+                f"{label}: '{_safe(cls)}'{where} comes from module '{_safe(module)}', not from Keras; "
+                "edgekit never runs code from a model file: use built-in Keras layers and save again")
 
 
 def _safe(text) -> str:
@@ -55,18 +69,18 @@ def _read_h5(path: Path) -> tuple[str, dict]:
         with h5py.File(path, "r") as f:
             version = f.attrs.get("keras_version", b"")
             config = f.attrs.get("model_config")
-    except OSError:
+    except Exception:   # h5py raises OSError, and KeyError or others for damaged object headers
         raise EdgekitError(f"{path} is not a readable HDF5 file: is it a Keras .h5 model?") from None
     if config is None:
         raise EdgekitError(f"{path} holds no Keras model (only weights?): save the whole model with "
                            "model.save('model.h5')")
-    if isinstance(version, bytes):
-        version = version.decode()
-    if isinstance(config, bytes):
-        config = config.decode()
     try:
+        if isinstance(version, bytes):
+            version = version.decode()
+        if isinstance(config, bytes):
+            config = config.decode()
         return str(version), json.loads(config)
-    except json.JSONDecodeError:
+    except (ValueError, TypeError, RecursionError):     # bad UTF-8 or JSON, a non-text attribute
         raise EdgekitError(f"{path}: its model config is not valid JSON: the file is corrupt") from None
 
 
@@ -95,7 +109,7 @@ def load_keras(path: str | Path):
         try:
             with zipfile.ZipFile(path) as z:
                 config = json.loads(z.read("config.json"))
-        except (zipfile.BadZipFile, KeyError, json.JSONDecodeError):
+        except Exception:   # BadZipFile, KeyError, zlib.error, EOFError, bad UTF-8 or JSON...
             raise EdgekitError(f"{path} is not a Keras 3 .keras archive (corrupt or truncated)") from None
         _check_config(config, str(path))
         with _quiet_native_output():

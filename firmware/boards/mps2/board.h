@@ -12,8 +12,9 @@
  *   0xE000ED00        System Control Block (CPUID, CPACR, fault status)
  *
  * The interface at the end of this file (board_init, board_serial_*,
- * board_exit) is all that firmware/device_main.c uses, so that another board
- * directory can provide the same functions for a real chip.
+ * board_timer_*, board_reset, board_exit) is all that firmware/device_main.c
+ * and firmware/mlperf_main.c use, so that another board directory can
+ * provide the same functions for a real chip.
  */
 #ifndef EK_BOARD_H
 #define EK_BOARD_H
@@ -22,10 +23,13 @@
 #include <stdint.h>
 
 #include "semihost.h"
+#include "timer.h"
 #include "uart.h"
 
 #define BOARD_NAME          "mps2"
 #define BOARD_CLOCK_HZ      25000000u /* SYSCLK: SysTick and TIMER0 count at this rate */
+#define BOARD_CPU_HZ        BOARD_CLOCK_HZ /* the core's clock (DWT CYCCNT, SysTick) */
+#define BOARD_TIMER0_HZ     BOARD_CLOCK_HZ /* CMSDK TIMER0's APB clock */
 #define BOARD_UART_BAUD     115200u   /* QEMU ignores it; real MPS2 boards use it */
 
 #define BOARD_FLASH_BASE    0x00000000u
@@ -40,6 +44,7 @@
 
 /* System Control Block registers (ARMv7-M Architecture Reference Manual B3.2). */
 #define BOARD_SCB_CPUID     0xE000ED00u /* implementer, part number, revision */
+#define BOARD_SCB_AIRCR     0xE000ED0Cu /* application interrupt and reset control */
 #define BOARD_SCB_CFSR      0xE000ED28u /* configurable fault status (MMFSR|BFSR|UFSR) */
 #define BOARD_SCB_HFSR      0xE000ED2Cu /* hard fault status */
 #define BOARD_SCB_MMFAR     0xE000ED34u /* memory-manage fault address */
@@ -56,10 +61,11 @@ static inline uint32_t board_read_reg(uint32_t address)
 
 /* ---- Board interface used by device_main.c ------------------------------ */
 
-/* Bring up the serial link. */
+/* Bring up the serial link and the tick counter (timer.h). */
 static inline void board_init(void)
 {
     uart_init(BOARD_UART_BAUD);
+    (void)timer_init();
 }
 
 /* Send len bytes over the serial link (blocks until all are queued). */
@@ -80,10 +86,65 @@ static inline void board_serial_flush(void)
     uart_flush();
 }
 
+/* Tick counter for timing (timer.h): a 32-bit up-counter, running between
+ * board_timer_start() and board_timer_stop(). */
+static inline uint32_t board_timer_now(void)
+{
+    return timer_now();
+}
+
+/* Start counting from 0 (aligning the tick edges to this moment), and stop:
+ * the counter runs only while the firmware measures (timer.h explains why). */
+static inline void board_timer_start(void)
+{
+    timer_start();
+}
+
+static inline void board_timer_stop(void)
+{
+    timer_stop();
+}
+
+/* Its source (TIMER_DWT, TIMER_SYSTICK, TIMER_CMSDK; TIMER_NONE if none
+ * works), its rate in Hz, and the ticks one reading costs. */
+static inline uint32_t board_timer_source(void)
+{
+    return timer_source();
+}
+
+static inline uint32_t board_timer_hz(void)
+{
+    return timer_hz();
+}
+
+static inline uint32_t board_timer_overhead(void)
+{
+    return timer_read_overhead();
+}
+
+/* The core's clock in Hz (a board constant). */
+static inline uint32_t board_cpu_hz(void)
+{
+    return BOARD_CPU_HZ;
+}
+
 /* Identify the core: SCB->CPUID (0x410FC241 = Cortex-M4 r0p1, ...). */
 static inline uint32_t board_cpuid(void)
 {
     return board_read_reg(BOARD_SCB_CPUID);
+}
+
+/* Reset the whole chip (SCB AIRCR SYSRESETREQ) after the serial link drained.
+ * QEMU reboots the board (it exits instead if started with -no-reboot). */
+static inline void board_reset(void)
+{
+    board_serial_flush();
+    __asm__ volatile("dsb" ::: "memory");
+    *(volatile uint32_t *)BOARD_SCB_AIRCR = (0x05FAu << 16) | (1u << 2); /* VECTKEY | SYSRESETREQ */
+    __asm__ volatile("dsb" ::: "memory");
+    for (;;) {
+        /* the reset takes effect */
+    }
 }
 
 /* Stop the firmware.  On QEMU this ends the emulator through semihosting

@@ -19,6 +19,8 @@
  * arriving between them cannot be missed: WFI wakes on a pending interrupt
  * even while it is masked.  UART0RX_Handler() only acknowledges an interrupt
  * left pending when the mask is lifted; bytes are always read by uart_getc().
+ * After each wake-up the mask is lifted for a moment, so that other
+ * interrupts (the SysTick wrap count of timer.c) are served while waiting.
  */
 #include "uart.h"
 
@@ -105,6 +107,11 @@ uint8_t uart_getc(void)
     while (!(UART0->state & UART_STATE_RX_FULL)) {
         __asm__ volatile("wfi" ::: "memory"); /* until the RX interrupt pends */
         rx_interrupt_ack();
+        /* Let another pending interrupt (SysTick, timer.c) run, or WFI would
+         * return at once while it stays pending. */
+        irq_restore(primask);
+        __asm__ volatile("isb" ::: "memory");
+        primask = irq_save();
     }
     c = (uint8_t)UART0->data;
     irq_restore(primask);
