@@ -26,7 +26,11 @@ class CompiledModel:
         report = self.out_dir / "report.json"
         if not report.exists():
             raise EdgekitError(f"{self.out_dir} is not an edgekit export directory (no report.json)")
-        self.report = json.loads(report.read_text())
+        try:
+            self.report = json.loads(report.read_text())
+            self.report["input"]["shape"], self.report["output"]["shape"], self.report["target"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise EdgekitError(f"{report} is unreadable or incomplete: export the model again") from None
         self.sanitize = sanitize
         self._binary: Path | None = None
 

@@ -41,7 +41,7 @@ class BenchConfig:
     profile: bool = False       # per-layer times (firmware built with PROFILE=1)
     protocol: str = "edgekit"
     clock_hz: int | None = None  # CPU clock of a real board, for ms and inferences/s
-    timeout: float = 10.0       # seconds for the banner and for each reply
+    timeout: float = 10.0       # seconds for the banner, each reply and each inference of a RUN
 
     def check(self) -> None:
         if self.runs < 1:
@@ -72,6 +72,7 @@ class BenchResults:
     per_input: list[dict] = field(default_factory=list)   # {index, times, match, first_diff}
     layers: list[dict] | None = None
     outputs: list[np.ndarray] = field(default_factory=list)
+    retries: int = 0                    # requests the link sent again (damaged or lost frames)
     complete: bool = False
     error: str | None = None
 
@@ -115,7 +116,7 @@ class BenchResults:
             flash_bytes=self.sizes.get("flash_bytes"), ram_bytes=self.sizes.get("ram_bytes"),
             arena_bytes=self.sizes.get("arena_bytes"),
             layers=self.layers, device=self.device, per_input=self.per_input,
-            complete=self.complete, error=self.error,
+            link_retries=self.retries, complete=self.complete, error=self.error,
         )
 
 
@@ -146,9 +147,11 @@ def _progress(done: int, total: int, label: str, enabled: bool) -> None:
 
 
 def _open_link(protocol: str, port, timeout: float, baud: int):
+    """The link, with `timeout` also the limit per inference: a RUN of N inferences waits at
+    most N x timeout for its reply (the links' own default is 60 s per inference)."""
     from .link import DeviceLink, MlperfTinyLink
     cls = MlperfTinyLink if protocol == "mlperf-tiny" else DeviceLink
-    return cls(port, timeout=timeout, baudrate=baud)
+    return cls(port, timeout=timeout, invoke_timeout=timeout, baudrate=baud)
 
 
 def _start_session(link, emulate: bool, timeout: float):
@@ -213,7 +216,10 @@ def bench(out_dir: str | Path, config: BenchConfig, *, emulate: bool = False, po
         results.sizes = dict(firmware_size(elf))
     results.sizes["arena_bytes"] = model.report["totals"]["arena_bytes"]
 
+    link = None
+
     def save():
+        results.retries = getattr(link, "retries_used", 0)
         if json_path is not None:
             write_json_atomic(json_path, results.to_json())
 
@@ -276,8 +282,12 @@ def bench(out_dir: str | Path, config: BenchConfig, *, emulate: bool = False, po
     except EdgekitError as e:
         results.error = str(e)
         save()
-        kept = f" ({len(results.per_input)} inputs measured before it are in {json_path})" if json_path and results.per_input else ""
-        raise type(e)(f"{e}{kept}") from None
+        n = len(results.per_input)
+        kept = (f" ({n} input{'' if n == 1 else 's'} measured before it {'is' if n == 1 else 'are'} in {json_path})"
+                if json_path and n else "")
+        raised = type(e)(f"{e}{kept}")
+        raised.__dict__.update(e.__dict__)   # BoardReset.banner, DeviceError.code
+        raise raised from None
     except KeyboardInterrupt:
         results.error = "interrupted"
         save()
@@ -307,6 +317,9 @@ def format_summary(r: BenchResults) -> str:
         if r.unit == "instructions":
             lines.append("(QEMU under -icount counts guest instructions: a proxy for cycles, not cycles)")
     lines.append(f"outputs matched: {r.matched}/{n_in} (TFLite reference interpreter, bit-exact)")
+    if r.retries:
+        lines.append(f"{r.retries} request{' was' if r.retries == 1 else 's were'} sent again "
+                     "(damaged or lost frames: the serial line is unreliable)")
     for entry in r.per_input:
         if not entry["match"]:
             lines.append(f"  input {entry['index']}: first difference at {entry['first_diff']}")

@@ -28,26 +28,37 @@ def _cmd_export(args) -> int:
     return 0
 
 
-def _cmd_verify(args) -> int:
+def _check_writable(path: str | None, option: str) -> None:
+    """Fail before a long run, not after it, when an output file cannot be written."""
+    if path and not Path(path).resolve().parent.is_dir():
+        raise EdgekitError(f"cannot write {option} {path}: its directory does not exist")
+
+
+def _save_outputs(path: str, outputs) -> None:
     import numpy as np
+    try:
+        np.save(path, outputs)
+    except OSError as e:
+        raise EdgekitError(f"cannot save outputs to {path}: {e.strerror or e}") from None
+
+
+def _cmd_verify(args) -> int:
     from .verify import verify
     if args.count < 1:
         raise EdgekitError(f"--count {args.count}: pass at least 1 random input")
-    if args.save_outputs and not Path(args.save_outputs).resolve().parent.is_dir():
-        raise EdgekitError(f"cannot save outputs to {args.save_outputs}: its directory does not exist")
+    _check_writable(args.save_outputs, "--save-outputs")
     result = verify(args.out, inputs=args.inputs, count=args.count, seed=args.seed, emulate=args.emulate,
                     sanitize=args.sanitize)
     if args.save_outputs:
-        try:
-            np.save(args.save_outputs, result.outputs)
-        except OSError as e:
-            raise EdgekitError(f"cannot save outputs to {args.save_outputs}: {e.strerror or e}") from None
+        _save_outputs(args.save_outputs, result.outputs)
     print(result.describe())
     return 0 if result.ok else 1
 
 
 def _cmd_bench(args) -> int:
     from .bench import BenchConfig, bench, format_summary, write_csv, write_plots
+    for path, option in ((args.save_outputs, "--save-outputs"), (args.json, "--json"), (args.csv, "--csv")):
+        _check_writable(path, option)
     config = BenchConfig(runs=args.runs, warmup=args.warmup, count=args.count, seed=args.seed,
                          inputs=args.inputs, profile=args.profile, protocol=args.protocol,
                          clock_hz=args.clock_hz, timeout=args.timeout)
@@ -56,7 +67,7 @@ def _cmd_bench(args) -> int:
     print(format_summary(result))
     if args.save_outputs:
         import numpy as np
-        np.save(args.save_outputs, np.stack(result.outputs))
+        _save_outputs(args.save_outputs, np.stack(result.outputs))
     if args.csv:
         write_csv(args.csv, result)
     if args.plot:
@@ -141,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgekit: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug in edgekit, not the user's mistake: one line, unless debugging
+        if os.environ.get("EDGEKIT_DEBUG"):
+            raise
+        print(f"edgekit: internal error ({type(e).__name__}: {' '.join(str(e).split())[:300]}); please "
+              "report it with the command you ran (EDGEKIT_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

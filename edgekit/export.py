@@ -58,10 +58,7 @@ def model_to_tflite(model_path: str | Path, calib=None) -> bytes:
             raise EdgekitError(f"{path} is a Keras model and needs calibration data to quantize to int8: "
                                "pass --calib samples.npy (N inputs shaped like the model input), or "
                                "--calib random to accept an accuracy loss")
-        model, module = kimp.load_keras(path)
-        shape = kimp.keras_input_shape(model)
-        data = calib if not isinstance(calib, (str, Path)) else kimp.load_calibration(calib, shape)
-        return kimp.quantize_keras(model, module, data)
+        return kimp.keras_to_tflite(path, calib)
     raise EdgekitError(f"{path}: unknown model format '{suffix}'; pass a .h5, .keras or .tflite file")
 
 

@@ -360,9 +360,11 @@ class DeviceLink:
             self._owns_serial = False
         self.timeout = timeout
         self.invoke_timeout = invoke_timeout
+        self.baudrate = baudrate
         self.retries = retries
         self.chunk_size = chunk_size
         self.retries_used = 0  # total requests sent again, for tests and diagnostics
+        self.bytes_received = 0  # every byte read from the port, for diagnosing a silent or garbled line
         self.banner: str | None = None
         self._pending = bytearray()  # bytes read from the port but not consumed yet
         self._info: DeviceInfo | None = None
@@ -401,6 +403,7 @@ class DeviceLink:
             except serial.SerialException as exc:
                 raise LinkClosed(f"the device closed the connection while the host waited for {what} ({exc})") from None
             if data:
+                self.bytes_received += len(data)
                 return data
             if time.monotonic() >= deadline:
                 raise LinkTimeout(f"no {what} from the device within the time limit")
@@ -430,7 +433,9 @@ class DeviceLink:
         last_data = time.monotonic()
         while time.monotonic() < min(end, last_data + quiet):
             try:
-                if self._serial.read(4096):
+                data = self._serial.read(4096)
+                if data:
+                    self.bytes_received += len(data)
                     last_data = time.monotonic()
             except serial.SerialException:
                 return  # a closed port has nothing left to discard
@@ -556,7 +561,7 @@ class DeviceLink:
             except LinkTimeout:
                 if command in _NOT_RESENT_AFTER_TIMEOUT or attempt + 1 == attempts:
                     limit = self.timeout if timeout is None else timeout
-                    raise LinkTimeout(f"no reply to {name} within {limit:g} s: the firmware may have hung or crashed") from None
+                    raise LinkTimeout(f"no reply to {name} within {limit:g} s: {self._no_reply_cause()}") from None
                 # The device may be stuck inside a truncated frame: flush it out.
                 last_problem = f"no reply to {name}"
                 self.resync()
@@ -570,7 +575,20 @@ class DeviceLink:
                     continue
                 raise DeviceError(f"the device rejected {name}: {meaning}", code)
             return reply
-        raise FrameError(f"{name} failed {attempts} times ({last_problem}): the serial line is unreliable")
+        unreliable = "the serial line is unreliable" + ("" if self._session else f" or its baud rate ({self.baudrate}) is wrong")
+        raise FrameError(f"{name} failed {attempts} times ({last_problem}): {unreliable}")
+
+    def _no_reply_cause(self) -> str:
+        """Why a request went unanswered: in a session (a banner or a reply was seen) the firmware
+        stopped answering; before one, the line itself is the suspect."""
+        if self._session:
+            return "the firmware may have hung or crashed"
+        if self.bytes_received:
+            return (f"the device sent {self.bytes_received} bytes but never its banner nor a valid frame, "
+                    f"as at a wrong baud rate: check the baud rate ({self.baudrate} here) and that the board "
+                    "runs edgekit firmware")  # fmt: skip
+        return (f"the device sent nothing: check the port, the baud rate ({self.baudrate} here) and that "
+                "the board runs edgekit firmware")  # fmt: skip
 
     def _drop_stale_input(self, name: str = "the request") -> None:
         """Forget bytes received before a request: they cannot be its reply.
@@ -580,7 +598,9 @@ class DeviceLink:
         """
         stale = bytearray(self._pending)
         self._pending.clear()
-        stale += _read_waiting(self._serial)
+        waiting = _read_waiting(self._serial)
+        self.bytes_received += len(waiting)
+        stale += waiting
         if stale:
             self._check_banner(stale, len(stale), f"before {name} was sent")
         reset = getattr(self._serial, "reset_input_buffer", None)

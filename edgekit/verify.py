@@ -50,8 +50,10 @@ def load_inputs(path: str | Path | None, model: CompiledModel, count: int, seed:
         return rng.integers(-128, 128, size=(count, *model.input_shape[1:]), dtype=np.int8)
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise EdgekitError(f"cannot read inputs {path}: {e}") from None
+    except OSError as e:
+        raise EdgekitError(f"cannot read inputs {path}: {e.strerror or e}") from None
+    except ValueError:
+        raise EdgekitError(f"inputs {path} is not a .npy or .npz file (numpy.save / numpy.savez)") from None
     if isinstance(data, np.lib.npyio.NpzFile):
         data = data["x"] if "x" in data else data[list(data.keys())[0]]
     return quantize_input(data, model.report)

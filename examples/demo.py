@@ -3,7 +3,8 @@
 Exports the bundled Fashion-MNIST model (examples/fashion_dscnn.h5, trained by
 examples/train_fashion_dscnn.py) for the Cortex-M4, builds the firmware with arm-none-eabi-gcc,
 runs 200 test images on the emulated board (QEMU mps2-an386) over the serial link, and compares
-every output byte with TensorFlow Lite's int8 reference interpreter.
+every output byte with TensorFlow Lite's int8 reference interpreter, then measures latency on the
+emulated board with `edgekit bench` (instructions per inference, QEMU under -icount).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ OUT = HERE.parent / "build" / "demo"
 
 def main() -> int:
     from edgekit.api import load
+    from edgekit.bench import BenchConfig, bench
     from edgekit.build import firmware_elf, firmware_size
     from edgekit.emulate import run_firmware
     from edgekit.errors import EdgekitError
@@ -56,11 +58,22 @@ def main() -> int:
         ref = reference_outputs(model.tflite_path, xq)
         matched = int((y == ref).all(axis=1).sum())
         accuracy = float((y.argmax(axis=1) == labels).mean())
+
+        print(f"\n4. edgekit bench {OUT.name} --emulate --runs 10 --warmup 2 --inputs (3 test images)")
+        np.save(OUT / "bench_inputs.npy", x[:3])
+        timing = bench(OUT, BenchConfig(runs=10, warmup=2, inputs=str(OUT / "bench_inputs.npy")),
+                       emulate=True, progress=False)
+        lat = timing.latency()
+
         print(f"\n{matched}/{len(x)} outputs match the TFLite reference (bit-exact, on {machine})")
         print(f"accuracy of the firmware on these {len(x)} test images: {accuracy:.1%}")
+        print(f"latency: {lat['median']:,.0f} {lat['unit']} per inference (median of {len(timing.times)} runs, "
+              f"min {lat['min']:,.0f}, max {lat['max']:,.0f}; QEMU -icount counts instructions, not cycles); "
+              f"bench outputs matched {timing.matched}/{len(timing.per_input)}")
         print(f"flash {size['flash_bytes']:,} bytes, RAM {size['ram_bytes']:,} bytes, "
               f"model arena {result.report['totals']['arena_bytes']:,} bytes")
-        return 0 if matched == len(x) else 1
+        all_match = matched == len(x) and timing.matched == len(timing.per_input)
+        return 0 if all_match else 1
     except EdgekitError as e:
         print(f"demo failed: {e}", file=sys.stderr)
         return 2

@@ -751,3 +751,23 @@ def test_new_out_dir_not_created_on_failure(tmp_path, fc_model, ad01_tflite):
     p = run_edgekit("export", big, "--target", "cortex-m0plus", "--ram", "8K", "-o", "deep/new/out", cwd=tmp_path)
     assert_user_error(p.returncode, p.stderr, "RAM")
     assert not (tmp_path / "deep").exists()
+
+
+def test_h5_that_makes_hdf5_loop_forever_is_stopped_in_bounded_time(tmp_path):
+    """A Keras 3 .h5 with one byte changed (found by fuzzing) makes HDF5 loop forever inside
+    h5py; edgekit loads Keras files in a child process with a time limit."""
+    import os
+    import subprocess
+    import sys
+    import time
+    src = Path(__file__).resolve().parent / "data" / "hdf5_loops_forever.h5"
+    out = tmp_path / "out"
+    env = dict(os.environ, EDGEKIT_KERAS_TIMEOUT="8")
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "edgekit", "export", str(src), "--calib", "random",
+                           "-o", str(out)], capture_output=True, text=True, env=env, timeout=120)
+    assert time.monotonic() - t0 < 60
+    assert proc.returncode == 2
+    assert "did not finish within 8 s" in proc.stderr and "corrupt" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import warnings
@@ -18,7 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import errors
 from ..errors import EdgekitError, UnsupportedModelError
+
+# Loading and quantizing run in a child process bounded by this many seconds.
+TIMEOUT_S = float(os.environ.get("EDGEKIT_KERAS_TIMEOUT", "900"))
+_CHILD_ERROR = "edgekit-child-error: "
 
 _CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
 
@@ -230,3 +236,57 @@ def _quiet_native_output():
             os.dup2(saved[1], 2)
             for fd in saved:
                 os.close(fd)
+
+
+def keras_to_tflite(path: str | Path, calib) -> bytes:
+    """Load a Keras model file and quantize it to int8 TFLite bytes, in a child Python process.
+
+    Isolation keeps a corrupt file that makes HDF5 loop forever, or a converter crash, from taking
+    edgekit down: the child is bounded by TIMEOUT_S and any failure becomes one sentence.
+    `calib`: a .npy/.npz path, 'random', or an array of samples."""
+    path = Path(path)
+    with tempfile.TemporaryDirectory(prefix="edgekit-keras-") as tmp:
+        calib_arg = calib
+        if not isinstance(calib, (str, Path)):
+            calib_arg = Path(tmp) / "calib.npy"
+            np.save(calib_arg, np.asarray(calib, dtype=np.float32))
+        out = Path(tmp) / "model.tflite"
+        cmd = [sys.executable, "-m", "edgekit.importers.keras", str(path), str(calib_arg), str(out)]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
+        except subprocess.TimeoutExpired:
+            raise EdgekitError(f"loading and quantizing {path} did not finish within {TIMEOUT_S:g} s: the file "
+                               "may be corrupt (EDGEKIT_KERAS_TIMEOUT sets the limit)") from None
+        lines = proc.stderr.splitlines()
+        for line in lines:
+            if line.startswith("WARNING: --calib"):
+                print(line, file=sys.stderr)
+        if proc.returncode == 0 and out.exists():
+            return out.read_bytes()
+        for line in reversed(lines):
+            if line.startswith(_CHILD_ERROR):
+                kind, _, message = line[len(_CHILD_ERROR):].partition(": ")
+                cls = getattr(errors, kind, EdgekitError)
+                raise (cls if isinstance(cls, type) and issubclass(cls, EdgekitError) else EdgekitError)(message)
+        tail = "; ".join(line.strip() for line in lines[-3:] if line.strip())[:300]
+        raise EdgekitError(f"loading {path} stopped the Keras/TensorFlow process (exit status "
+                           f"{proc.returncode}){': ' + tail if tail else ''}")
+
+
+def _child_main(argv: list[str]) -> int:
+    """python -m edgekit.importers.keras MODEL CALIB OUT: the child side of keras_to_tflite."""
+    path, calib, out = argv
+    try:
+        model, module = load_keras(path)
+        data = load_calibration(calib, keras_input_shape(model))
+        Path(out).write_bytes(quantize_keras(model, module, data))
+    except EdgekitError as e:
+        message = " ".join(str(e).split())
+        print(f"{_CHILD_ERROR}{type(e).__name__}: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1:]))
