@@ -62,10 +62,10 @@ def model_to_tflite(model_path: str | Path, calib=None) -> bytes:
     raise EdgekitError(f"{path}: unknown model format '{suffix}'; pass a .h5, .keras or .tflite file")
 
 
-def compile_program(tflite: bytes, label: str | None = None) -> Program:
+def compile_program(tflite: bytes, label: str | None = None, target: Target | None = None) -> Program:
     graph = load_tflite(tflite, label=label)
     graph = run_passes(graph)
-    return lower(graph)
+    return lower(graph, target)
 
 
 def check_fit(report: dict, target: Target) -> None:
@@ -169,7 +169,7 @@ def export(model_path: str | Path, out_dir: str | Path, target: Target, calib=No
     model_path = Path(model_path)
     check_out_dir(Path(out_dir), model_path)
     tflite = model_to_tflite(model_path, calib)
-    program = compile_program(tflite, label=str(model_path))
+    program = compile_program(tflite, label=str(model_path), target=target)
     model_name = c_string_name(name or model_path.stem)
     report = build_report(program, target, model_name, model_path.name, __version__,
                           weights_hash=weights_hash(program))

@@ -13,6 +13,7 @@ from .ir import Graph, Op, short_name
 from .ops import LOWERINGS, Alias, KernelCall
 from .ops.base import TensorArg, TensorListArg
 from .planner import Buffer, Plan, format_plan, plan_memory
+from .targets import Target
 
 
 @dataclass(frozen=True)
@@ -67,13 +68,14 @@ class _Groups:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def lower(graph: Graph) -> Program:
+def lower(graph: Graph, target: Target | None = None) -> Program:
+    """Lower every op for `target` (None: portable kernels only) and plan the arena."""
     steps: list[Step] = []
     groups = _Groups()
     model_in, model_out = graph.inputs[0], graph.outputs[0]
     for op in graph.ops:
         try:
-            result = LOWERINGS[op.kind](graph, op)
+            result = LOWERINGS[op.kind](graph, op, target)
         except (ValueError, KeyError, IndexError) as e:
             raise UnsupportedModelError(f"layer {op.location} cannot be compiled: {e}") from None
         if isinstance(result, Alias):

@@ -3,6 +3,7 @@ The float work lives in edgekit.ops.nonlinear (pure functions of shapes and scal
 from __future__ import annotations
 
 from ..ir import Graph, Op
+from ..targets import Target
 from . import nonlinear
 from .base import KernelCall, TensorArg, lowering, require_int8, unsupported
 
@@ -20,26 +21,26 @@ def _call(name: str, op: Op, params: dict, macs: int) -> KernelCall:
 
 
 @lowering("SOFTMAX")
-def lower_softmax(graph: Graph, op: Op) -> KernelCall:
+def lower_softmax(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     inp, out, (si, zi), (so, zo) = _io(graph, op)
     params = nonlinear.softmax_params(inp.shape, si, zi, so, zo, float(op.options.get("beta", 1.0)))
     return _call("softmax", op, params, inp.size)
 
 
 @lowering("LOGISTIC")
-def lower_logistic(graph: Graph, op: Op) -> KernelCall:
+def lower_logistic(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     inp, out, (si, zi), (so, zo) = _io(graph, op)
     return _call("lut", op, nonlinear.logistic_params(inp.size, si, zi, so, zo), 0)
 
 
 @lowering("TANH")
-def lower_tanh(graph: Graph, op: Op) -> KernelCall:
+def lower_tanh(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     inp, out, (si, zi), (so, zo) = _io(graph, op)
     return _call("lut", op, nonlinear.tanh_params(inp.size, si, zi, so, zo), 0)
 
 
 @lowering("MEAN")
-def lower_mean(graph: Graph, op: Op) -> KernelCall:
+def lower_mean(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     inp, out, (si, zi), (so, zo) = _io(graph, op)
     axes_t = graph.t(op.inputs[1])
     if axes_t.data is None:

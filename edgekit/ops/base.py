@@ -78,7 +78,9 @@ class Alias:
     target: int
 
 
-Lowering = Callable[[Graph, Op], Union[KernelCall, Alias]]
+# A lowering gets the graph, the op and the target (None: portable C only); target features
+# (e.g. has_dsp) and the op's shapes select the kernel variant with readable predicates.
+Lowering = Callable[[Graph, Op, "Target | None"], Union[KernelCall, Alias]]
 LOWERINGS: dict[str, Lowering] = {}
 
 

@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import quant
 from ..ir import Graph, Op
+from ..targets import Target
 from .base import (ArrayArg, ArrayRef, ConstArray, KernelCall, TensorArg, lowering, nhwc,
                    require_int8, unsupported)
 
@@ -61,7 +62,7 @@ def _call(name: str, op: Op, params: dict, w, bias, quant_arrays: list, macs: in
 
 
 @lowering("CONV_2D")
-def lower_conv2d(graph: Graph, op: Op) -> KernelCall:
+def lower_conv2d(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     require_int8(graph, op, op.inputs[0], op.outputs[0])
     in_h, in_w, in_c = nhwc(graph.t(op.inputs[0]).shape)
     out_h, out_w, out_c = nhwc(graph.t(op.outputs[0]).shape)
@@ -79,7 +80,7 @@ def lower_conv2d(graph: Graph, op: Op) -> KernelCall:
 
 
 @lowering("DEPTHWISE_CONV_2D")
-def lower_dwconv(graph: Graph, op: Op) -> KernelCall:
+def lower_dwconv(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     require_int8(graph, op, op.inputs[0], op.outputs[0])
     in_h, in_w, in_c = nhwc(graph.t(op.inputs[0]).shape)
     out_h, out_w, out_c = nhwc(graph.t(op.outputs[0]).shape)

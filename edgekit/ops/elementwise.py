@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import quant
 from ..ir import Graph, Op
+from ..targets import Target
 from .base import KernelCall, TensorArg, dims4, lowering, require_int8, unsupported
 
 _ADD_LEFT_SHIFT = 20   # TFLite's headroom for int8 ADD
@@ -24,7 +25,7 @@ def broadcast_strides(in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> 
 
 
 @lowering("ADD")
-def lower_add(graph: Graph, op: Op) -> KernelCall:
+def lower_add(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     a, b, out = (graph.t(i) for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
     for t in (a, b):
         if t.is_const:
@@ -55,7 +56,7 @@ _RELU_RANGES = {"RELU": (0.0, None), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0,
 
 
 @lowering("QUANTIZE", "RELU", "RELU6", "RELU_N1_TO_1")
-def lower_requant(graph: Graph, op: Op) -> KernelCall:
+def lower_requant(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     inp, out = graph.t(op.inputs[0]), graph.t(op.outputs[0])
     if op.kind == "QUANTIZE" and inp.dtype != "int8":
         raise unsupported(op, f"QUANTIZE from {inp.dtype} inside the model is not supported "

@@ -5,12 +5,13 @@ import numpy as np
 
 from .. import quant
 from ..ir import Graph, Op
+from ..targets import Target
 from .base import (ArrayArg, ArrayRef, ConstArray, KernelCall, TensorArg, lowering, require_int8,
                    unsupported)
 
 
 @lowering("FULLY_CONNECTED")
-def lower_fc(graph: Graph, op: Op) -> KernelCall:
+def lower_fc(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     require_int8(graph, op, op.inputs[0], op.outputs[0])
     inp, w, out = graph.t(op.inputs[0]), graph.t(op.inputs[1]), graph.t(op.outputs[0])
     if w.data is None or w.dtype != "int8":

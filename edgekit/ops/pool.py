@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from .. import quant
 from ..ir import Graph, Op
+from ..targets import Target
 from .base import KernelCall, TensorArg, lowering, nhwc, require_int8, unsupported
 
 
 @lowering("AVERAGE_POOL_2D", "MAX_POOL_2D")
-def lower_pool(graph: Graph, op: Op) -> KernelCall:
+def lower_pool(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     require_int8(graph, op, op.inputs[0], op.outputs[0])
     inp, out = graph.t(op.inputs[0]), graph.t(op.outputs[0])
     in_h, in_w, c = nhwc(inp.shape)

@@ -4,12 +4,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Op
+from ..targets import Target
 from .base import (Alias, ArrayRef, ConstArray, KernelCall, TensorArg, TensorListArg, dims4, lowering,
                    require_int8, unsupported)
 
 
 @lowering("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
-def lower_reshape(graph: Graph, op: Op) -> Alias:
+def lower_reshape(graph: Graph, op: Op, target: Target | None = None) -> Alias:
     inp, out = graph.t(op.inputs[0]), graph.t(op.outputs[0])
     if inp.size != out.size:
         raise unsupported(op, f"it changes the element count ({inp.size} -> {out.size})")
@@ -19,7 +20,7 @@ def lower_reshape(graph: Graph, op: Op) -> Alias:
 
 
 @lowering("PAD", "PADV2")
-def lower_pad(graph: Graph, op: Op) -> KernelCall:
+def lower_pad(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     inp, out = graph.t(op.inputs[0]), graph.t(op.outputs[0])
     require_int8(graph, op, inp.index, out.index)
     pads = graph.t(op.inputs[1])
@@ -42,7 +43,7 @@ def lower_pad(graph: Graph, op: Op) -> KernelCall:
 
 
 @lowering("CONCATENATION")
-def lower_concat(graph: Graph, op: Op) -> KernelCall:
+def lower_concat(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     out = graph.t(op.outputs[0])
     require_int8(graph, op, *op.inputs, out.index)
     if op.options.get("activation", "NONE") != "NONE":
