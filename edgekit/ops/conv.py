@@ -1,4 +1,4 @@
-"""CONV_2D and DEPTHWISE_CONV_2D -> ek_conv2d_s8 / ek_dwconv_s8."""
+"""CONV_2D -> ek_conv2d_s8 (and its variants). Shared helpers for DEPTHWISE_CONV_2D (dwconv.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +10,7 @@ from .base import (ArrayArg, ArrayRef, ConstArray, KernelCall, TensorArg, loweri
                    require_int8, unsupported)
 
 
-def _geometry(op: Op, in_hw: tuple[int, int], k_hw: tuple[int, int], out_hw: tuple[int, int]) -> dict:
+def conv_geometry(op: Op, in_hw: tuple[int, int], k_hw: tuple[int, int], out_hw: tuple[int, int]) -> dict:
     o = op.options
     stride = (int(o.get("strideH", 1)), int(o.get("strideW", 1)))
     dil = (int(o.get("dilationHFactor", 1)), int(o.get("dilationWFactor", 1)))
@@ -26,7 +26,7 @@ def _geometry(op: Op, in_hw: tuple[int, int], k_hw: tuple[int, int], out_hw: tup
                 pad_top=pads[0], pad_left=pads[1])
 
 
-def _weights_and_quant(graph: Graph, op: Op, out_c: int):
+def conv_weights_and_quant(graph: Graph, op: Op, out_c: int):
     inp, w, out = graph.t(op.inputs[0]), graph.t(op.inputs[1]), graph.t(op.outputs[0])
     if w.data is None:
         raise unsupported(op, "its weights are not constant")
@@ -52,7 +52,7 @@ def _weights_and_quant(graph: Graph, op: Op, out_c: int):
     return w, bias, q, arrays
 
 
-def _call(name: str, op: Op, params: dict, w, bias, quant_arrays: list, macs: int) -> KernelCall:
+def conv_call(name: str, op: Op, params: dict, w, bias, quant_arrays: list, macs: int) -> KernelCall:
     arrays = [ConstArray("filter", "int8_t", w.data.reshape(-1))] + ([bias] if bias else []) + quant_arrays
     return KernelCall(kernel=f"ek_{name}_s8", header=f"ek_{name}.h", sources=(f"ek_{name}_s8.c",),
                       params_type=f"ek_{name}_params", params=params,
@@ -73,25 +73,7 @@ def lower_conv2d(graph: Graph, op: Op, target: Target | None = None) -> KernelCa
     if w_in_c != in_c:
         raise unsupported(op, f"grouped convolution ({in_c} input channels, filter depth {w_in_c}) "
                               "is not supported")
-    w, bias, q, arrays = _weights_and_quant(graph, op, out_c)
+    w, bias, q, arrays = conv_weights_and_quant(graph, op, out_c)
     params = dict(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c, k_h=k_h, k_w=k_w,
-                  **_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w)), **q)
-    return _call("conv2d", op, params, w, bias, arrays, macs=out_h * out_w * out_c * k_h * k_w * in_c)
-
-
-@lowering("DEPTHWISE_CONV_2D")
-def lower_dwconv(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
-    require_int8(graph, op, op.inputs[0], op.outputs[0])
-    in_h, in_w, in_c = nhwc(graph.t(op.inputs[0]).shape)
-    out_h, out_w, out_c = nhwc(graph.t(op.outputs[0]).shape)
-    w_shape = graph.t(op.inputs[1]).shape
-    if len(w_shape) != 4 or w_shape[0] != 1 or w_shape[3] != out_c:
-        raise unsupported(op, f"filter shape {list(w_shape)} is not [1, k_h, k_w, out_c]")
-    if out_c % in_c:
-        raise unsupported(op, f"{out_c} output channels is not a multiple of {in_c} input channels")
-    k_h, k_w = int(w_shape[1]), int(w_shape[2])
-    w, bias, q, arrays = _weights_and_quant(graph, op, out_c)
-    params = dict(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
-                  ch_mult=out_c // in_c, k_h=k_h, k_w=k_w,
-                  **_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w)), **q)
-    return _call("dwconv", op, params, w, bias, arrays, macs=out_h * out_w * out_c * k_h * k_w)
+                  **conv_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w)), **q)
+    return conv_call("conv2d", op, params, w, bias, arrays, macs=out_h * out_w * out_c * k_h * k_w * in_c)

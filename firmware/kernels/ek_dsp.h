@@ -1,0 +1,71 @@
+/*
+ * ek_dsp.h - the Armv7E-M DSP instructions the _dsp kernels use, with exact
+ * portable C twins.
+ *
+ * On a core with the DSP extension (__ARM_FEATURE_DSP: Cortex-M4, M7, M33 with
+ * DSP) these map to the instructions through <arm_acle.h>.  Elsewhere (the host
+ * build of the same export, which `edgekit verify` and the tests run under
+ * AddressSanitizer) they are plain C with the same results, so one _dsp
+ * algorithm is tested bit for bit on the host and on the emulated boards.
+ *
+ *   ek_sxtb16(x)        halfwords {sext(x[7:0]), sext(x[23:16])}
+ *   ek_sxtb16_ror8(x)   halfwords {sext(x[15:8]), sext(x[31:24])}
+ *   ek_smlad(a, b, acc) acc + a.lo*b.lo + a.hi*b.hi (signed 16-bit halves,
+ *                       32-bit wrap-around; the Q flag is not used)
+ *   ek_read_s8x4(p)     four int8 as one little-endian word (unaligned ok)
+ */
+#ifndef EK_DSP_H
+#define EK_DSP_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#include <arm_acle.h>
+
+/* GCC 12 has no __ror; one instruction. */
+static inline uint32_t ek_ror(uint32_t x, uint32_t n)
+{
+    return (x >> n) | (x << ((32u - n) & 31u));
+}
+
+static inline int32_t ek_sxtb16(int32_t x) { return (int32_t)__sxtb16((uint32_t)x); }
+static inline int32_t ek_sxtb16_ror8(int32_t x) { return (int32_t)__sxtb16(ek_ror((uint32_t)x, 8)); }
+static inline int32_t ek_smlad(int32_t a, int32_t b, int32_t acc)
+{
+    return (int32_t)__smlad((uint32_t)a, (uint32_t)b, (uint32_t)acc);
+}
+
+#else /* portable twins with identical results */
+
+static inline int32_t ek_pack16(int32_t lo, int32_t hi)
+{
+    return (int32_t)(((uint32_t)(uint16_t)(int16_t)lo) | ((uint32_t)(uint16_t)(int16_t)hi << 16));
+}
+static inline int32_t ek_sxtb16(int32_t x)
+{
+    return ek_pack16((int8_t)(uint8_t)((uint32_t)x & 0xFFu), (int8_t)(uint8_t)(((uint32_t)x >> 16) & 0xFFu));
+}
+static inline int32_t ek_sxtb16_ror8(int32_t x)
+{
+    return ek_pack16((int8_t)(uint8_t)(((uint32_t)x >> 8) & 0xFFu), (int8_t)(uint8_t)((uint32_t)x >> 24));
+}
+static inline int32_t ek_smlad(int32_t a, int32_t b, int32_t acc)
+{
+    const int32_t lo = (int32_t)(int16_t)(uint16_t)((uint32_t)a & 0xFFFFu) *
+                       (int32_t)(int16_t)(uint16_t)((uint32_t)b & 0xFFFFu);
+    const int32_t hi = (int32_t)(int16_t)(uint16_t)((uint32_t)a >> 16) *
+                       (int32_t)(int16_t)(uint16_t)((uint32_t)b >> 16);
+    return (int32_t)((uint32_t)acc + (uint32_t)lo + (uint32_t)hi);
+}
+
+#endif
+
+static inline int32_t ek_read_s8x4(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);   /* compiles to one LDR on Cortex-M (unaligned access allowed) */
+    return v;
+}
+
+#endif /* EK_DSP_H */
