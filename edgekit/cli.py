@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--profile", action="store_true", help="per-layer times (firmware with PROFILE=1)")
     b.add_argument("--protocol", default="edgekit", choices=["edgekit", "mlperf-tiny"],
                    help="edgekit's framed protocol (default) or the MLPerf Tiny / EEMBC runner's")
-    b.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the board (default 10)")
+    b.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the banner, each reply and each inference (default 10)")
     b.add_argument("--json", help="write the results as JSON (atomically, also when cut short)")
     b.add_argument("--csv", help="write every run's latency as CSV")
     b.add_argument("--save-outputs", help="save the raw int8 outputs [N, *output_shape] to this .npy")

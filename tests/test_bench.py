@@ -128,10 +128,6 @@ class Bench:
         self.out, self.err = captured.out, captured.err
         self.json = json.loads(json_path.read_text()) if json_path.exists() else None
 
-    @property
-    def instructions(self) -> list[list[int]]:
-        return [entry["times"] for entry in self.json["per_input"]]
-
     def assert_one_sentence_error(self, *fragments: str) -> str:
         assert self.status == 2, (self.status, self.out, self.err)
         lines = self.err.strip().splitlines()
