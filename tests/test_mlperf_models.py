@@ -50,3 +50,19 @@ def test_mlperf_keras_h5_models_export(shared_models, tmp_path):
     model = load(tmp_path / "out")
     x = test_inputs(model.input_shape[1:], n=4, seed=5)
     assert_bit_exact(model.predict(x), reference_outputs(tmp_path / "out" / "model.tflite", x), "ad01.h5")
+
+
+@pytest.mark.shared
+@pytest.mark.emulator
+@pytest.mark.parametrize("name", MODELS)
+def test_mlperf_model_bench_is_bit_exact_and_repeatable(name, shared_models, qemu, tmp_path):
+    """`edgekit bench --emulate`: every run's output matches the reference, and two sessions in
+    a row report the same instructions per inference (QEMU -icount is deterministic)."""
+    from edgekit.bench import BenchConfig, bench
+    export(shared_models / name, tmp_path / "out", get_target("cortex-m4"))
+    first, second = (bench(tmp_path / "out", BenchConfig(runs=2, warmup=1, count=2), emulate=True,
+                           progress=False) for _ in range(2))
+    for r in (first, second):
+        assert r.matched == 2 and r.complete and r.unit == "instructions"
+    assert first.times == second.times
+    assert first.latency()["median"] > first.to_json()["arena_bytes"]     # a real, non-trivial count
