@@ -317,6 +317,18 @@ class DeviceInfo:
 # The link
 
 
+def _open_serial(port: str | Any, baudrate: int, poll_interval: float) -> tuple[Any, bool]:
+    """(serial object, whether the link owns it): open a pyserial URL / device name, or adopt an
+    already open serial-like object; either way reads return after poll_interval."""
+    if isinstance(port, str):
+        try:
+            return serial.serial_for_url(port, baudrate=baudrate, timeout=poll_interval), True
+        except (serial.SerialException, ValueError) as exc:
+            raise LinkClosed(f"cannot open serial port {port!r}: {exc}") from None
+    port.timeout = poll_interval
+    return port, False
+
+
 class DeviceLink:
     """A connection to edgekit firmware over a serial port.
 
@@ -348,16 +360,7 @@ class DeviceLink:
     ):
         if not 1 <= chunk_size <= MAX_PAYLOAD - 4:
             raise ValueError(f"chunk_size must be between 1 and {MAX_PAYLOAD - 4}, not {chunk_size}")
-        if isinstance(port, str):
-            try:
-                self._serial = serial.serial_for_url(port, baudrate=baudrate, timeout=self.POLL_INTERVAL)
-            except (serial.SerialException, ValueError) as exc:
-                raise LinkClosed(f"cannot open serial port {port!r}: {exc}") from None
-            self._owns_serial = True
-        else:
-            self._serial = port
-            self._serial.timeout = self.POLL_INTERVAL
-            self._owns_serial = False
+        self._serial, self._owns_serial = _open_serial(port, baudrate, self.POLL_INTERVAL)
         self.timeout = timeout
         self.invoke_timeout = invoke_timeout
         self.baudrate = baudrate
@@ -860,16 +863,7 @@ class MlperfTinyLink:
     ):
         if not 1 <= chunk_size <= 126:
             raise ValueError(f"chunk_size must be between 1 and 126, not {chunk_size}")
-        if isinstance(port, str):
-            try:
-                self._serial = serial.serial_for_url(port, baudrate=baudrate, timeout=self.POLL_INTERVAL)
-            except (serial.SerialException, ValueError) as exc:
-                raise LinkClosed(f"cannot open serial port {port!r}: {exc}") from None
-            self._owns_serial = True
-        else:
-            self._serial = port
-            self._serial.timeout = self.POLL_INTERVAL
-            self._owns_serial = False
+        self._serial, self._owns_serial = _open_serial(port, baudrate, self.POLL_INTERVAL)
         self.timeout = timeout
         self.invoke_timeout = invoke_timeout
         self.chunk_size = chunk_size
