@@ -16,7 +16,7 @@ import jinja2
 import numpy as np
 
 from .ir import short_name
-from .ops.base import ArrayArg, ArrayRef, KernelCall, TensorArg, TensorListArg
+from .ops.base import ArrayArg, ArrayRef, KernelCall, ScratchArg, TensorArg, TensorListArg
 from .program import Program
 
 
@@ -114,6 +114,10 @@ def _layer(program: Program, i: int) -> _Layer:
             args.append(name)
         elif isinstance(arg, ArrayArg):
             args.append(f"{prefix}_{arg.name}" if arg.name else "NULL")
+        elif isinstance(arg, ScratchArg):
+            # The step's scratch buffer (planner id -1 - i), or NULL when it asked for none.
+            place = program.places.get(-1 - i)
+            args.append(f"arena + {place.offset}" if place is not None else "NULL")
     g = program.graph
     in_shapes = " + ".join("x".join(map(str, g.t(t).shape[1:] or g.t(t).shape))
                            for t in step.op.inputs[:1] if t >= 0)

@@ -2,7 +2,17 @@
 
 A tensor lives in the caller's input buffer, the caller's output buffer, or the arena.
 Aliasing ops (RESHAPE...) merge tensors into one storage group; the memory planner
-(edgekit.planner) places each arena group by its lifetime.
+(edgekit.planner) places each arena group by its lifetime, plus one scratch buffer per call
+that asks for one (KernelCall.scratch_bytes, live only during that call).
+
+In-place: a call's InPlace declarations (edgekit.ops.base) become planner Shares between the
+storage groups of that input and the output; the planner uses one only where it is legal.
+
+Operator order (choose_order): where the graph branches, the order of the kernel calls changes
+which tensors are live together. Every topological order of the calls is enumerated (depth
+first, in TFLite's order, at most MAX_ORDERS of them) and scored by its peak of live bytes; the
+best few and TFLite's own order are then planned for real and the smallest arena wins, ties
+going to TFLite's order. Chains (most models) have one order and cost nothing.
 """
 from __future__ import annotations
 
@@ -12,7 +22,7 @@ from .errors import UnsupportedModelError
 from .ir import Graph, Op, short_name
 from .ops import LOWERINGS, Alias, KernelCall
 from .ops.base import TensorArg, TensorListArg
-from .planner import Buffer, Plan, format_plan, plan_memory
+from .planner import Buffer, Plan, Share, format_plan, plan_memory
 from .targets import Target
 
 
@@ -22,10 +32,16 @@ class Place:
     offset: int = 0
 
 
+MAX_ORDERS = 2000       # topological orders scored by peak live bytes
+MAX_BRANCHED_STEPS = 300    # bigger graphs with branches keep TFLite's order
+PLANNED_ORDERS = 4      # of which the best are planned for real (plus TFLite's order)
+
+
 @dataclass
 class Step:
     op: Op
     call: KernelCall
+    source: int = -1      # the step's position in TFLite's order (before choose_order)
 
 
 @dataclass
@@ -46,7 +62,17 @@ class Program:
         return self.graph.t(self.graph.outputs[0])
 
     def plan_text(self) -> str:
-        return format_plan(self.buffers, self.plan, self.buffer_names, n_ops=len(self.steps))
+        order = [s.source for s in self.steps]
+        lines = []
+        if order != sorted(order):
+            lines.append("op order (changed from TFLite's to lower the peak): "
+                         + " ".join(str(i) for i in order) + "  (TFLite's op numbers)")
+        else:
+            lines.append("op order: TFLite's")
+        for i, step in enumerate(self.steps):
+            lines.append(f"  op {i:>3}: {step.op.kind:<18} {short_name(step.op.name, 40)}")
+        return "\n".join(lines) + "\n" + format_plan(self.buffers, self.plan, self.buffer_names,
+                                                      n_ops=len(self.steps))
 
 
 class _Groups:
@@ -88,35 +114,170 @@ def lower(graph: Graph, target: Target | None = None) -> Program:
         else:
             steps.append(Step(op, result))
 
-    in_group, out_group = groups.find(model_in), groups.find(model_out)
-
-    # Lifetimes of arena groups, in step indices.
-    first: dict[int, int] = {}
-    last: dict[int, int] = {}
-    size: dict[int, int] = {}
-    members: dict[int, list[int]] = {}
     for i, step in enumerate(steps):
-        for t in _tensor_args(step):
-            if graph.t(t).is_const:
-                continue
-            g = groups.find(t)
-            members.setdefault(g, [])
-            if t not in members[g]:
-                members[g].append(t)
-            size[g] = max(size.get(g, 0), graph.t(t).nbytes)
-            first[g] = min(first.get(g, i), i)
-            last[g] = max(last.get(g, i), i)
-    buffers = [Buffer(id=g, size=size[g], first=first[g], last=last[g])
-               for g in sorted(first) if g not in (in_group, out_group)]
-    plan = plan_memory(buffers)
+        step.source = i
+    fixed = {groups.find(model_in), groups.find(model_out)}
+    steps = choose_order(graph, steps, groups.find, fixed)
+    buffers, shares, members = arena_buffers(graph, steps, groups.find, fixed)
+    plan = plan_memory(buffers, shares)
+    in_group, out_group = groups.find(model_in), groups.find(model_out)
     places: dict[int, Place] = {}
     for g, ts in members.items():
         place = (Place("input") if g == in_group else Place("output") if g == out_group
                  else Place("arena", plan.offsets[g]))
         for t in ts:
             places[t] = place
-    names = {b.id: short_name(graph.t(b.id).name, 40) for b in buffers}
+    for i, step in enumerate(steps):
+        if step.call.scratch_bytes > 0:
+            places[_scratch_id(i)] = Place("arena", plan.offsets[_scratch_id(i)])
+    names = {b.id: (short_name(graph.t(b.id).name, 40) if b.id >= 0 else f"scratch of op {-b.id - 1}")
+             for b in buffers}
     return Program(graph=graph, steps=steps, places=places, plan=plan, buffers=buffers, buffer_names=names)
+
+
+def _scratch_id(step: int) -> int:
+    """Buffer id of a step's scratch buffer: negative, so never a tensor index."""
+    return -1 - step
+
+
+def arena_buffers(graph: Graph, steps: list[Step], find, fixed: set[int]):
+    """Arena buffers (one per storage group outside `fixed`, one per scratch request), the
+    in-place shares the calls declare, and the tensors of each group."""
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    size: dict[int, int] = {}
+    members: dict[int, list[int]] = {}
+    shares: list[Share] = []
+    for i, step in enumerate(steps):
+        for t in _tensor_args(step):
+            if graph.t(t).is_const:
+                continue
+            g = find(t)
+            members.setdefault(g, [])
+            if t not in members[g]:
+                members[g].append(t)
+            size[g] = max(size.get(g, 0), graph.t(t).nbytes)
+            first[g] = min(first.get(g, i), i)
+            last[g] = max(last.get(g, i), i)
+        call = step.call
+        if call.inplace:
+            out_g = find(call.args[call.output_arg].index)
+            for d in call.inplace_inputs():
+                in_g = find(call.args[d.arg].index)
+                if not graph.t(call.args[d.arg].index).is_const and in_g != out_g:
+                    shares.append(Share(input=in_g, output=out_g, gap=d.gap))
+    buffers = [Buffer(id=g, size=size[g], first=first[g], last=last[g])
+               for g in sorted(first) if g not in fixed]
+    buffers += [Buffer(id=_scratch_id(i), size=s.call.scratch_bytes, first=i, last=i)
+                for i, s in enumerate(steps) if s.call.scratch_bytes > 0]
+    arena_ids = {b.id for b in buffers}
+    shares = [s for s in shares if s.input in arena_ids and s.output in arena_ids]
+    return buffers, shares, members
+
+
+def _peak_live(graph: Graph, steps: list[Step], find, fixed: set[int]) -> int:
+    """Largest sum of live arena bytes at one op (a used-as-declared share counts once)."""
+    buffers, shares, _ = arena_buffers(graph, steps, find, fixed)
+    live = [0] * len(steps)
+    for b in buffers:
+        for i in range(b.first, b.last + 1):
+            live[i] += b.size
+    by_id = {b.id: b for b in buffers}
+    for s in shares:
+        a, b = by_id[s.input], by_id[s.output]
+        if a.last == b.first:
+            live[a.last] -= max(0, min(a.size, b.size) - s.gap)
+    return max(live, default=0)
+
+
+def _greedy_order(graph: Graph, steps: list[Step], deps: list[list[int]], find, fixed) -> list[int]:
+    """A topological order built one call at a time: among the calls whose inputs are ready,
+    the one that adds the fewest live bytes (its output minus the inputs it is the last reader
+    of), ties by TFLite's order."""
+    n = len(steps)
+    readers: dict[int, set[int]] = {}
+    for i, step in enumerate(steps):
+        for t in _tensor_args(step):
+            readers.setdefault(find(t), set()).add(i)
+    nbytes = {}
+    for step in steps:
+        for t in _tensor_args(step):
+            g = find(t)
+            nbytes[g] = max(nbytes.get(g, 0), 0 if g in fixed or graph.t(t).is_const else graph.t(t).nbytes)
+    done: set[int] = set()
+    order: list[int] = []
+    while len(order) < n:
+        ready = [i for i in range(n) if i not in done and all(d in done for d in deps[i])]
+
+        def growth(i: int) -> int:
+            call = steps[i].call
+            out_g = find(call.args[call.output_arg].index)
+            ins = {find(t) for t in _tensor_args(steps[i])} - {out_g}
+            freed = sum(nbytes[g] for g in ins if readers[g] <= done | {i})
+            return nbytes[out_g] - freed
+
+        pick = min(ready, key=lambda i: (growth(i), i))
+        done.add(pick)
+        order.append(pick)
+    return order
+
+
+def choose_order(graph: Graph, steps: list[Step], find, fixed: set[int]) -> list[Step]:
+    """The order of `steps` with the smallest arena among TFLite's and the best-scored
+    topological orders (see the module docstring); TFLite's order on ties."""
+    n = len(steps)
+    writer: dict[int, int] = {}
+    for i, step in enumerate(steps):
+        writer[find(step.call.args[step.call.output_arg].index)] = i
+    deps = [sorted({writer[find(t)] for t in _tensor_args(step)
+                    if find(t) in writer and writer[find(t)] != i}) for i, step in enumerate(steps)]
+    if all(d == [i - 1] for i, d in enumerate(deps) if i > 0) or n > MAX_BRANCHED_STEPS:
+        return steps          # a chain has one order only; very big graphs keep TFLite's
+    orders: list[list[int]] = []
+    indeg = [len(d) for d in deps]
+    users = [[] for _ in range(n)]
+    for i, d in enumerate(deps):
+        for j in d:
+            users[j].append(i)
+    prefix: list[int] = []
+
+    def visit() -> bool:
+        if len(orders) >= MAX_ORDERS:
+            return False
+        if len(prefix) == n:
+            orders.append(list(prefix))
+            return True
+        for i in range(n):
+            if indeg[i] == 0 and i not in done:
+                done.add(i)
+                prefix.append(i)
+                for u in users[i]:
+                    indeg[u] -= 1
+                visit()
+                for u in users[i]:
+                    indeg[u] += 1
+                prefix.pop()
+                done.discard(i)
+        return True
+
+    done: set[int] = set()
+    visit()
+    orders.append(_greedy_order(graph, steps, deps, find, fixed))
+    scored = sorted(orders, key=lambda o: (_peak_live(graph, [steps[i] for i in o], find, fixed), o))
+    candidates = [list(range(n))]
+    for o in scored:
+        if len(candidates) > PLANNED_ORDERS:
+            break
+        if o not in candidates:
+            candidates.append(o)
+    best, best_arena = None, None
+    for o in candidates:
+        ordered = [steps[i] for i in o]
+        buffers, shares, _ = arena_buffers(graph, ordered, find, fixed)
+        arena = plan_memory(buffers, shares).arena_size
+        if best_arena is None or arena < best_arena:
+            best, best_arena = ordered, arena
+    return best
 
 
 def _copy_call(graph: Graph, alias: Alias) -> KernelCall:

@@ -6,7 +6,8 @@ instructions and the counts are deterministic: two QEMU sessions give the same t
 firmware and input.  With `make PROFILE=1` the per-layer ticks partition the run.
 
 Measured here (arm-none-eabi-gcc 12.2 -O2, QEMU 7.2, mps2-an386), fixed random input:
-  mini_dscnn: 502,193 ticks = 2,510,965 instructions per inference, in every run and session;
+  mini_dscnn: the same ticks in every run and session (502,193 ticks = 2,510,965 instructions with
+  the portable kernels; ~95,000 ticks with the DSP kernels);
   the profile's 8 layers sum to the run's ticks minus 8 (the call's entry and exit, a timer reading);
   the profile hooks add 27 ticks (135 instructions, ~17 per layer) to the run: 0.005 %.
 """
@@ -73,7 +74,7 @@ def test_timings_are_deterministic_under_icount(mini, sample, qemu):
     assert max(first) - min(first) <= 1  # runs of one session: the same instructions, +-1 tick of phase
     assert out1 == out2
     value, unit = tick_units(first[0], info.timer_source, info.timer_hz, instructions_per_tick=5)
-    assert unit == "instructions" and 2_000_000 < value < 3_000_000  # 2,510,965 with gcc 12.2 -O2
+    assert unit == "instructions" and value > 100_000   # a real inference, not a timer artefact
 
 
 def test_profile_partitions_the_run_and_costs_little(mini, sample, qemu):
@@ -91,12 +92,13 @@ def test_profile_partitions_the_run_and_costs_little(mini, sample, qemu):
 
 def test_systick_source_extends_past_its_24_bit_wrap(mini, sample, qemu, tmp_path):
     # A copy of the export built to time with SysTick (24 bits: wraps every 2^24 ticks = 0.67 s
-    # of virtual time); 40 runs of ~502,000 ticks cross a wrap at least once.
+    # of virtual time); enough runs to cross a wrap at least once.
     out = tmp_path / "systick"
     shutil.copytree(mini, out, ignore=shutil.ignore_patterns("build"))
     run_make(out, None, variables={"EXTRA_CFLAGS": "-DBOARD_TIMER_PREFER=2"})
-    info, ticks, _, _ = measure(out / "build" / "firmware.elf", sample, runs=40, warmup=0)
     _, reference, _, _ = measure(firmware_elf(mini), sample, runs=1, warmup=0)
+    runs = (1 << 24) // reference[0] + 2
+    info, ticks, _, _ = measure(out / "build" / "firmware.elf", sample, runs=runs, warmup=0)
     assert (info.timer_source, info.timer_hz) == ("systick", 25_000_000)
     assert sum(ticks) > 1 << 24
     # Each run is the TIMER0 count give or take the reading cost and one wrap interrupt.

@@ -14,10 +14,11 @@ def _io(graph: Graph, op: Op):
     return inp, out, inp.qparams(), out.qparams()
 
 
-def _call(name: str, op: Op, params: dict, macs: int) -> KernelCall:
+def _call(name: str, op: Op, params: dict, macs: int, inplace: tuple[int, ...] = ()) -> KernelCall:
     return KernelCall(kernel=f"ek_{name}_s8", header=f"ek_{name}.h", sources=(f"ek_{name}_s8.c",),
                       params_type=f"ek_{name}_params", params=params,
-                      args=[TensorArg(op.inputs[0]), TensorArg(op.outputs[0])], macs=macs)
+                      args=[TensorArg(op.inputs[0]), TensorArg(op.outputs[0])], macs=macs,
+                      inplace=inplace)
 
 
 @lowering("SOFTMAX")
@@ -30,13 +31,14 @@ def lower_softmax(graph: Graph, op: Op, target: Target | None = None) -> KernelC
 @lowering("LOGISTIC")
 def lower_logistic(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     inp, out, (si, zi), (so, zo) = _io(graph, op)
-    return _call("lut", op, nonlinear.logistic_params(inp.size, si, zi, so, zo), 0)
+    # ek_lut_s8 is elementwise (output[i] = table[input[i]]): it may run in place.
+    return _call("lut", op, nonlinear.logistic_params(inp.size, si, zi, so, zo), 0, inplace=(0,))
 
 
 @lowering("TANH")
 def lower_tanh(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     inp, out, (si, zi), (so, zo) = _io(graph, op)
-    return _call("lut", op, nonlinear.tanh_params(inp.size, si, zi, so, zo), 0)
+    return _call("lut", op, nonlinear.tanh_params(inp.size, si, zi, so, zo), 0, inplace=(0,))
 
 
 @lowering("MEAN")

@@ -52,7 +52,28 @@ class ArrayRef:
     name: str
 
 
-Arg = Union[TensorArg, TensorListArg, ArrayArg]
+@dataclass(frozen=True)
+class ScratchArg:
+    """A pointer to the call's scratch buffer (KernelCall.scratch_bytes bytes of the arena, live
+    only during this call; rendered `arena + offset`, or NULL when scratch_bytes is 0)."""
+
+
+@dataclass(frozen=True)
+class InPlace:
+    """The kernel may write its output over the input at args[arg], with the output starting at
+    least `gap` bytes below that input's start (gap 0: the same start).
+
+    What the kernel promises by declaring it: it writes its output in increasing address order,
+    and when it writes output byte j it will never again read an input byte with index below
+    j + 1 - gap. An elementwise loop `out[i] = f(in[i])` (same size, same index mapping) holds it
+    with gap 0; a sliding-window kernel that writes pixel after pixel needs a gap of about one
+    window's worth of input rows. The planner uses it only when that input is not read after this
+    call (see edgekit.planner)."""
+    arg: int
+    gap: int = 0
+
+
+Arg = Union[TensorArg, TensorListArg, ArrayArg, ScratchArg]
 
 
 @dataclass
@@ -65,6 +86,23 @@ class KernelCall:
     args: list[Arg]
     arrays: list[ConstArray] = field(default_factory=list)
     macs: int = 0
+    scratch_bytes: int = 0                    # arena bytes for a ScratchArg, live during this call
+    inplace: tuple[int | InPlace, ...] = ()   # args[k] (or InPlace(k, gap)) may share the output
+
+    @property
+    def output_arg(self) -> int:
+        """Position in args of the output tensor: the last TensorArg."""
+        return max(i for i, a in enumerate(self.args) if isinstance(a, TensorArg))
+
+    def inplace_inputs(self) -> list[InPlace]:
+        """The declared in-place inputs as InPlace(arg, gap), validated."""
+        out = []
+        for d in self.inplace:
+            d = d if isinstance(d, InPlace) else InPlace(int(d))
+            if not (0 <= d.arg < self.output_arg and isinstance(self.args[d.arg], TensorArg)) or d.gap < 0:
+                raise ValueError(f"{self.kernel}: in-place declaration {d} does not name an input tensor")
+            out.append(d)
+        return out
 
     @property
     def weight_bytes(self) -> int:

@@ -1,4 +1,11 @@
-"""CONV_2D -> ek_conv2d_s8 (and its variants). Shared helpers for DEPTHWISE_CONV_2D (dwconv.py)."""
+"""CONV_2D -> ek_conv2d_s8 (and its variants). Shared helpers for DEPTHWISE_CONV_2D (dwconv.py).
+
+On a core with the DSP extension (target.has_dsp) a convolution lowers to one of the SMLAD GEMM
+variants (firmware/kernels/ek_conv2d.h): ek_conv2d_s8_1x1_dsp for pointwise layers, otherwise
+ek_conv2d_s8_dsp (im2col of two pixels) when a patch fits its buffer. Both take the bias with the
+input offset folded in and the filter rows interleaved by pairs (fold_input_offset,
+interleave_pairs, shared with fc.py); the host and DSP-less cores keep the portable ek_conv2d_s8.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -52,6 +59,34 @@ def conv_weights_and_quant(graph: Graph, op: Op, out_c: int):
     return w, bias, q, arrays
 
 
+# Largest patch k_h*k_w*in_c of ek_conv2d_s8_dsp: EK_CONV2D_DSP_MAX_PATCH in ek_conv2d.h.
+CONV_DSP_MAX_PATCH = 1024
+
+
+def fold_input_offset(bias: np.ndarray | None, rows: np.ndarray, input_offset: int) -> np.ndarray:
+    """bias[o] + input_offset * sum(rows[o]) as int32 (wrapping like the kernels' accumulators),
+    so a _dsp kernel's inner loop adds in*w only. rows: [out][n] int8 weights."""
+    sums = rows.astype(np.int64).sum(axis=1)
+    b = np.zeros(rows.shape[0], np.int64) if bias is None else bias.astype(np.int64)
+    return (b + int(input_offset) * sums).astype(np.uint64).astype(np.uint32).view(np.int32)
+
+
+def interleave_pairs(rows: np.ndarray) -> np.ndarray:
+    """Weight rows [out][n] in the layout of ek_dot_s8_dsp.h: rows 2j and 2j+1 interleaved by
+    blocks of four values (b0[0..3] b1[0..3] b0[4..7] b1[4..7] ...), then both rows' n % 4
+    leftovers (b0's, then b1's); an odd last row stays as it is. Same size, flattened."""
+    out, n = rows.shape
+    q = n - n % 4
+    parts = []
+    for j in range(0, out - out % 2, 2):
+        b0, b1 = rows[j], rows[j + 1]
+        blocks = np.stack([b0[:q].reshape(-1, 4), b1[:q].reshape(-1, 4)], axis=1).reshape(-1)
+        parts += [blocks, b0[q:], b1[q:]]
+    if out % 2:
+        parts.append(rows[-1])
+    return np.concatenate(parts).astype(rows.dtype)
+
+
 def conv_call(name: str, op: Op, params: dict, w, bias, quant_arrays: list, macs: int) -> KernelCall:
     arrays = [ConstArray("filter", "int8_t", w.data.reshape(-1))] + ([bias] if bias else []) + quant_arrays
     return KernelCall(kernel=f"ek_{name}_s8", header=f"ek_{name}.h", sources=(f"ek_{name}_s8.c",),
@@ -74,6 +109,25 @@ def lower_conv2d(graph: Graph, op: Op, target: Target | None = None) -> KernelCa
         raise unsupported(op, f"grouped convolution ({in_c} input channels, filter depth {w_in_c}) "
                               "is not supported")
     w, bias, q, arrays = conv_weights_and_quant(graph, op, out_c)
+    geometry = conv_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w))
     params = dict(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c, k_h=k_h, k_w=k_w,
-                  **conv_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w)), **q)
-    return conv_call("conv2d", op, params, w, bias, arrays, macs=out_h * out_w * out_c * k_h * k_w * in_c)
+                  **geometry, **q)
+    macs = out_h * out_w * out_c * k_h * k_w * in_c
+    dsp = target is not None and target.has_dsp
+    pointwise = ((k_h, k_w) == (1, 1) and (geometry["stride_h"], geometry["stride_w"]) == (1, 1)
+                 and (geometry["pad_top"], geometry["pad_left"]) == (0, 0) and (in_h, in_w) == (out_h, out_w))
+    patch_fits = k_h * k_w * in_c <= CONV_DSP_MAX_PATCH
+    use_1x1 = dsp and pointwise
+    use_im2col = dsp and not pointwise and patch_fits
+    if not (use_1x1 or use_im2col):
+        return conv_call("conv2d", op, params, w, bias, arrays, macs=macs)
+    rows = w.data.reshape(out_c, -1)
+    folded = fold_input_offset(None if bias is None else bias.values, rows, q["input_offset"])
+    dsp_arrays = [ConstArray("filter", "int8_t", interleave_pairs(rows)),
+                  ConstArray("bias", "int32_t", folded)] + arrays
+    kernel, sources = (("ek_conv2d_s8_1x1_dsp", ("ek_conv2d_s8_1x1_dsp.c",)) if use_1x1 else
+                       ("ek_conv2d_s8_dsp", ("ek_conv2d_s8_dsp.c", "ek_conv2d_s8_1x1_dsp.c")))
+    return KernelCall(kernel=kernel, header="ek_conv2d.h", sources=sources, params_type="ek_conv2d_params",
+                      params=params, args=[TensorArg(op.inputs[0]), ArrayArg("filter"), ArrayArg("bias"),
+                                           TensorArg(op.outputs[0])],
+                      arrays=dsp_arrays, macs=macs)

@@ -1,10 +1,27 @@
 """DEPTHWISE_CONV_2D -> ek_dwconv_s8 (and its variants)."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..ir import Graph, Op
 from ..targets import Target
-from .base import KernelCall, lowering, nhwc, require_int8, unsupported
+from .base import ArrayArg, ConstArray, KernelCall, TensorArg, lowering, nhwc, require_int8, unsupported
 from .conv import conv_call, conv_geometry, conv_weights_and_quant
+
+
+def pack_dw3x3_filter(filter_1hwo: np.ndarray) -> np.ndarray:
+    """The 3x3 filter [1][3][3][C] in ek_dwconv_s8_3x3_dsp's layout (ek_dwconv.h), as int8 bytes.
+
+    Channels in groups of 4 (the last group padded with zero weights); per group and tap
+    t = ky*3 + kx two little-endian words of int16 halves: {w[t][c], w[t][c+2]} and
+    {w[t][c+1], w[t][c+3]}, ready for SMLABB / SMLATT on the SXTAB16-split input."""
+    taps = np.asarray(filter_1hwo, dtype=np.int16).reshape(9, -1)            # [tap][C]
+    groups = -(-taps.shape[1] // 4)
+    padded = np.zeros((9, groups * 4), dtype=np.int16)
+    padded[:, :taps.shape[1]] = taps
+    quads = padded.reshape(9, groups, 4).transpose(1, 0, 2)                 # [group][tap][4]
+    halves = quads[:, :, [0, 2, 1, 3]]                                      # words {c, c+2}, {c+1, c+3}
+    return halves.astype("<i2").reshape(-1).view(np.int8).copy()
 
 
 @lowering("DEPTHWISE_CONV_2D")
@@ -18,8 +35,25 @@ def lower_dwconv(graph: Graph, op: Op, target: Target | None = None) -> KernelCa
     if out_c % in_c:
         raise unsupported(op, f"{out_c} output channels is not a multiple of {in_c} input channels")
     k_h, k_w = int(w_shape[1]), int(w_shape[2])
+    ch_mult = out_c // in_c
     w, bias, q, arrays = conv_weights_and_quant(graph, op, out_c)
+    geometry = conv_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w))
     params = dict(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c,
-                  ch_mult=out_c // in_c, k_h=k_h, k_w=k_w,
-                  **conv_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w)), **q)
-    return conv_call("dwconv", op, params, w, bias, arrays, macs=out_h * out_w * out_c * k_h * k_w)
+                  ch_mult=ch_mult, k_h=k_h, k_w=k_w, **geometry, **q)
+    macs = out_h * out_w * out_c * k_h * k_w
+    dilation = (geometry["dil_h"], geometry["dil_w"])
+
+    # ek_dwconv_s8_3x3_dsp's short requantization needs |accumulator| < 2^30 (ek_dwconv.h).
+    max_bias = int(np.abs(bias.values.astype(np.int64)).max()) if bias is not None else 0
+    accumulator_fits = max_bias + k_h * k_w * 255 * 128 < 2 ** 30
+    use_3x3 = (target is not None and target.has_dsp and (k_h, k_w) == (3, 3) and ch_mult == 1
+               and dilation == (1, 1) and accumulator_fits)
+    if use_3x3:
+        filt = ConstArray("filter", "int8_t", pack_dw3x3_filter(w.data))
+        return KernelCall(kernel="ek_dwconv_s8_3x3_dsp", header="ek_dwconv.h",
+                          sources=("ek_dwconv_s8_3x3_dsp.c",), params_type="ek_dwconv_params",
+                          params=params,
+                          args=[TensorArg(op.inputs[0]), ArrayArg("filter"),
+                                ArrayArg("bias" if bias else None), TensorArg(op.outputs[0])],
+                          arrays=[filt] + ([bias] if bias else []) + arrays, macs=macs)
+    return conv_call("dwconv", op, params, w, bias, arrays, macs=macs)

@@ -46,10 +46,13 @@ def lower_add(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
                   input1_offset=-z1, input2_offset=-z2, output_offset=zo, left_shift=_ADD_LEFT_SHIFT,
                   input1_mult=m1, input1_shift=sh1, input2_mult=m2, input2_shift=sh2,
                   output_mult=mo, output_shift=sho, act_min=act_min, act_max=act_max)
+    # In place over an input of the output's shape: ek_add_s8 reads input[i] before it writes
+    # output[i] and walks both in the same order (a broadcast input is re-read, so never).
+    inplace = tuple(k for k, t in enumerate((a, b)) if tuple(t.shape) == tuple(out.shape))
     return KernelCall(kernel="ek_add_s8", header="ek_add.h", sources=("ek_add_s8.c",),
                       params_type="ek_add_params", params=params,
                       args=[TensorArg(a.index), TensorArg(b.index), TensorArg(out.index)],
-                      macs=out.size)
+                      macs=out.size, inplace=inplace)
 
 
 _RELU_RANGES = {"RELU": (0.0, None), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}
@@ -72,6 +75,7 @@ def lower_requant(graph: Graph, op: Op, target: Target | None = None) -> KernelC
             act_max = min(act_max, quant.quantize_value(hi, so, zo))
     params = dict(size=out.size, input_zero_point=zi, output_offset=zo, mult=mult, shift=shift,
                   act_min=act_min, act_max=act_max)
+    # Elementwise, output[i] from input[i] only: may run in place.
     return KernelCall(kernel="ek_requant_s8", header="ek_requant.h", sources=("ek_requant_s8.c",),
                       params_type="ek_requant_params", params=params,
-                      args=[TensorArg(inp.index), TensorArg(out.index)], macs=out.size)
+                      args=[TensorArg(inp.index), TensorArg(out.index)], macs=out.size, inplace=(0,))

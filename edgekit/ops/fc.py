@@ -1,4 +1,5 @@
-"""FULLY_CONNECTED -> ek_fc_s8."""
+"""FULLY_CONNECTED -> ek_fc_s8, or ek_fc_s8_dsp on a core with the DSP extension (symmetric
+weights): input offset folded into the bias, weight rows interleaved by pairs (see conv.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,6 +7,7 @@ import numpy as np
 from .. import quant
 from ..ir import Graph, Op
 from ..targets import Target
+from .conv import fold_input_offset, interleave_pairs
 from .base import (ArrayArg, ArrayRef, ConstArray, KernelCall, TensorArg, lowering, require_int8,
                    unsupported)
 
@@ -31,19 +33,34 @@ def lower_fc(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
         mults, shifts = [m] * out_n, [s] * out_n
     quant.check_single_rounding(shifts)
     act_min, act_max = quant.activation_range(op.options.get("activation", "NONE"), out_scale, out_zp)
-    arrays = [ConstArray("weights", "int8_t", w.data.reshape(-1))]
     has_bias = len(op.inputs) > 2 and op.inputs[2] >= 0
+    bias = None
     if has_bias:
         b = graph.t(op.inputs[2])
         if b.data is None or b.dtype != "int32":
             raise unsupported(op, "its bias must be constant int32")
-        arrays.append(ConstArray("bias", "int32_t", b.data.astype(np.int32).reshape(-1)))
-    arrays += [ConstArray("mult", "int32_t", np.array(mults, dtype=np.int32)),
-               ConstArray("shift", "int32_t", np.array(shifts, dtype=np.int32))]
+        bias = b.data.astype(np.int32).reshape(-1)
+    weight_offset = -int(w.zero_point[0]) if w.zero_point is not None else 0
+    quant_arrays = [ConstArray("mult", "int32_t", np.array(mults, dtype=np.int32)),
+                    ConstArray("shift", "int32_t", np.array(shifts, dtype=np.int32))]
     params = dict(rows=rows, in_n=in_n, out_n=out_n, input_offset=-in_zp,
-                  weight_offset=-int(w.zero_point[0]) if w.zero_point is not None else 0,
+                  weight_offset=weight_offset,
                   output_offset=out_zp, act_min=act_min, act_max=act_max,
                   mult=ArrayRef("mult"), shift=ArrayRef("shift"))
+    use_dsp = target is not None and target.has_dsp and weight_offset == 0
+    if use_dsp:
+        w_rows = w.data.reshape(out_n, in_n)
+        arrays = [ConstArray("weights", "int8_t", interleave_pairs(w_rows)),
+                  ConstArray("bias", "int32_t", fold_input_offset(bias, w_rows, -in_zp))] + quant_arrays
+        return KernelCall(kernel="ek_fc_s8_dsp", header="ek_fc.h", sources=("ek_fc_s8_dsp.c",),
+                          params_type="ek_fc_params", params=params,
+                          args=[TensorArg(op.inputs[0]), ArrayArg("weights"), ArrayArg("bias"),
+                                TensorArg(op.outputs[0])],
+                          arrays=arrays, macs=rows * in_n * out_n)
+    arrays = [ConstArray("weights", "int8_t", w.data.reshape(-1))]
+    if bias is not None:
+        arrays.append(ConstArray("bias", "int32_t", bias))
+    arrays += quant_arrays
     return KernelCall(kernel="ek_fc_s8", header="ek_fc.h", sources=("ek_fc_s8.c",),
                       params_type="ek_fc_params", params=params,
                       args=[TensorArg(op.inputs[0]), ArrayArg("weights"),

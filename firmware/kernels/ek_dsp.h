@@ -12,6 +12,11 @@
  *   ek_sxtb16_ror8(x)   halfwords {sext(x[15:8]), sext(x[31:24])}
  *   ek_smlad(a, b, acc) acc + a.lo*b.lo + a.hi*b.hi (signed 16-bit halves,
  *                       32-bit wrap-around; the Q flag is not used)
+ *   ek_sxtab16(a, x)    halfwords {a.lo + sext(x[7:0]), a.hi + sext(x[23:16])}
+ *                       (each half wraps at 16 bits)
+ *   ek_sxtab16_ror8(a, x) halfwords {a.lo + sext(x[15:8]), a.hi + sext(x[31:24])}
+ *   ek_smlabb(a, b, acc) acc + a.lo*b.lo (signed 16-bit halves, 32-bit wrap-around)
+ *   ek_smlatt(a, b, acc) acc + a.hi*b.hi (signed 16-bit halves, 32-bit wrap-around)
  *   ek_read_s8x4(p)     four int8 as one little-endian word (unaligned ok)
  */
 #ifndef EK_DSP_H
@@ -30,11 +35,30 @@ static inline uint32_t ek_ror(uint32_t x, uint32_t n)
 }
 
 static inline int32_t ek_sxtb16(int32_t x) { return (int32_t)__sxtb16((uint32_t)x); }
-static inline int32_t ek_sxtb16_ror8(int32_t x) { return (int32_t)__sxtb16(ek_ror((uint32_t)x, 8)); }
+/* GCC 12 does not fold the rotation into SXTB16's ROR #8 operand: one instruction by hand. */
+static inline int32_t ek_sxtb16_ror8(int32_t x)
+{
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
 static inline int32_t ek_smlad(int32_t a, int32_t b, int32_t acc)
 {
     return (int32_t)__smlad((uint32_t)a, (uint32_t)b, (uint32_t)acc);
 }
+static inline int32_t ek_sxtab16(int32_t a, int32_t x)
+{
+    return (int32_t)__sxtab16((uint32_t)a, (uint32_t)x);
+}
+static inline int32_t ek_sxtab16_ror8(int32_t a, int32_t x)
+{
+    /* GCC 12 does not fold the rotation into SXTAB16's ROR field: say it. */
+    int32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+    return r;
+}
+static inline int32_t ek_smlabb(int32_t a, int32_t b, int32_t acc) { return __smlabb(a, b, acc); }
+static inline int32_t ek_smlatt(int32_t a, int32_t b, int32_t acc) { return __smlatt(a, b, acc); }
 
 #else /* portable twins with identical results */
 
@@ -57,6 +81,30 @@ static inline int32_t ek_smlad(int32_t a, int32_t b, int32_t acc)
     const int32_t hi = (int32_t)(int16_t)(uint16_t)((uint32_t)a >> 16) *
                        (int32_t)(int16_t)(uint16_t)((uint32_t)b >> 16);
     return (int32_t)((uint32_t)acc + (uint32_t)lo + (uint32_t)hi);
+}
+static inline int32_t ek_sxtab16(int32_t a, int32_t x)
+{
+    const int32_t lo = (int32_t)(int16_t)(uint16_t)((uint32_t)a & 0xFFFFu) +
+                       (int8_t)(uint8_t)((uint32_t)x & 0xFFu);
+    const int32_t hi = (int32_t)(int16_t)(uint16_t)((uint32_t)a >> 16) +
+                       (int8_t)(uint8_t)(((uint32_t)x >> 16) & 0xFFu);
+    return ek_pack16(lo, hi);
+}
+static inline int32_t ek_sxtab16_ror8(int32_t a, int32_t x)
+{
+    return ek_sxtab16(a, (int32_t)(((uint32_t)x >> 8) | ((uint32_t)x << 24)));
+}
+static inline int32_t ek_smlabb(int32_t a, int32_t b, int32_t acc)
+{
+    const int32_t prod = (int32_t)(int16_t)(uint16_t)((uint32_t)a & 0xFFFFu) *
+                         (int32_t)(int16_t)(uint16_t)((uint32_t)b & 0xFFFFu);
+    return (int32_t)((uint32_t)acc + (uint32_t)prod);
+}
+static inline int32_t ek_smlatt(int32_t a, int32_t b, int32_t acc)
+{
+    const int32_t prod = (int32_t)(int16_t)(uint16_t)((uint32_t)a >> 16) *
+                         (int32_t)(int16_t)(uint16_t)((uint32_t)b >> 16);
+    return (int32_t)((uint32_t)acc + (uint32_t)prod);
 }
 
 #endif

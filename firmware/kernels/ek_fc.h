@@ -8,6 +8,16 @@
  *     act_min, act_max)
  * requantize_1r is single rounding (ek_requantize_1r in ek_common.h).
  * Per-tensor quantized layers repeat the same multiplier for every o.
+ *
+ * Variants, same signature, same results:
+ *   ek_fc_s8       portable reference, the spec.
+ *   ek_fc_s8_dsp   weight_offset must be 0 (symmetric weights, as TFLite int8)
+ *                  and `bias` is the FOLDED bias (never NULL), computed at export:
+ *                      bias_folded[o] = bias[o] + input_offset * sum_i w[o][i]
+ *                  (int32, wrapping).  Two output rows (x two batch rows when
+ *                  rows >= 2) per pass with SMLAD on SXTB16-split words
+ *                  (ek_dot_s8_dsp.h), then the same single rounding.  Armv7E-M
+ *                  DSP on Cortex-M4/M7, exact C twins elsewhere (ek_dsp.h).
  */
 #ifndef EK_FC_H
 #define EK_FC_H
@@ -27,5 +37,7 @@ typedef struct {
 
 void ek_fc_s8(const ek_fc_params *p, const int8_t *input, const int8_t *weights,
               const int32_t *bias, int8_t *output);
+void ek_fc_s8_dsp(const ek_fc_params *p, const int8_t *input, const int8_t *weights,
+                  const int32_t *bias, int8_t *output);
 
 #endif /* EK_FC_H */

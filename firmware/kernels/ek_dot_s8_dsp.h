@@ -1,0 +1,122 @@
+/*
+ * ek_dot_s8_dsp.h - int8 dot products for the _dsp GEMM kernels (internal to
+ * ek_conv2d_s8_1x1_dsp.c, ek_conv2d_s8_dsp.c and ek_fc_s8_dsp.c).
+ *
+ * Operands are int8 rows of n values (any alignment, any n >= 0).  `a` rows
+ * are plain; `b` (weights) of the 2-column products is a PAIR of rows b0, b1
+ * interleaved by blocks of four (the layout ek_interleave_pairs in
+ * edgekit/ops/conv.py writes):
+ *     b0[0..3] b1[0..3] b0[4..7] b1[4..7] ... b0[4q..n) b1[4q..n)   (q = n/4)
+ * so one pointer walks both rows.  Four values at a time are read as one word and split with SXTB16 into the
+ * even bytes {x0, x2} and, with SXTB16 ROR #8, the odd bytes {x1, x3}; since
+ * both operands are split the same way the halves pair up, and two SMLADs add
+ * x0*w0 + x2*w2 + x1*w1 + x3*w3.  The n % 4 leftover values are added one by
+ * one.  Sums wrap modulo 2^32 like the reference kernels' int32 accumulators
+ * (the final values are identical whenever the reference does not overflow).
+ *
+ *   ek_dot_s8_2x2: acc[2*r + c] += dot(a_r, b_c) for r, c in {0, 1}  (b: a pair)
+ *   ek_dot_s8_1x2: acc[c]       += dot(a, b_c)   for c in {0, 1}     (b: a pair)
+ *   ek_dot_s8_1x1: returns acc  +  dot(a, b)                         (b: one row)
+ */
+#ifndef EK_DOT_S8_DSP_H
+#define EK_DOT_S8_DSP_H
+
+#include "ek_common.h"
+#include "ek_dsp.h"
+
+static inline int32_t ek_dot_s8_mac(int32_t acc, int8_t a, int8_t b)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)a * (int32_t)b));
+}
+
+static inline void ek_dot_s8_2x2(const int8_t *a0, const int8_t *a1, const int8_t *b,
+                                 int32_t n, int32_t acc[4])
+{
+    int32_t s00 = acc[0], s01 = acc[1], s10 = acc[2], s11 = acc[3];
+    for (int32_t k = n >> 2; k > 0; --k) {
+        const int32_t x0 = ek_read_s8x4(a0), x1 = ek_read_s8x4(a1);
+        a0 += 4;
+        a1 += 4;
+        const int32_t x0e = ek_sxtb16(x0), x0o = ek_sxtb16_ror8(x0);
+        const int32_t x1e = ek_sxtb16(x1), x1o = ek_sxtb16_ror8(x1);
+        int32_t w = ek_read_s8x4(b);
+        int32_t we = ek_sxtb16(w), wo = ek_sxtb16_ror8(w);
+        s00 = ek_smlad(x0e, we, s00);
+        s00 = ek_smlad(x0o, wo, s00);
+        s10 = ek_smlad(x1e, we, s10);
+        s10 = ek_smlad(x1o, wo, s10);
+        w = ek_read_s8x4(b + 4);
+        b += 8;
+        we = ek_sxtb16(w);
+        wo = ek_sxtb16_ror8(w);
+        s01 = ek_smlad(x0e, we, s01);
+        s01 = ek_smlad(x0o, wo, s01);
+        s11 = ek_smlad(x1e, we, s11);
+        s11 = ek_smlad(x1o, wo, s11);
+    }
+    const int32_t tail = n & 3;
+    for (int32_t k = 0; k < tail; ++k) {
+        const int8_t x0 = a0[k], x1 = a1[k], w0 = b[k], w1 = b[tail + k];
+        s00 = ek_dot_s8_mac(s00, x0, w0);
+        s01 = ek_dot_s8_mac(s01, x0, w1);
+        s10 = ek_dot_s8_mac(s10, x1, w0);
+        s11 = ek_dot_s8_mac(s11, x1, w1);
+    }
+    acc[0] = s00;
+    acc[1] = s01;
+    acc[2] = s10;
+    acc[3] = s11;
+}
+
+static inline void ek_dot_s8_1x2(const int8_t *a, const int8_t *b, int32_t n, int32_t acc[2])
+{
+    int32_t s0 = acc[0], s1 = acc[1];
+    for (int32_t k = n >> 2; k > 0; --k) {
+        const int32_t x = ek_read_s8x4(a), w0 = ek_read_s8x4(b), w1 = ek_read_s8x4(b + 4);
+        a += 4;
+        b += 8;
+        const int32_t xe = ek_sxtb16(x), xo = ek_sxtb16_ror8(x);
+        s0 = ek_smlad(xe, ek_sxtb16(w0), s0);
+        s0 = ek_smlad(xo, ek_sxtb16_ror8(w0), s0);
+        s1 = ek_smlad(xe, ek_sxtb16(w1), s1);
+        s1 = ek_smlad(xo, ek_sxtb16_ror8(w1), s1);
+    }
+    const int32_t tail = n & 3;
+    for (int32_t k = 0; k < tail; ++k) {
+        s0 = ek_dot_s8_mac(s0, a[k], b[k]);
+        s1 = ek_dot_s8_mac(s1, a[k], b[tail + k]);
+    }
+    acc[0] = s0;
+    acc[1] = s1;
+}
+
+static inline int32_t ek_dot_s8_1x1(const int8_t *a, const int8_t *b, int32_t n, int32_t acc)
+{
+    for (int32_t k = n >> 2; k > 0; --k) {
+        const int32_t x = ek_read_s8x4(a), w = ek_read_s8x4(b);
+        a += 4;
+        b += 4;
+        acc = ek_smlad(ek_sxtb16(x), ek_sxtb16(w), acc);
+        acc = ek_smlad(ek_sxtb16_ror8(x), ek_sxtb16_ror8(w), acc);
+    }
+    for (int32_t k = n & 3; k > 0; --k) {
+        acc = ek_dot_s8_mac(acc, *a++, *b++);
+    }
+    return acc;
+}
+
+/* ek_requantize() (double rounding, ek_common.h) for multipliers in [2^30, 2^31),
+ * which the exporter guarantees, in one 64-bit multiply.  Exact: M > 0 rules out
+ * SRDHM's saturating case, and for a*M < 0 its "add 1 - 2^30, divide by 2^31
+ * truncating" equals floor((a*M + 2^30) / 2^31) too (ceil(t/2^31) =
+ * floor((t + 2^31 - 1)/2^31) with t = a*M + 1 - 2^30), so both signs share the
+ * arithmetic shift below; RDivPOT is ek_rdivpot itself. */
+static inline int32_t ek_requantize_pos(int32_t x, int32_t multiplier, int32_t shift)
+{
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    const int64_t ab = (int64_t)ek_shl_wrap(x, left) * multiplier;
+    return ek_rdivpot((int32_t)((ab + (INT64_C(1) << 30)) >> 31), right);
+}
+
+#endif /* EK_DOT_S8_DSP_H */

@@ -1,0 +1,108 @@
+"""Kernel-level fuzz of the depthwise DSP variant against the portable reference, on the host.
+
+ek_dwconv_s8_3x3_dsp (firmware/kernels, through ek_dsp.h's exact C twins) and ek_dwconv_s8 are
+compiled into one shared library with AddressSanitizer + UBSan and -Wall -Wextra -Werror; random
+shapes (channel counts 1..64, images 1x1 to 25x5, strides 1 and 2, SAME and VALID), extreme input
+offsets, multipliers and shifts, with and without bias, must give identical bytes. The filter is
+packed by the lowering's own edgekit.ops.dwconv.pack_dw3x3_filter.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit import quant
+from edgekit.ops.dwconv import pack_dw3x3_filter
+
+KERNELS = Path(__file__).resolve().parents[1] / "firmware" / "kernels"
+I32P = ctypes.POINTER(ctypes.c_int32)
+
+
+class DwParams(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_int32) for n in (
+        "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "ch_mult", "k_h", "k_w", "stride_h",
+        "stride_w", "dil_h", "dil_w", "pad_top", "pad_left", "input_offset", "output_offset",
+        "act_min", "act_max")] + [("mult", I32P), ("shift", I32P)]
+
+
+def _libasan() -> str:
+    return subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dsp") / "libdw.so"
+    srcs = [KERNELS / "ek_dwconv_s8.c", KERNELS / "ek_dwconv_s8_3x3_dsp.c"]
+    subprocess.run(["gcc", "-std=c99", "-O1", "-g", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
+                    "-fsanitize=undefined", "-fno-sanitize-recover=all", f"-I{KERNELS}", "-o", str(out),
+                    *map(str, srcs)], check=True)
+    return ctypes.CDLL(str(out))
+
+
+def _case(rng, h, w, c, stride, padding):
+    out_h = quant.conv_output_size(h, 3, stride, 1, padding)
+    out_w = quant.conv_output_size(w, 3, stride, 1, padding)
+    if out_h < 1 or out_w < 1:
+        return None
+    pad = [quant.same_padding(i, 3, stride, 1, o) if padding == "SAME" else 0
+           for i, o in ((h, out_h), (w, out_w))]
+    extreme = rng.random() < 0.3
+    x = rng.integers(-128, 128, size=(h, w, c), dtype=np.int8)
+    if extreme:
+        x = rng.choice(np.array([-128, 127], dtype=np.int8), size=(h, w, c))
+    filt = rng.integers(-127, 128, size=(1, 3, 3, c), dtype=np.int8)
+    if extreme:
+        filt = rng.choice(np.array([-127, 127], dtype=np.int8), size=(1, 3, 3, c))
+    bias = rng.integers(-2 ** 20, 2 ** 20, size=c, dtype=np.int32) if rng.random() < 0.8 else None
+    mult = rng.integers(2 ** 30, 2 ** 31, size=c, dtype=np.int64).astype(np.int32)
+    shift = rng.integers(-12, 2, size=c, dtype=np.int32)           # shift > 0 takes the long path
+    if rng.random() < 0.3:
+        mult[:] = 2 ** 31 - 1
+    in_off = int(rng.choice([-127, 128, 0, int(rng.integers(-127, 129))]))
+    out_off = int(rng.integers(-128, 128))
+    act_min, act_max = (-128, 127) if rng.random() < 0.5 else (int(rng.integers(-128, 0)), int(rng.integers(0, 128)))
+    params = dict(in_h=h, in_w=w, in_c=c, out_h=out_h, out_w=out_w, out_c=c, ch_mult=1, k_h=3, k_w=3,
+                  stride_h=stride, stride_w=stride, dil_h=1, dil_w=1, pad_top=pad[0], pad_left=pad[1],
+                  input_offset=in_off, output_offset=out_off, act_min=act_min, act_max=act_max)
+    return params, x, filt, bias, mult, shift
+
+
+def _run(lib, fn, params, x, filt_bytes, bias, mult, shift):
+    p = DwParams(**params, mult=mult.ctypes.data_as(I32P), shift=shift.ctypes.data_as(I32P))
+    out = np.zeros((params["out_h"], params["out_w"], params["out_c"]), dtype=np.int8)
+    b = bias.ctypes.data_as(I32P) if bias is not None else None
+    getattr(lib, fn)(ctypes.byref(p), x.ctypes.data_as(ctypes.c_void_p), filt_bytes.ctypes.data_as(ctypes.c_void_p),
+                     b, out.ctypes.data_as(ctypes.c_void_p))
+    return out
+
+
+# VALID padding of a 3x3 window needs an image of at least 3x3: smaller ones have no output.
+GEOMETRIES = [(hw, stride, padding) for hw in [(1, 1), (2, 3), (5, 5), (25, 5), (4, 7)] for stride in (1, 2)
+              for padding in ("SAME", "VALID") if padding == "SAME" or min(hw) >= 3]
+
+
+@pytest.mark.parametrize("c", [1, 3, 4, 5, 7, 8, 17, 64])
+@pytest.mark.parametrize("hw,stride,padding", GEOMETRIES)
+def test_dwconv_3x3_dsp_equals_reference(lib, c, hw, stride, padding):
+    rng = np.random.default_rng([c, *hw, stride, padding == "SAME"])
+    for _ in range(4):
+        case = _case(rng, *hw, c, stride, padding)
+        assert case is not None
+        params, x, filt, bias, mult, shift = case
+        ref = _run(lib, "ek_dwconv_s8", params, x, np.ascontiguousarray(filt.reshape(-1)), bias, mult, shift)
+        got = _run(lib, "ek_dwconv_s8_3x3_dsp", params, x, pack_dw3x3_filter(filt), bias, mult, shift)
+        bad = np.argwhere(got != ref)
+        assert bad.size == 0, f"{len(bad)} mismatches, first at {bad[:10].tolist()}: {params}"
+
+
+def test_pack_dw3x3_filter_layout():
+    filt = np.arange(9 * 5, dtype=np.int8).reshape(1, 3, 3, 5)
+    words = pack_dw3x3_filter(filt).view("<i2").reshape(2, 9, 4)        # [group][tap][c, c+2, c+1, c+3]
+    assert words[0, 4].tolist() == [filt[0, 1, 1, 0], filt[0, 1, 1, 2], filt[0, 1, 1, 1], filt[0, 1, 1, 3]]
+    assert words[1, 8].tolist() == [filt[0, 2, 2, 4], 0, 0, 0]
