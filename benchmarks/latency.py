@@ -1,12 +1,14 @@
-"""Instructions per inference of the MLPerf Tiny models on the emulated Cortex-M4 (and M7).
+"""Instructions per inference of the MLPerf Tiny models on the emulated Cortex-M4 / M7, portable
+C kernels vs the DSP kernel variants, against TFLM's figures.
 
-    .venv/bin/python benchmarks/latency.py [--targets cortex-m4 cortex-m7] [--runs 5] [--json out.json]
+    .venv/bin/python benchmarks/latency.py [--targets cortex-m4 cortex-m7] [--runs 3] [--layers] [--json F]
 
-Each model is exported, built with arm-none-eabi-gcc -O2 and run by `edgekit bench --emulate`:
-QEMU under `-icount shift=3,sleep=off`, where the board's 25 MHz timer counts exactly 5 guest
-instructions per tick, so the figures are deterministic (the script runs every model twice and
-says whether the two sessions agree). Outputs are checked against TFLite's reference each run.
-TFLM figures are those stated in issue 4 (same QEMU, same flags).
+Each model is exported twice (`--kernels portable` and the default DSP selection), built with
+arm-none-eabi-gcc -O2 and run by `edgekit bench --emulate`: QEMU under `-icount shift=3,sleep=off`,
+where the board's 25 MHz timer counts exactly 5 guest instructions per tick, so the figures are
+deterministic; the DSP build is benched in two sessions and the script says whether they agree.
+Outputs are checked against TFLite's reference on every run. --layers adds a per-layer table
+(firmware built with PROFILE=1). TFLM figures are those stated in issue 4 (same QEMU, same flags).
 """
 from __future__ import annotations
 
@@ -22,14 +24,17 @@ REPO = Path(__file__).resolve().parents[1]
 MODELS_DIR = REPO.parent / "shared" / "models" / "mlperf-tiny"
 MODELS = [("KWS DS-CNN", "kws_ref_model.tflite"), ("ResNet-8", "pretrainedResnet_quant.tflite"),
           ("FC autoencoder", "ad01_int8.tflite")]
-TFLM = {"kws_ref_model.tflite": (43_111_859, 7_697_387), "pretrainedResnet_quant.tflite": (107_492_395, 29_861_587),
-        "ad01_int8.tflite": (1_953_804, 582_906)}   # TFLM reference kernels, TFLM + CMSIS-NN
+# TFLM reference kernels, TFLM + CMSIS-NN (instructions per inference), TFLM arena bytes.
+TFLM = {"kws_ref_model.tflite": (43_111_859, 7_697_387, 22_820),
+        "pretrainedResnet_quant.tflite": (107_492_395, 29_861_587, 54_996),
+        "ad01_int8.tflite": (1_953_804, 582_906, 2_580)}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", nargs="+", default=["cortex-m4"])
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--layers", action="store_true", help="per-layer instructions (PROFILE=1 builds)")
     ap.add_argument("--json")
     args = ap.parse_args()
     if not MODELS_DIR.is_dir():
@@ -37,37 +42,60 @@ def main() -> int:
         return 2
     sys.path.insert(0, str(REPO))
     from edgekit.bench import BenchConfig, bench
+    from edgekit.build import firmware_elf, firmware_size
     from edgekit.export import export
     from edgekit.targets import get_target
 
-    print(f"$ .venv/bin/python benchmarks/latency.py --targets {' '.join(args.targets)} --runs {args.runs}\n")
-    rows, ok = [], True
+    cmd = f"$ .venv/bin/python benchmarks/latency.py --targets {' '.join(args.targets)} --runs {args.runs}"
+    print(cmd + (" --layers" if args.layers else "") + "\n")
+    rows, layer_rows, ok = [], [], True
     with tempfile.TemporaryDirectory() as tmp:
         for target_name in args.targets:
             for label, file in MODELS:
-                out = Path(tmp) / f"{target_name}-{file}"
-                result = export(MODELS_DIR / file, out, get_target(target_name))
-                macs = result.report["totals"]["macs"]
-                medians = []
-                for _ in range(2):
-                    r = bench(out, BenchConfig(runs=args.runs, warmup=1, count=2), emulate=True, progress=False)
-                    ok &= r.matched == len(r.per_input)
-                    medians.append(r.latency()["median"])
-                ref, cmsis = TFLM[file]
+                figures = {}
+                for kernels in ("portable", "dsp"):
+                    out = Path(tmp) / f"{target_name}-{kernels}-{file}"
+                    result = export(MODELS_DIR / file, out, get_target(target_name, portable=kernels == "portable"))
+                    sessions = 2 if kernels == "dsp" else 1
+                    medians = []
+                    for _ in range(sessions):
+                        r = bench(out, BenchConfig(runs=args.runs, warmup=1, count=2, profile=args.layers),
+                                  emulate=True, progress=False)
+                        ok &= r.matched == len(r.per_input)
+                        medians.append(r.latency()["median"])
+                    figures[kernels] = dict(instructions=medians[0], same=len(set(medians)) == 1,
+                                            layers=r.layers, report=result.report,
+                                            flash=firmware_size(firmware_elf(out))["flash_bytes"])
+                macs = figures["dsp"]["report"]["totals"]["macs"]
+                ref, cmsis, tflm_arena = TFLM[file]
+                dsp, portable = figures["dsp"], figures["portable"]
+                arena_io = dsp["report"]["totals"]["arena_bytes"] + dsp["report"]["totals"]["io_bytes"]
                 rows.append(dict(target=target_name, model=label, file=file, macs=macs,
-                                 instructions=medians[0], same_twice=medians[0] == medians[1],
-                                 per_mac=medians[0] / macs, vs_tflm_ref=medians[0] / ref,
-                                 vs_tflm_cmsis=medians[0] / cmsis, outputs_match=r.matched == len(r.per_input),
-                                 arena_bytes=result.report["totals"]["arena_bytes"]))
-    print("| target | model | MACs | instructions / inference | instructions / MAC | same in 2 sessions | "
-          "vs TFLM ref. kernels | vs TFLM + CMSIS-NN | outputs match |")
-    print("|---|---|---:|---:|---:|---|---:|---:|---|")
+                                 portable=portable["instructions"], dsp=dsp["instructions"],
+                                 same_twice=dsp["same"], per_mac=dsp["instructions"] / macs,
+                                 vs_cmsis=dsp["instructions"] / cmsis, vs_tflm_ref=dsp["instructions"] / ref,
+                                 flash=dsp["flash"], arena_io=arena_io, vs_tflm_arena=arena_io / tflm_arena))
+                if args.layers:
+                    for lp, ld in zip(portable["layers"], dsp["layers"]):
+                        layer_rows.append(dict(target=target_name, model=label, index=ld["index"], op=ld["op"],
+                                               portable=lp["value"], dsp=ld["value"]))
+    print("| target | model | MACs | portable kernels | DSP kernels | instr./MAC | same in 2 sessions | "
+          "vs TFLM + CMSIS-NN | vs TFLM ref. | flash bytes | arena + I/O bytes | vs TFLM arena |")
+    print("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['target']} | {r['model']} | {r['macs']:,} | {r['instructions']:,.0f} | {r['per_mac']:.2f} | "
-              f"{'yes' if r['same_twice'] else 'NO'} | {r['vs_tflm_ref']:.2f}x | {r['vs_tflm_cmsis']:.2f}x | "
-              f"{'yes' if r['outputs_match'] else 'NO'} |")
+        print(f"| {r['target']} | {r['model']} | {r['macs']:,} | {r['portable']:,.0f} | {r['dsp']:,.0f} | "
+              f"{r['per_mac']:.2f} | {'yes' if r['same_twice'] else 'NO'} | {r['vs_cmsis']:.2f}x | "
+              f"{r['vs_tflm_ref']:.2f}x | {r['flash']:,} | {r['arena_io']:,} | {r['vs_tflm_arena']:.2f}x |")
+    if layer_rows:
+        print("\n| target | model | layer | op | portable | DSP | speed-up |")
+        print("|---|---|---:|---|---:|---:|---:|")
+        for l in layer_rows:
+            print(f"| {l['target']} | {l['model']} | {l['index']} | {l['op']} | {l['portable']:,.0f} | "
+                  f"{l['dsp']:,.0f} | {l['portable'] / max(l['dsp'], 1):.1f}x |")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(dict(models=rows, layers=layer_rows), indent=2) + "\n")
+    if not ok:
+        print("\nSOME OUTPUTS DID NOT MATCH THE REFERENCE", file=sys.stderr)
     return 0 if ok else 1
 
 

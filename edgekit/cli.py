@@ -17,7 +17,7 @@ def _cmd_export(args) -> int:
     from .export import export
     from .targets import get_target, parse_size
     target = get_target(args.target, flash=parse_size(args.flash) if args.flash else None,
-                        ram=parse_size(args.ram) if args.ram else None)
+                        ram=parse_size(args.ram) if args.ram else None, portable=args.kernels == "portable")
     result = export(args.model, args.out, target, calib=args.calib, name=args.name)
     print(result.summary)
     if args.show_plan:
@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--ram", help="RAM size of your part, e.g. 128K (overrides the target's)")
     e.add_argument("--name", help="model name used in the generated code (default: file name)")
     e.add_argument("--show-plan", action="store_true", help="print the memory plan")
+    e.add_argument("--kernels", choices=["auto", "portable"], default="auto",
+                   help="auto: the fastest variant per layer for the target (DSP on Cortex-M4/M7); "
+                        "portable: the plain C reference kernels everywhere")
     e.set_defaults(func=_cmd_export)
 
     v = sub.add_parser("verify", help="run the generated C and compare with the TFLite reference")

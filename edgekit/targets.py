@@ -54,10 +54,15 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
 DEFAULT_TARGET = "cortex-m4"
 
 
-def get_target(name: str, flash: int | None = None, ram: int | None = None) -> Target:
+def get_target(name: str, flash: int | None = None, ram: int | None = None,
+               portable: bool = False) -> Target:
+    """A target by name; flash/ram override its sizes; portable=True keeps the portable C kernels
+    even where the core has the DSP extension (for comparison and debugging)."""
     if name not in TARGETS:
         raise EdgekitError(f"unknown target '{name}'; choose one of: {', '.join(TARGETS)}")
     t = TARGETS[name]
+    if portable:
+        t = replace(t, has_dsp=False)
     if flash is not None:
         t = replace(t, flash_bytes=int(flash))
     if ram is not None:
