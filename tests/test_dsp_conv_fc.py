@@ -42,7 +42,8 @@ class ConvParams(ctypes.Structure):
 
 
 class FcParams(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_int32) for n in FC_INTS] + [("mult", I32P), ("shift", I32P)]
+    _fields_ = [(n, ctypes.c_int32) for n in FC_INTS] + [("mult", I32P), ("shift", I32P),
+                                                           ("per_tensor", ctypes.c_int32)]
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +65,8 @@ def _ptr(a: np.ndarray | None, ptype):
     return None if a is None else a.ctypes.data_as(ptype)
 
 
-def _call(lib, fn: str, cls, ints: dict, mult, shift, x, w, bias, out_size: int) -> np.ndarray:
-    params = cls(**ints, mult=_ptr(mult, I32P), shift=_ptr(shift, I32P))
+def _call(lib, fn: str, cls, ints: dict, mult, shift, x, w, bias, out_size: int, **extra) -> np.ndarray:
+    params = cls(**ints, mult=_ptr(mult, I32P), shift=_ptr(shift, I32P), **extra)
     y = np.full(out_size, 99, dtype=np.int8)
     getattr(lib, fn)(ctypes.byref(params), _ptr(x, I8P), _ptr(w, I8P), _ptr(bias, I32P), _ptr(y, I8P))
     return y
@@ -148,11 +149,12 @@ def test_conv_dsp_equals_reference(lib, variant, extreme):
 @pytest.mark.parametrize("extreme", [False, True], ids=["random", "extreme"])
 def test_fc_dsp_equals_reference(lib, extreme):
     rng = np.random.default_rng(99 + extreme)
-    for case in range(300):
-        rows = int(rng.choice([1, 1, 2, 3, 4, 5]))
+    for case in range(600):
+        rows = int(rng.choice([1, 1, 1, 2, 3, 4, 5]))
         in_n, out_n = (int(rng.choice(ODD)) if rng.random() < 0.5 else int(rng.integers(1, 300)) for _ in range(2))
         mult, shift, q = _quant(rng, out_n, single_rounding=True, extreme=extreme)
-        if rng.random() < 0.3:   # per-tensor: one multiplier repeated
+        per_tensor = rng.random() < 0.5   # one multiplier repeated: the kernel may prepare it once
+        if per_tensor:
             mult[:], shift[:] = mult[0], shift[0]
         ints = dict(rows=rows, in_n=in_n, out_n=out_n, weight_offset=0, **q)
         x = _int8(rng, rows * in_n, extreme)
@@ -160,7 +162,8 @@ def test_fc_dsp_equals_reference(lib, extreme):
         bias = None if rng.random() < 0.2 else rng.integers(-(1 << 20), 1 << 20, out_n).astype(np.int32)
         ref = _call(lib, "ek_fc_s8", FcParams, ints, mult, shift, x, w.reshape(-1), bias, rows * out_n)
         folded = fold_input_offset(bias, w, ints["input_offset"])
-        got = _call(lib, "ek_fc_s8_dsp", FcParams, ints, mult, shift, x, interleave_pairs(w), folded, rows * out_n)
+        got = _call(lib, "ek_fc_s8_dsp", FcParams, ints, mult, shift, x, interleave_pairs(w), folded, rows * out_n,
+                    per_tensor=int(per_tensor))
         assert_same(got, ref, f"ek_fc_s8_dsp case {case} {ints}")
 
 

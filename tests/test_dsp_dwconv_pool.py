@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from edgekit import quant
-from edgekit.ops.dwconv import pack_dw3x3_filter
+from edgekit.ops.dwconv import FOLD_SHIFTS, pack_dw3x3_filter, pack_dw3x3_fold
 
 KERNELS = Path(__file__).resolve().parents[1] / "firmware" / "kernels"
 I32P = ctypes.POINTER(ctypes.c_int32)
@@ -38,7 +38,7 @@ def _libasan() -> str:
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
     out = tmp_path_factory.mktemp("dsp") / "libdw.so"
-    srcs = [KERNELS / "ek_dwconv_s8.c", KERNELS / "ek_dwconv_s8_3x3_dsp.c"]
+    srcs = [KERNELS / "ek_dwconv_s8.c", KERNELS / "ek_dwconv_s8_3x3_dsp.c", KERNELS / "ek_dwconv_s8_3x3_fold_dsp.c"]
     subprocess.run(["gcc", "-std=c99", "-O1", "-g", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
                     "-fsanitize=undefined", "-fno-sanitize-recover=all", f"-I{KERNELS}", "-o", str(out),
                     *map(str, srcs)], check=True)
@@ -101,8 +101,109 @@ def test_dwconv_3x3_dsp_equals_reference(lib, c, hw, stride, padding):
         assert bad.size == 0, f"{len(bad)} mismatches, first at {bad[:10].tolist()}: {params}"
 
 
+@pytest.mark.parametrize("c", [1, 2, 3, 4, 5, 7, 8, 17, 64])
+@pytest.mark.parametrize("hw,stride,padding", GEOMETRIES)
+def test_dwconv_3x3_fold_dsp_equals_reference(lib, c, hw, stride, padding):
+    rng = np.random.default_rng([c, *hw, stride, padding == "SAME", 7])
+    for i in range(6):
+        params, x, filt, bias, mult, shift = _case(rng, *hw, c, stride, padding)
+        shift = np.minimum(shift, FOLD_SHIFTS[1]).astype(np.int32)     # the variant's shifts only
+        if i == 0:
+            shift[:] = FOLD_SHIFTS[0]
+        elif i == 1:
+            shift = rng.integers(FOLD_SHIFTS[0], FOLD_SHIFTS[1] + 1, size=c, dtype=np.int32)
+        if rng.random() < 0.2:
+            mult[:] = 2 ** 30
+        if rng.random() < 0.1:
+            mult[0] = 0
+        if bias is not None and rng.random() < 0.2:
+            bias = rng.integers(-2 ** 30, 2 ** 30, size=c, dtype=np.int32)      # large accumulators
+        ref = _run(lib, "ek_dwconv_s8", params, x, np.ascontiguousarray(filt.reshape(-1)), bias, mult, shift)
+        filt_bytes, block = pack_dw3x3_fold(filt, bias, mult, shift, params["input_offset"],
+                                           params["output_offset"])
+        # mult/shift are not read: pass zeros to catch any use
+        got = _run(lib, "ek_dwconv_s8_3x3_fold_dsp", params, x, filt_bytes, block,
+                   np.zeros_like(mult), np.zeros_like(shift))
+        bad = np.argwhere(got != ref)
+        assert bad.size == 0, f"{len(bad)} mismatches, first at {bad[:10].tolist()}: {params}"
+
+
 def test_pack_dw3x3_filter_layout():
     filt = np.arange(9 * 5, dtype=np.int8).reshape(1, 3, 3, 5)
     words = pack_dw3x3_filter(filt).view("<i2").reshape(2, 9, 4)        # [group][tap][c, c+2, c+1, c+3]
     assert words[0, 4].tolist() == [filt[0, 1, 1, 0], filt[0, 1, 1, 2], filt[0, 1, 1, 1], filt[0, 1, 1, 3]]
     assert words[1, 8].tolist() == [filt[0, 2, 2, 4], 0, 0, 0]
+
+
+class PoolParams(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_int32) for n in (
+        "in_h", "in_w", "c", "out_h", "out_w", "k_h", "k_w", "stride_h", "stride_w", "pad_top", "pad_left",
+        "act_min", "act_max")]
+
+
+@pytest.fixture(scope="module")
+def pool_lib(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dsp_pool") / "libpool.so"
+    srcs = [KERNELS / "ek_avgpool_s8.c", KERNELS / "ek_avgpool_s8_dsp.c"]
+    subprocess.run(["gcc", "-std=c99", "-O1", "-g", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
+                    "-fsanitize=undefined", "-fno-sanitize-recover=all", f"-I{KERNELS}", "-o", str(out),
+                    *map(str, srcs)], check=True)
+    return ctypes.CDLL(str(out))
+
+
+def _pool(lib, fn, params, x):
+    out = np.zeros((params["out_h"], params["out_w"], params["c"]), dtype=np.int8)
+    getattr(lib, fn)(ctypes.byref(PoolParams(**params)), x.ctypes.data_as(ctypes.c_void_p),
+                     out.ctypes.data_as(ctypes.c_void_p))
+    return out
+
+
+# (h, w, k_h, k_w, stride, padding): KWS's 25x5 global pool, small windows, windows of more
+# than 255 taps (several flushes of the 16-bit sums) and one row of 255 taps.
+POOLS = [(25, 5, 25, 5, 1, "VALID"), (5, 5, 3, 3, 1, "SAME"), (7, 6, 2, 2, 2, "VALID"), (6, 7, 3, 2, 2, "SAME"),
+         (1, 1, 1, 1, 1, "VALID"), (40, 20, 40, 20, 1, "VALID"), (3, 255, 3, 255, 1, "VALID"),
+         (9, 9, 5, 5, 3, "SAME")]
+
+
+@pytest.mark.parametrize("c", [1, 3, 4, 5, 8, 13, 64])
+@pytest.mark.parametrize("h,w,k_h,k_w,stride,padding", POOLS)
+def test_avgpool_dsp_equals_reference(pool_lib, c, h, w, k_h, k_w, stride, padding):
+    rng = np.random.default_rng([c, h, w, k_h, k_w, stride])
+    out_h = quant.conv_output_size(h, k_h, stride, 1, padding)
+    out_w = quant.conv_output_size(w, k_w, stride, 1, padding)
+    pad = [quant.same_padding(i, k, stride, 1, o) if padding == "SAME" else 0
+           for i, k, o in ((h, k_h, out_h), (w, k_w, out_w))]
+    for i in range(4):
+        x = rng.integers(-128, 128, size=(h, w, c), dtype=np.int8)
+        if i == 1:
+            x[:] = -128                                        # extreme sums, both signs
+        elif i == 2:
+            x[:] = 127
+        act = (-128, 127) if i < 3 else (int(rng.integers(-128, 0)), int(rng.integers(0, 128)))
+        params = dict(in_h=h, in_w=w, c=c, out_h=out_h, out_w=out_w, k_h=k_h, k_w=k_w, stride_h=stride,
+                      stride_w=stride, pad_top=pad[0], pad_left=pad[1], act_min=act[0], act_max=act[1])
+        ref = _pool(pool_lib, "ek_avgpool_s8", params, x)
+        got = _pool(pool_lib, "ek_avgpool_s8_dsp", params, x)
+        bad = np.argwhere(got != ref)
+        assert bad.size == 0, f"{len(bad)} mismatches, first at {bad[:10].tolist()}: {params}"
+
+
+def test_pack_dw3x3_fold_layout():
+    filt = np.arange(9 * 5, dtype=np.int8).reshape(1, 3, 3, 5)
+    bias = np.array([10, 20, 30, 40, 50], dtype=np.int32)
+    mult = np.array([2 ** 30 + i for i in range(5)], dtype=np.int32)
+    shift = np.array([-2, -3, -7, -23, -9], dtype=np.int32)
+    filt_bytes, block = pack_dw3x3_fold(filt, bias, mult, shift, input_offset=128, output_offset=-5)
+    assert filt_bytes[:2 * 72].tolist() == pack_dw3x3_filter(filt).tolist()
+    assert filt_bytes[2 * 72:].tolist() == [-128] * 8                   # the input zero point row
+    g = block.reshape(2, 4, 4)                                          # [group][bias, M, P high, R-1][4]
+    sums = filt.reshape(9, 5).astype(np.int64).sum(axis=0)
+    assert g[0, 0].tolist() == (bias[:4] + 128 * sums[:4]).tolist()
+    assert g[1, 0].tolist() == [bias[4] + 128 * sums[4], 0, 0, 0]
+    assert g[0, 1].tolist() == mult[:4].tolist() and g[1, 1].tolist() == [mult[4], 0, 0, 0]
+    assert g[0, 2].tolist() == [2 ** (r - 2) - 5 * 2 ** (r - 1) for r in (2, 3, 7, 23)]
+    assert g[0, 3].tolist() == [1, 2, 6, 22] and g[1, 3].tolist() == [8, 1, 1, 1]
+    with pytest.raises(ValueError):
+        pack_dw3x3_fold(filt, bias, mult, np.array([-1, -3, -7, -9, -9], np.int32), 0, 0)
+    with pytest.raises(ValueError):
+        pack_dw3x3_fold(filt, bias, mult, np.array([-24, -3, -7, -9, -9], np.int32), 0, 0)

@@ -24,6 +24,43 @@ def pack_dw3x3_filter(filter_1hwo: np.ndarray) -> np.ndarray:
     return halves.astype("<i2").reshape(-1).view(np.int8).copy()
 
 
+def pack_dw3x3_fold(filter_1hwo: np.ndarray, bias: np.ndarray | None, mults: np.ndarray,
+                    shifts: np.ndarray, input_offset: int, output_offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """The filter and bias arrays of ek_dwconv_s8_3x3_fold_dsp (ek_dwconv.h).
+
+    filter: pack_dw3x3_filter's bytes, then ceil(C/4)*4 bytes of the input zero point (the row that
+    taps outside the image read; with the offset folded into the bias they then add nothing).
+    bias: per group of 4 channels 16 int32: the 4 folded biases bias[c] + input_offset * sum_t w[t][c]
+    (wrapping), the 4 multipliers M, the 4 words 2^(R-2) + output_offset * 2^(R-1) and the 4 R - 1,
+    with R = -shift; channels past C get zeros and R = 2. Requires shifts in FOLD_SHIFTS."""
+    taps = np.asarray(filter_1hwo, dtype=np.int64).reshape(9, -1)            # [tap][C]
+    c = taps.shape[1]
+    groups = -(-c // 4)
+    shifts = np.asarray(shifts, dtype=np.int64)
+    if not fold_shifts_ok(shifts):
+        raise ValueError(f"ek_dwconv_s8_3x3_fold_dsp needs shifts in [{FOLD_SHIFTS[0]}, {FOLD_SHIFTS[1]}]")
+    b = np.zeros(groups * 4, np.int64)
+    b[:c] = (0 if bias is None else np.asarray(bias, np.int64)) + int(input_offset) * taps.sum(axis=0)
+    r = np.full(groups * 4, 2, np.int64)
+    r[:c] = -shifts
+    m = np.zeros(groups * 4, np.int64)
+    m[:c] = np.asarray(mults, np.int64)
+    p_high = (np.int64(1) << (r - 2)) + int(output_offset) * (np.int64(1) << (r - 1))
+    block = np.stack([b, m, p_high, r - 1]).reshape(4, groups, 4).transpose(1, 0, 2).reshape(-1)
+    block = block.astype(np.uint64).astype(np.uint32).view(np.int32)          # wrap like the kernel
+    zp = np.full(groups * 4, -int(input_offset), dtype=np.int8)
+    return np.concatenate([pack_dw3x3_filter(filter_1hwo), zp]), block.copy()
+
+
+# Shifts ek_dwconv_s8_3x3_fold_dsp's one-multiply requantization handles (right shifts of 2..23 bits).
+FOLD_SHIFTS = (-23, -2)
+
+
+def fold_shifts_ok(shifts: np.ndarray) -> bool:
+    shifts = np.asarray(shifts)
+    return bool(np.all((shifts >= FOLD_SHIFTS[0]) & (shifts <= FOLD_SHIFTS[1])))
+
+
 @lowering("DEPTHWISE_CONV_2D")
 def lower_dwconv(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     require_int8(graph, op, op.inputs[0], op.outputs[0])
@@ -46,6 +83,21 @@ def lower_dwconv(graph: Graph, op: Op, target: Target | None = None) -> KernelCa
     # ek_dwconv_s8_3x3_dsp's short requantization needs |accumulator| < 2^30 (ek_dwconv.h).
     max_bias = int(np.abs(bias.values.astype(np.int64)).max()) if bias is not None else 0
     accumulator_fits = max_bias + k_h * k_w * 255 * 128 < 2 ** 30
+    # ek_dwconv_s8_3x3_fold_dsp's one-multiply requantization needs right shifts of 2..23 bits.
+    shifts = next(a.values for a in arrays if a.name == "shift")
+    use_3x3_fold = (target is not None and target.has_dsp and (k_h, k_w) == (3, 3) and ch_mult == 1
+                    and dilation == (1, 1) and fold_shifts_ok(shifts))
+    if use_3x3_fold:
+        mults = next(a.values for a in arrays if a.name == "mult")
+        filt_bytes, block = pack_dw3x3_fold(w.data, None if bias is None else bias.values, mults, shifts,
+                                            params["input_offset"], params["output_offset"])
+        return KernelCall(kernel="ek_dwconv_s8_3x3_fold_dsp", header="ek_dwconv.h",
+                          sources=("ek_dwconv_s8_3x3_fold_dsp.c",), params_type="ek_dwconv_params",
+                          params={**params, "mult": 0, "shift": 0},      # NULL: the bias block has them
+                          args=[TensorArg(op.inputs[0]), ArrayArg("filter"), ArrayArg("bias"),
+                                TensorArg(op.outputs[0])],
+                          arrays=[ConstArray("filter", "int8_t", filt_bytes),
+                                  ConstArray("bias", "int32_t", block)], macs=macs)
     use_3x3 = (target is not None and target.has_dsp and (k_h, k_w) == (3, 3) and ch_mult == 1
                and dilation == (1, 1) and accumulator_fits)
     if use_3x3:

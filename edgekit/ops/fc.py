@@ -47,6 +47,8 @@ def lower_fc(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
                   weight_offset=weight_offset,
                   output_offset=out_zp, act_min=act_min, act_max=act_max,
                   mult=ArrayRef("mult"), shift=ArrayRef("shift"))
+    per_tensor = len(set(zip(mults, shifts))) <= 1   # one multiplier for the whole layer
+    params["per_tensor"] = int(per_tensor)
     use_dsp = target is not None and target.has_dsp and weight_offset == 0
     if use_dsp:
         w_rows = w.data.reshape(out_n, in_n)

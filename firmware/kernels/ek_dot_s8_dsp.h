@@ -119,4 +119,72 @@ static inline int32_t ek_requantize_pos(int32_t x, int32_t multiplier, int32_t s
     return ek_rdivpot((int32_t)((ab + (INT64_C(1) << 30)) >> 31), right);
 }
 
+/* acc[c] += dot(a, b_c) for c in 0..3, where b01 and b23 are two interleaved PAIRS of rows
+ * (b01 = rows 0 and 1, b23 = rows 2 and 3, each in the ek_dot_s8_1x2 layout): one input
+ * word load and split serves four rows. */
+static inline void ek_dot_s8_1x4(const int8_t *a, const int8_t *b01, const int8_t *b23,
+                                 int32_t n, int32_t acc[4])
+{
+    int32_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
+    for (int32_t k = n >> 2; k > 0; --k) {
+        const int32_t x = ek_read_s8x4(a);
+        a += 4;
+        const int32_t xe = ek_sxtb16(x), xo = ek_sxtb16_ror8(x);
+        int32_t w = ek_read_s8x4(b01);
+        s0 = ek_smlad(xe, ek_sxtb16(w), s0);
+        s0 = ek_smlad(xo, ek_sxtb16_ror8(w), s0);
+        w = ek_read_s8x4(b01 + 4);
+        b01 += 8;
+        s1 = ek_smlad(xe, ek_sxtb16(w), s1);
+        s1 = ek_smlad(xo, ek_sxtb16_ror8(w), s1);
+        w = ek_read_s8x4(b23);
+        s2 = ek_smlad(xe, ek_sxtb16(w), s2);
+        s2 = ek_smlad(xo, ek_sxtb16_ror8(w), s2);
+        w = ek_read_s8x4(b23 + 4);
+        b23 += 8;
+        s3 = ek_smlad(xe, ek_sxtb16(w), s3);
+        s3 = ek_smlad(xo, ek_sxtb16_ror8(w), s3);
+    }
+    const int32_t tail = n & 3;
+    for (int32_t k = 0; k < tail; ++k) {
+        s0 = ek_dot_s8_mac(s0, a[k], b01[k]);
+        s1 = ek_dot_s8_mac(s1, a[k], b01[tail + k]);
+        s2 = ek_dot_s8_mac(s2, a[k], b23[k]);
+        s3 = ek_dot_s8_mac(s3, a[k], b23[tail + k]);
+    }
+    acc[0] = s0;
+    acc[1] = s1;
+    acc[2] = s2;
+    acc[3] = s3;
+}
+
+/* ek_requantize_1r() (single rounding) with the multiplier and shift of a whole layer
+ * prepared once (per-tensor quantization).  For shift <= -1 the rounding constant
+ * 2^(30-shift) is a multiple of 2^31 and the total shift 31-shift >= 32, so
+ * (x*M + round) >> (31-shift) = ((x*M + round) >> 32) >> (-shift-1) exactly (nested
+ * floors): one SMLAL and one ASR.  Other shifts take ek_requantize_1r itself. */
+typedef struct {
+    int32_t mult, shift;
+    int32_t hi_shift;   /* -shift - 1, or -1: use ek_requantize_1r */
+    int64_t round;      /* 2^(30 - shift) when hi_shift >= 0 */
+} ek_requant_1r_q;
+
+static inline ek_requant_1r_q ek_requant_1r_prepare(int32_t multiplier, int32_t shift)
+{
+    ek_requant_1r_q q = {multiplier, shift, -1, 0};
+    if (shift <= -1) {
+        q.hi_shift = -shift - 1;
+        q.round = INT64_C(1) << (30 - shift);
+    }
+    return q;
+}
+
+static inline int32_t ek_requant_1r_apply(const ek_requant_1r_q *q, int32_t x)
+{
+    if (q->hi_shift >= 0) {
+        return (int32_t)(((int64_t)x * q->mult + q->round) >> 32) >> q->hi_shift;
+    }
+    return ek_requantize_1r(x, q->mult, q->shift);
+}
+
 #endif /* EK_DOT_S8_DSP_H */

@@ -116,4 +116,11 @@ static inline int32_t ek_read_s8x4(const int8_t *p)
     return v;
 }
 
+/* ek_ssat8(x): x clamped to [-128, 127] (SSAT #8 on Arm; SSAT is in every Armv7-M). */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+static inline int32_t ek_ssat8(int32_t x) { return __ssat(x, 8); }
+#else
+static inline int32_t ek_ssat8(int32_t x) { return x < -128 ? -128 : (x > 127 ? 127 : x); }
+#endif
+
 #endif /* EK_DSP_H */

@@ -29,6 +29,26 @@
  *                         requantization relies on it; the exporter checks).
  *                         Runs on any core: ek_dsp.h gives the DSP instructions
  *                         exact C twins off Armv7E-M.
+ *   ek_dwconv_s8_3x3_fold_dsp  as ek_dwconv_s8_3x3_dsp, and every shift in
+ *                         [-23, -2] (right shifts only; the exporter checks), any
+ *                         bias.  The input offset is folded into the bias, so a tap
+ *                         is a plain SXTB16 split; taps outside the image read a
+ *                         row of the input zero point (adding nothing), so border
+ *                         pixels take the interior path.  Arrays (built by
+ *                         edgekit.ops.dwconv.pack_dw3x3_fold); p->mult and
+ *                         p->shift are not read (the exporter sets them NULL):
+ *                           filter: pack_dw3x3_filter's ceil(C/4) * 72 bytes, then
+ *                             ceil(C/4) * 4 bytes equal to -input_offset;
+ *                           bias: per group of 4 channels 16 int32: the 4 folded
+ *                             biases bias[c] + input_offset * sum_t w[t][c] (mod
+ *                             2^32), the 4 multipliers M, the 4 words
+ *                             2^(R-2) + output_offset * 2^(R-1) and the 4 R - 1,
+ *                             R = -shift (channels past C: zeros, R = 2).  With
+ *                             P = 2^30 + 2^(30+R) + output_offset * 2^(31+R), the
+ *                             requantization (a*M + P - [a<0]*2^31) >> (31+R) is one
+ *                             multiply-accumulate and equals ek_requantize +
+ *                             output_offset (proof in the .c); the common clamp
+ *                             [-128, 127] is one SSAT.
  */
 #ifndef EK_DWCONV_H
 #define EK_DWCONV_H
@@ -54,5 +74,7 @@ void ek_dwconv_s8(const ek_dwconv_params *p, const int8_t *input,
                   const int8_t *filter, const int32_t *bias, int8_t *output);
 void ek_dwconv_s8_3x3_dsp(const ek_dwconv_params *p, const int8_t *input,
                           const int8_t *filter, const int32_t *bias, int8_t *output);
+void ek_dwconv_s8_3x3_fold_dsp(const ek_dwconv_params *p, const int8_t *input,
+                               const int8_t *filter, const int32_t *bias, int8_t *output);
 
 #endif /* EK_DWCONV_H */

@@ -14,9 +14,11 @@
  *   ek_fc_s8_dsp   weight_offset must be 0 (symmetric weights, as TFLite int8)
  *                  and `bias` is the FOLDED bias (never NULL), computed at export:
  *                      bias_folded[o] = bias[o] + input_offset * sum_i w[o][i]
- *                  (int32, wrapping).  Two output rows (x two batch rows when
- *                  rows >= 2) per pass with SMLAD on SXTB16-split words
- *                  (ek_dot_s8_dsp.h), then the same single rounding.  Armv7E-M
+ *                  (int32, wrapping).  One batch row: four output rows per pass
+ *                  (one input load and split shared by four weight rows); two
+ *                  batch rows x two output rows per pass when rows >= 2; SMLAD on
+ *                  SXTB16-split words (ek_dot_s8_dsp.h), then the same single
+ *                  rounding, prepared once for the layer when per_tensor is set.  Armv7E-M
  *                  DSP on Cortex-M4/M7, exact C twins elsewhere (ek_dsp.h).
  */
 #ifndef EK_FC_H
@@ -33,6 +35,9 @@ typedef struct {
     int32_t act_min, act_max;
     const int32_t *mult;             /* [out_n] */
     const int32_t *shift;            /* [out_n] */
+    int32_t per_tensor;              /* 1: mult[o], shift[o] are the same for every o
+                                        (ek_fc_s8_dsp then prepares mult[0], shift[0] once);
+                                        0: per-channel.  ek_fc_s8 ignores it. */
 } ek_fc_params;
 
 void ek_fc_s8(const ek_fc_params *p, const int8_t *input, const int8_t *weights,
