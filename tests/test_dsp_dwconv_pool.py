@@ -207,3 +207,35 @@ def test_pack_dw3x3_fold_layout():
         pack_dw3x3_fold(filt, bias, mult, np.array([-1, -3, -7, -9, -9], np.int32), 0, 0)
     with pytest.raises(ValueError):
         pack_dw3x3_fold(filt, bias, mult, np.array([-24, -3, -7, -9, -9], np.int32), 0, 0)
+
+
+def _run_in_place(lib, fn, params, x, filt_bytes, bias, mult, shift, gap):
+    """The kernel with its output starting `gap` bytes below its input in one buffer, as the
+    memory planner places an in-place pair (edgekit.ops.base.InPlace)."""
+    p = DwParams(**params, mult=mult.ctypes.data_as(I32P), shift=shift.ctypes.data_as(I32P))
+    out_n = params["out_h"] * params["out_w"] * params["out_c"]
+    buf = np.zeros(max(gap + x.size, out_n), dtype=np.int8)
+    buf[gap:gap + x.size] = x.reshape(-1)
+    base = buf.ctypes.data
+    getattr(lib, fn)(ctypes.byref(p), ctypes.c_void_p(base + gap), filt_bytes.ctypes.data_as(ctypes.c_void_p),
+                     bias.ctypes.data_as(I32P), ctypes.c_void_p(base))
+    return buf[:out_n].reshape(params["out_h"], params["out_w"], params["out_c"]).copy()
+
+
+@pytest.mark.parametrize("c", [1, 3, 4, 5, 8, 17, 64])
+@pytest.mark.parametrize("hw,stride,padding", GEOMETRIES)
+def test_dwconv_3x3_fold_dsp_in_place_at_the_declared_gap(lib, c, hw, stride, padding):
+    """The gap edgekit/ops/dwconv.py declares for ek_dwconv_s8_3x3_fold_dsp is enough: run in
+    place at exactly that gap, every output byte equals the out-of-place reference."""
+    rng = np.random.default_rng([c, *hw, stride, padding == "SAME", 11])
+    for _ in range(3):
+        params, x, filt, bias, mult, shift = _case(rng, *hw, c, stride, padding)
+        shift = rng.integers(FOLD_SHIFTS[0], FOLD_SHIFTS[1] + 1, size=c, dtype=np.int32)
+        ref = _run(lib, "ek_dwconv_s8", params, x, np.ascontiguousarray(filt.reshape(-1)), bias, mult, shift)
+        filt_bytes, block = pack_dw3x3_fold(filt, bias, mult, shift, params["input_offset"],
+                                           params["output_offset"])
+        gap = c * (params["pad_top"] * params["in_w"] + params["pad_left"] + 1)
+        got = _run_in_place(lib, "ek_dwconv_s8_3x3_fold_dsp", params, x, filt_bytes, block,
+                            np.zeros_like(mult), np.zeros_like(shift), gap)
+        bad = np.argwhere(got != ref)
+        assert bad.size == 0, f"in place at gap {gap}: {len(bad)} mismatches, first at {bad[:10].tolist()}: {params}"

@@ -13,7 +13,7 @@ import numpy as np
 from .. import quant
 from ..ir import Graph, Op
 from ..targets import Target
-from .base import (ArrayArg, ArrayRef, ConstArray, KernelCall, TensorArg, lowering, nhwc,
+from .base import (ArrayArg, ArrayRef, ConstArray, InPlace, KernelCall, TensorArg, lowering, nhwc,
                    require_int8, unsupported)
 
 
@@ -127,7 +127,12 @@ def lower_conv2d(graph: Graph, op: Op, target: Target | None = None) -> KernelCa
                   ConstArray("bias", "int32_t", folded)] + arrays
     kernel, sources = (("ek_conv2d_s8_1x1_dsp", ("ek_conv2d_s8_1x1_dsp.c",)) if use_1x1 else
                        ("ek_conv2d_s8_dsp", ("ek_conv2d_s8_dsp.c", "ek_conv2d_s8_1x1_dsp.c")))
+    # In place (edgekit.ops.base.InPlace): ek_conv2d_s8_1x1_dsp works on blocks of two pixels in
+    # order; while it writes the outputs of pixels p and p+1 it reads only input pixels >= p. With
+    # out_c <= in_c, every output byte written so far lies below the input still to be read once
+    # the output starts 2 * in_c bytes below the input.
+    inplace = (InPlace(0, 2 * in_c),) if use_1x1 and out_c <= in_c else ()
     return KernelCall(kernel=kernel, header="ek_conv2d.h", sources=sources, params_type="ek_conv2d_params",
                       params=params, args=[TensorArg(op.inputs[0]), ArrayArg("filter"), ArrayArg("bias"),
                                            TensorArg(op.outputs[0])],
-                      arrays=dsp_arrays, macs=macs)
+                      arrays=dsp_arrays, macs=macs, inplace=inplace)

@@ -5,7 +5,8 @@ import numpy as np
 
 from ..ir import Graph, Op
 from ..targets import Target
-from .base import ArrayArg, ConstArray, KernelCall, TensorArg, lowering, nhwc, require_int8, unsupported
+from .base import (ArrayArg, ConstArray, InPlace, KernelCall, TensorArg, lowering, nhwc, require_int8,
+                   unsupported)
 from .conv import conv_call, conv_geometry, conv_weights_and_quant
 
 
@@ -87,6 +88,11 @@ def lower_dwconv(graph: Graph, op: Op, target: Target | None = None) -> KernelCa
     shifts = next(a.values for a in arrays if a.name == "shift")
     use_3x3_fold = (target is not None and target.has_dsp and (k_h, k_w) == (3, 3) and ch_mult == 1
                     and dilation == (1, 1) and fold_shifts_ok(shifts))
+    # In place: the kernel walks output pixels row by row, channel groups in order, and reads the
+    # 3x3 taps of pixel (y, x) from input row s*y - pad_top on; as y*out_w <= s*y*in_w, the input
+    # it still has to read never lies below what it has written once the output starts
+    # in_c * (pad_top * in_w + pad_left + 1) bytes below the input (taps outside the image read
+    # the zero-point row stored with the weights, not the input).
     if use_3x3_fold:
         mults = next(a.values for a in arrays if a.name == "mult")
         filt_bytes, block = pack_dw3x3_fold(w.data, None if bias is None else bias.values, mults, shifts,
@@ -97,7 +103,8 @@ def lower_dwconv(graph: Graph, op: Op, target: Target | None = None) -> KernelCa
                           args=[TensorArg(op.inputs[0]), ArrayArg("filter"), ArrayArg("bias"),
                                 TensorArg(op.outputs[0])],
                           arrays=[ConstArray("filter", "int8_t", filt_bytes),
-                                  ConstArray("bias", "int32_t", block)], macs=macs)
+                                  ConstArray("bias", "int32_t", block)], macs=macs,
+                          inplace=(InPlace(0, in_c * (params["pad_top"] * in_w + params["pad_left"] + 1)),))
     use_3x3 = (target is not None and target.has_dsp and (k_h, k_w) == (3, 3) and ch_mult == 1
                and dilation == (1, 1) and accumulator_fits)
     if use_3x3:
