@@ -25,6 +25,7 @@ import pytest
 from ai_edge_litert import schema_py_generated as schema
 
 import edgekit
+from cli_helpers import assert_user_error, call, run_edgekit
 from conftest import assert_bit_exact, test_inputs
 from edgekit.cli import main
 from edgekit.reference import reference_outputs
@@ -37,34 +38,6 @@ MULTI = "add_conv_conv"      # CONV_2D x2 + ADD: intermediate tensors in the are
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
-
-def run_edgekit(*args, cwd: Path) -> subprocess.CompletedProcess:
-    """The real command in a fresh process: tracebacks and stray output would show here."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "edgekit", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
-def call(capsys, *args) -> tuple[int, str, str]:
-    """edgekit.cli.main in this process (TensorFlow stays imported between cases)."""
-    capsys.readouterr()
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_user_error(rc: int, err: str, *words: str) -> str:
-    """Exit 2, exactly one line 'edgekit: error: ...', no traceback, and every key word in it."""
-    assert "Traceback" not in err, err
-    assert rc == 2, f"exit status {rc}, stderr: {err!r}"
-    lines = err.rstrip("\n").split("\n")
-    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}: {err!r}"
-    assert lines[0].startswith("edgekit: error: "), err
-    assert "\x1b" not in err and "\r" not in err, repr(err)
-    for w in words:
-        assert w.lower() in err.lower(), f"{w!r} not in {err!r}"
-    return lines[0]
-
 
 def leftovers(out: Path) -> list[str]:
     """Temp or backup directories an export left beside `out` (.out.tmp-*, .out.old-*)."""

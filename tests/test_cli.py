@@ -22,34 +22,12 @@ import edgekit
 from edgekit.cli import main
 from edgekit.reference import reference_outputs
 from edgekit.targets import TARGETS
+from cli_helpers import assert_user_error, call, run_edgekit
 from opmodels import op_model
 
 FC = "fc_1d_u7"          # int8 FULLY_CONNECTED 16 -> 7
 MATCH = re.compile(r"^(\d+)/(\d+) outputs match the TFLite reference \(host\)"
                    r"(?:; first difference at sample (\d+), index \[([\d, ]*)\]: got (-?\d+), reference (-?\d+))?$")
-
-
-def run_edgekit(*args, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "edgekit", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
-def call(capsys, *args) -> tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_user_error(rc: int, err: str, *words: str) -> str:
-    assert "Traceback" not in err, err
-    assert rc == 2, f"exit status {rc}, stderr: {err!r}"
-    lines = err.rstrip("\n").split("\n")
-    assert len(lines) == 1 and lines[0].startswith("edgekit: error: "), err
-    for w in words:
-        assert w.lower() in err.lower(), f"{w!r} not in {err!r}"
-    return lines[0]
 
 
 def snapshot(d: Path) -> dict[str, str]:
