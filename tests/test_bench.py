@@ -402,7 +402,7 @@ def test_firmware_of_another_model_is_refused(mini, tmp_path, capsys, qemu):
 
 def test_ctrl_c_leaves_partial_json_and_stops_qemu(mini, tmp_path, qemu):
     json_path = tmp_path / "c.json"
-    argv = [sys.executable, "-m", "edgekit", "bench", str(mini), "--emulate", "--count", "50", "--runs", "40",
+    argv = [sys.executable, "-m", "edgekit", "bench", str(mini), "--emulate", "--count", "1000", "--runs", "200",
             "--json", str(json_path)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
