@@ -1,7 +1,9 @@
 """Instructions per inference of the MLPerf Tiny models on the emulated Cortex-M4 / M7, portable
-C kernels vs the DSP kernel variants, against TFLM's figures.
+C kernels vs the DSP kernel variants, against TFLM's figures; plus a MobileNetV1-style model
+that is not one of the shared models.
 
-    .venv/bin/python benchmarks/latency.py [--targets cortex-m4 cortex-m7] [--runs 3] [--layers] [--json F]
+    .venv/bin/python benchmarks/latency.py [--targets cortex-m4 cortex-m7] [--runs 3] [--layers]
+                                           [--no-mobilenet] [--json F]
 
 Each model is exported twice (`--kernels portable` and the default DSP selection), built with
 arm-none-eabi-gcc -O2 and run by `edgekit bench --emulate`: QEMU under `-icount shift=3,sleep=off`,
@@ -9,6 +11,14 @@ where the board's 25 MHz timer counts exactly 5 guest instructions per tick, so 
 deterministic; the DSP build is benched in two sessions and the script says whether they agree.
 Outputs are checked against TFLite's reference on every run. --layers adds a per-layer table
 (firmware built with PROFILE=1). TFLM figures are those stated in issue 4 (same QEMU, same flags).
+
+The fourth model, benchmarks/mobilenet_style.py (MobileNetV1 0.25x, 96x96x3, 2 classes: the visual
+wake words shape; random weights, int8 PTQ on fixed-seed noise, cached under
+~/.cache/edgekit-tests/), is not a shared model and edgekit was never tuned on it. There are no
+TFLM instruction counts for it (TFLM + CMSIS-NN firmware cannot be built here, and no TFLM
+reference-kernel firmware was measured either): those columns say "n/a". Its TFLM arena is
+measured here with the tflite-micro Python interpreter (as benchmarks/model_figures.py does), not
+quoted from the issue.
 """
 from __future__ import annotations
 
@@ -28,6 +38,19 @@ MODELS = [("KWS DS-CNN", "kws_ref_model.tflite"), ("ResNet-8", "pretrainedResnet
 TFLM = {"kws_ref_model.tflite": (43_111_859, 7_697_387, 22_820),
         "pretrainedResnet_quant.tflite": (107_492_395, 29_861_587, 54_996),
         "ad01_int8.tflite": (1_953_804, 582_906, 2_580)}
+MOBILENET_LABEL = "MobileNetV1-style (not a shared model)"
+
+
+def mobilenet_model() -> tuple[Path, int]:
+    """The MobileNet-style .tflite and TFLM's arena for it, measured with the tflite-micro
+    Python interpreter (64-bit host build, reference kernels) after one inference."""
+    import numpy as np
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from mobilenet_style import INPUT_SHAPE, mobilenet_tflite
+    from model_figures import tflm_figures
+    path = mobilenet_tflite()
+    fig, _ = tflm_figures(path.read_bytes(), np.zeros((1, *INPUT_SHAPE), dtype=np.int8))
+    return path, fig["total_bytes"]
 
 
 def main() -> int:
@@ -35,6 +58,8 @@ def main() -> int:
     ap.add_argument("--targets", nargs="+", default=["cortex-m4"])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--layers", action="store_true", help="per-layer instructions (PROFILE=1 builds)")
+    ap.add_argument("--no-mobilenet", action="store_true",
+                    help="only the three MLPerf Tiny models (skip benchmarks/mobilenet_style.py)")
     ap.add_argument("--json")
     args = ap.parse_args()
     if not MODELS_DIR.is_dir():
@@ -47,15 +72,21 @@ def main() -> int:
     from edgekit.targets import get_target
 
     cmd = f"$ .venv/bin/python benchmarks/latency.py --targets {' '.join(args.targets)} --runs {args.runs}"
-    print(cmd + (" --layers" if args.layers else "") + "\n")
+    print(cmd + (" --layers" if args.layers else "") + (" --no-mobilenet" if args.no_mobilenet else "") + "\n")
+    models = [(label, file, MODELS_DIR / file, True) for label, file in MODELS]
+    tflm = dict(TFLM)
+    if not args.no_mobilenet:
+        path, tflm_arena = mobilenet_model()
+        models.append((MOBILENET_LABEL, path.name, path, False))
+        tflm[path.name] = (None, None, tflm_arena)
     rows, layer_rows, ok = [], [], True
     with tempfile.TemporaryDirectory() as tmp:
         for target_name in args.targets:
-            for label, file in MODELS:
+            for label, file, path, shared in models:
                 figures = {}
                 for kernels in ("portable", "dsp"):
                     out = Path(tmp) / f"{target_name}-{kernels}-{file}"
-                    result = export(MODELS_DIR / file, out, get_target(target_name, portable=kernels == "portable"))
+                    result = export(path, out, get_target(target_name, portable=kernels == "portable"))
                     sessions = 2 if kernels == "dsp" else 1
                     medians = []
                     for _ in range(sessions):
@@ -67,25 +98,39 @@ def main() -> int:
                                             layers=r.layers, report=result.report,
                                             flash=firmware_size(firmware_elf(out))["flash_bytes"])
                 macs = figures["dsp"]["report"]["totals"]["macs"]
-                ref, cmsis, tflm_arena = TFLM[file]
+                ref, cmsis, tflm_arena = tflm[file]
                 dsp, portable = figures["dsp"], figures["portable"]
                 arena_io = dsp["report"]["totals"]["arena_bytes"] + dsp["report"]["totals"]["io_bytes"]
-                rows.append(dict(target=target_name, model=label, file=file, macs=macs,
+                rows.append(dict(target=target_name, model=label, file=file, shared_model=shared, macs=macs,
                                  portable=portable["instructions"], dsp=dsp["instructions"],
                                  same_twice=dsp["same"], per_mac=dsp["instructions"] / macs,
-                                 vs_cmsis=dsp["instructions"] / cmsis, vs_tflm_ref=dsp["instructions"] / ref,
-                                 flash=dsp["flash"], arena_io=arena_io, vs_tflm_arena=arena_io / tflm_arena))
+                                 dsp_speedup=portable["instructions"] / dsp["instructions"],
+                                 vs_cmsis=dsp["instructions"] / cmsis if cmsis else None,
+                                 vs_tflm_ref=dsp["instructions"] / ref if ref else None,
+                                 flash=dsp["flash"], arena_io=arena_io, tflm_arena=tflm_arena,
+                                 tflm_arena_source="issue 4" if shared else "measured: tflite-micro Python interpreter",
+                                 vs_tflm_arena=arena_io / tflm_arena))
                 if args.layers:
                     for lp, ld in zip(portable["layers"], dsp["layers"]):
                         layer_rows.append(dict(target=target_name, model=label, index=ld["index"], op=ld["op"],
                                                portable=lp["value"], dsp=ld["value"]))
-    print("| target | model | MACs | portable kernels | DSP kernels | instr./MAC | same in 2 sessions | "
-          "vs TFLM + CMSIS-NN | vs TFLM ref. | flash bytes | arena + I/O bytes | vs TFLM arena |")
-    print("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    print("| target | model | MACs | portable kernels | DSP kernels | DSP speed-up | instr./MAC | "
+          "same in 2 sessions | vs TFLM + CMSIS-NN | vs TFLM ref. | flash bytes | arena + I/O bytes | "
+          "TFLM arena | vs TFLM arena |")
+    print("|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    ratio = lambda v: "n/a" if v is None else f"{v:.2f}x"  # noqa: E731
     for r in rows:
         print(f"| {r['target']} | {r['model']} | {r['macs']:,} | {r['portable']:,.0f} | {r['dsp']:,.0f} | "
-              f"{r['per_mac']:.2f} | {'yes' if r['same_twice'] else 'NO'} | {r['vs_cmsis']:.2f}x | "
-              f"{r['vs_tflm_ref']:.2f}x | {r['flash']:,} | {r['arena_io']:,} | {r['vs_tflm_arena']:.2f}x |")
+              f"{r['dsp_speedup']:.2f}x | {r['per_mac']:.2f} | {'yes' if r['same_twice'] else 'NO'} | "
+              f"{ratio(r['vs_cmsis'])} | {ratio(r['vs_tflm_ref'])} | {r['flash']:,} | {r['arena_io']:,} | "
+              f"{r['tflm_arena']:,}{'' if r['shared_model'] else ' (measured)'} | {r['vs_tflm_arena']:.2f}x |")
+    if not args.no_mobilenet:
+        print(f"\n{MOBILENET_LABEL}: benchmarks/mobilenet_style.py (MobileNetV1 0.25x, 96x96x3, 2 classes; "
+              "random weights, int8 PTQ on fixed-seed noise); edgekit was never tuned on it. No TFLM "
+              "instruction counts exist for it (TFLM + CMSIS-NN firmware cannot be built here; no TFLM "
+              "reference-kernel firmware was measured): n/a, not estimated. Its TFLM arena is measured "
+              "with the tflite-micro Python interpreter (64-bit host build, reference kernels); the other "
+              "TFLM arenas are issue 4's figures.")
     if layer_rows:
         print("\n| target | model | layer | op | portable | DSP | speed-up |")
         print("|---|---|---:|---|---:|---:|---:|")

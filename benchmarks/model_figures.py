@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Memory and size figures of edgekit's Cortex-M4 firmware next to TFLite Micro's arena.
 
-For each MLPerf Tiny model (keyword spotting, image classification ResNet-8, anomaly detection)
-and, when it exists, the bundled example examples/fashion_dscnn.h5, this script
+For each MLPerf Tiny model (keyword spotting, image classification ResNet-8, anomaly detection),
+when it exists the bundled example examples/fashion_dscnn.h5, and a MobileNetV1-style model that is
+not one of the shared models and that edgekit was never tuned on (benchmarks/mobilenet_style.py:
+MobileNetV1 0.25x, 96x96x3, 2 classes, the visual wake words shape; random weights, int8 PTQ on
+fixed-seed noise, cached under ~/.cache/edgekit-tests/; --no-mobilenet skips it), this script
 
   1. exports the model with edgekit for cortex-m4, builds the firmware with arm-none-eabi-gcc and
      reads `arm-none-eabi-size`: flash = text + data, static RAM = data + bss;
@@ -40,8 +43,8 @@ What the numbers contain
   shows what the head holds.
 
 Run (about 5 s for the three MLPerf Tiny models; the Keras example adds ~15 s for TensorFlow's import
-and int8 quantization):
-    .venv/bin/python benchmarks/model_figures.py [--json figures.json] [--work-dir DIR]
+and int8 quantization; the MobileNet-style model ~10 s, plus ~10 s to convert it the first time):
+    .venv/bin/python benchmarks/model_figures.py [--json figures.json] [--work-dir DIR] [--no-mobilenet]
 """
 from __future__ import annotations
 
@@ -83,6 +86,7 @@ MLPERF = [
     ("AD (FC autoencoder)", "ad01_int8.tflite"),
 ]
 EXAMPLE = ("Fashion DS-CNN (example)", REPO / "examples" / "fashion_dscnn.h5", REPO / "examples" / "fashion_calib.npy")
+MOBILENET_LABEL = "MobileNetV1-style 0.25x 96x96 (not a shared model)"
 
 # TFLM arena figures quoted in the issue, measured elsewhere.
 ISSUE_TFLM_ARENA = {"kws_ref_model.tflite": 22820, "pretrainedResnet_quant.tflite": 54996,
@@ -316,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
     ap.add_argument("--work-dir", metavar="DIR",
                     help="keep the export directories here (default: a temporary directory, removed)")
+    ap.add_argument("--no-mobilenet", action="store_true",
+                    help="skip the MobileNetV1-style model of benchmarks/mobilenet_style.py")
     args = ap.parse_args(argv)
 
     print(f"Reproduce: `{reproduce_command(argv)}`")
@@ -339,6 +345,16 @@ def main(argv: list[str] | None = None) -> int:
                      "does not: the bundled example was skipped.")
     else:
         jobs.append((label, h5, calib))
+    if not args.no_mobilenet:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from mobilenet_style import mobilenet_tflite
+        print(f"converting or loading {MOBILENET_LABEL} ...", file=sys.stderr, flush=True)
+        jobs.append((MOBILENET_LABEL, mobilenet_tflite(), None))
+        notes.append(f"{MOBILENET_LABEL} is benchmarks/mobilenet_style.py: keras.applications.MobileNet("
+                     "alpha=0.25, input 96x96x3, 2 classes, weights=None) with fixed-seed random weights and "
+                     "data-dependent BatchNormalization statistics, int8 PTQ on fixed-seed noise. It is not one "
+                     "of the shared models and edgekit was never tuned on it; its TFLM arena is measured here "
+                     "like the others' (there is no issue figure for it).")
 
     started = time.monotonic()
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="edgekit-figures-"))

@@ -89,12 +89,16 @@ def quantize_input(x: np.ndarray, report: dict) -> np.ndarray:
 
 
 def compile(model, target: str = "host", calib=None, out_dir: str | Path | None = None,
-            sanitize: bool = False) -> CompiledModel:
-    """Export `model` (path to .h5/.keras/.tflite) and return it ready to predict on the host."""
+            sanitize: bool = False, weights: str = "auto", optimize: str = "speed",
+            huffman_decode: str = "layer") -> CompiledModel:
+    """Export `model` (path to .h5/.keras/.tflite) and return it ready to predict on the host.
+    `weights`, `optimize` and `huffman_decode` choose the weight formats as `edgekit export
+    --weights/--optimize/--huffman-decode`."""
     from .export import export
     if out_dir is None:
         out_dir = Path(tempfile.mkdtemp(prefix="edgekit-")) / "out"
-    export(model, out_dir, get_target(target), calib=calib)
+    export(model, out_dir, get_target(target), calib=calib, weights=weights, optimize=optimize,
+           huffman_decode=huffman_decode)
     return CompiledModel(out_dir, sanitize=sanitize)
 
 

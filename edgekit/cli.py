@@ -1,4 +1,4 @@
-"""The `edgekit` command line: export, verify, targets.
+"""The `edgekit` command line: export, verify, bench, eval, targets.
 
 Every user error is one sentence on stderr and exit status 2; a failed comparison exits 1.
 """
@@ -18,13 +18,21 @@ def _cmd_export(args) -> int:
     from .targets import get_target, parse_size
     target = get_target(args.target, flash=parse_size(args.flash) if args.flash else None,
                         ram=parse_size(args.ram) if args.ram else None, portable=args.kernels == "portable")
-    result = export(args.model, args.out, target, calib=args.calib, name=args.name)
+    result = export(args.model, args.out, target, calib=args.calib, name=args.name, weights=args.weights,
+                    optimize=args.optimize, huffman_decode=args.huffman_decode)
     print(result.summary)
     if args.show_plan:
         print()
         print(result.program.plan_text())
     print(f"wrote {args.out}/ (model.c, model.h, Makefile, model.tflite, report.json); "
           f"build with: make -C {args.out}" + (" host" if target.is_host else ""))
+    if args.verify:
+        # The same C built for this computer, every layer traced and compared with edgekit's
+        # integer reference, and the outputs with TFLite's (edgekit.trace).
+        from .trace import verify_layers
+        result = verify_layers(args.out, count=8, seed=0)
+        print(result.describe())
+        return 0 if result.ok else 1
     return 0
 
 
@@ -43,12 +51,14 @@ def _save_outputs(path: str, outputs) -> None:
 
 
 def _cmd_verify(args) -> int:
+    from .trace import verify_layers
     from .verify import verify
     if args.count < 1:
         raise EdgekitError(f"--count {args.count}: pass at least 1 random input")
     _check_writable(args.save_outputs, "--save-outputs")
-    result = verify(args.out, inputs=args.inputs, count=args.count, seed=args.seed, emulate=args.emulate,
-                    sanitize=args.sanitize)
+    run = verify_layers if args.layers else verify
+    result = run(args.out, inputs=args.inputs, count=args.count, seed=args.seed, emulate=args.emulate,
+                 sanitize=args.sanitize)
     if args.save_outputs:
         _save_outputs(args.save_outputs, result.outputs)
     print(result.describe())
@@ -74,6 +84,19 @@ def _cmd_bench(args) -> int:
         for path in write_plots(args.plot, result):
             print(f"wrote {path}")
     return 0 if result.matched == len(result.per_input) else 1
+
+
+def _cmd_eval(args) -> int:
+    from .evaluate import evaluate
+    for path, option in ((args.out_preds, "--out"), (args.save_outputs, "--save-outputs")):
+        _check_writable(path, option)
+    result = evaluate(args.out, args.data, labels=args.labels, batch=args.batch)
+    print(result.describe())
+    if args.out_preds:
+        _save_outputs(args.out_preds, result.predictions)
+    if args.save_outputs:
+        _save_outputs(args.save_outputs, result.outputs)
+    return 0
 
 
 def _cmd_targets(args) -> int:
@@ -103,6 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--kernels", choices=["auto", "portable"], default="auto",
                    help="auto: the fastest variant per layer for the target (DSP on Cortex-M4/M7); "
                         "portable: the plain C reference kernels everywhere")
+    e.add_argument("--weights", choices=["auto", "int8", "int4", "lut4", "lut8", "sparse", "huffman"],
+                   default="auto",
+                   help="weight format of conv/FC layers (lossless, bit-exact): auto picks per layer "
+                        "by --optimize; a forced format a layer cannot take falls back to int8 for "
+                        "that layer, said in the report")
+    e.add_argument("--huffman-decode", choices=["layer", "boot"], default="layer",
+                   help="layer (default): Huffman weights are decoded block by block into scratch at "
+                        "every inference; boot: once by ek_model_init() into RAM (int8 speed)")
+    e.add_argument("--verify", action="store_true",
+                   help="after export, build the C for this computer and check every layer against "
+                        "edgekit's integer reference and the outputs against TFLite (as `verify --layers`)")
+    e.add_argument("--optimize", choices=["size", "speed", "balanced"], default="speed",
+                   help="with --weights auto: size = fewest flash bytes; speed (default) = fewest "
+                        "bytes among formats no slower than int8; balanced = at most 2x slower")
     e.set_defaults(func=_cmd_export)
 
     v = sub.add_parser("verify", help="run the generated C and compare with the TFLite reference")
@@ -113,7 +150,21 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--count", type=int, default=10, help="random inputs when --inputs is not given (default 10)")
     v.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     v.add_argument("--sanitize", action="store_true", help="host build with AddressSanitizer and UBSan")
+    v.add_argument("--layers", action="store_true", help="also trace every layer of the host build and "
+                   "name the first whose output differs from edgekit's integer reference")
     v.set_defaults(func=_cmd_verify)
+
+    ev = sub.add_parser("eval", help="accuracy of the exact integer model of an export on a dataset")
+    ev.add_argument("out", help="an `edgekit export` output directory")
+    ev.add_argument("--data", required=True, help=".npy/.npz samples [N, *input_shape] (.npz: array 'x'): "
+                    "int8 as is, float quantized with the model input's scale and zero point")
+    ev.add_argument("--labels", help=".npy/.npz integer class labels [N] (.npz: array 'y'); without it, "
+                    "only the predictions are summarized")
+    ev.add_argument("--batch", type=int, default=256, help="samples per batch (default 256)")
+    ev.add_argument("--out", dest="out_preds", metavar="PREDS", help="save the top-1 class of every sample "
+                    "to this .npy")
+    ev.add_argument("--save-outputs", help="save the raw int8 outputs [N, *output_shape] to this .npy")
+    ev.set_defaults(func=_cmd_eval)
 
     b = sub.add_parser("bench", help="latency and correctness on the board (or QEMU) over a serial port")
     b.add_argument("out", help="an `edgekit export` output directory (for a Cortex-M target)")

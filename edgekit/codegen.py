@@ -71,6 +71,10 @@ class _Layer:
     arrays: list[dict]
     args: list[str]
     locals: list[str]
+    output: str             # the output tensor (pointer, tensor index, bytes) for the EK_TRACE hook
+    output_tensor: int
+    output_bytes: int
+    boot: list[dict]        # arrays decoded by ek_model_init(): cname and the ek_wcode fields
 
 
 def weights_hash(program: Program) -> str:
@@ -90,6 +94,8 @@ def _pointer(program: Program, index: int) -> str:
 
 
 def _field_value(value, prefix: str) -> str:
+    if value is None:
+        return "NULL"
     if isinstance(value, ArrayRef):
         return f"{prefix}_{value.name}"
     if isinstance(value, (list, tuple)):
@@ -101,8 +107,21 @@ def _layer(program: Program, i: int) -> _Layer:
     step = program.steps[i]
     call: KernelCall = step.call
     prefix = f"ek_l{i}"
-    arrays = [dict(ctype=a.ctype, cname=f"{prefix}_{a.name}", length=int(a.values.size),
-                   body=c_array_body(a.values, a.ctype)) for a in call.arrays]
+    arrays, boot = [], []
+    for a in call.arrays:
+        cname = f"{prefix}_{a.name}"
+        if a.boot_code is None:
+            arrays.append(dict(ctype=a.ctype, cname=cname, length=int(a.values.size),
+                               body=c_array_body(a.values, a.ctype), ram=False))
+            continue
+        # Decoded at boot (edgekit.program.decode_at_boot): the Huffman code in flash, the array
+        # in RAM, and ek_model_init() decoding one into the other.
+        for sub in a.boot_code.arrays:
+            arrays.append(dict(ctype=sub.ctype, cname=f"{cname}_{sub.name}", length=int(sub.values.size),
+                               body=c_array_body(sub.values, sub.ctype), ram=False))
+        arrays.append(dict(ctype=a.ctype, cname=cname, length=int(a.values.size), body="", ram=True))
+        boot.append(dict(cname=cname, fields=[dict(name=k, value=_field_value(v, cname))
+                                              for k, v in a.boot_code.fields.items()]))
     args, locals_ = [], []
     for arg in call.args:
         if isinstance(arg, TensorArg):
@@ -126,8 +145,19 @@ def _layer(program: Program, i: int) -> _Layer:
     comment = (f"{c_comment(step.op.kind, 40)} {c_comment(short_name(step.op.name, 50), 60)} "
                f"{in_shapes} -> {out_shape}")
     fields = [dict(name=k, value=_field_value(v, prefix)) for k, v in call.params.items()]
+    out_t = call.args[call.output_arg].index
     return _Layer(index=i, comment=comment, kernel=call.kernel, params_type=call.params_type,
-                  params_name=f"{prefix}_params", fields=fields, arrays=arrays, args=args, locals=locals_)
+                  params_name=f"{prefix}_params", fields=fields, arrays=arrays, args=args, locals=locals_,
+                  boot=boot,
+                  output=_pointer(program, out_t), output_tensor=out_t, output_bytes=g.t(out_t).nbytes)
+
+
+# The decoder ek_model_init() runs for arrays decoded at boot (edgekit.program.decode_at_boot).
+BOOT_DECODE = ("ek_wdecode.h", "ek_huff_decode_s8.c")
+
+
+def _boots(program: Program) -> bool:
+    return any(a.boot_code is not None for s in program.steps for a in s.call.arrays)
 
 
 def render_model(program: Program, target_name: str, model_name: str, version: str) -> dict[str, str]:
@@ -136,7 +166,7 @@ def render_model(program: Program, target_name: str, model_name: str, version: s
     inp, out = program.input, program.output
     (in_scale, in_zp), (out_scale, out_zp) = inp.qparams(), out.qparams()
     layers = [_layer(program, i) for i in range(len(program.steps))]
-    headers = sorted({s.call.header for s in program.steps})
+    headers = sorted({s.call.header for s in program.steps} | ({BOOT_DECODE[0]} if _boots(program) else set()))
     uses_input = any("input" in a for layer in layers for a in layer.args + layer.locals)
     ctx = dict(
         model_name=c_string_name(model_name), version=version, target=target_name,
@@ -158,7 +188,7 @@ def render_model(program: Program, target_name: str, model_name: str, version: s
 def kernel_sources(program: Program) -> list[str]:
     """The kernel files (headers and sources) the program needs, from firmware/kernels."""
     kdir = resource_dir("firmware") / "kernels"
-    names = {"ek_common.h"}
+    names = {"ek_common.h"} | (set(BOOT_DECODE) if _boots(program) else set())
     for s in program.steps:
         names.add(s.call.header)
         names.update(s.call.sources)

@@ -62,9 +62,14 @@ def model_to_tflite(model_path: str | Path, calib=None) -> bytes:
     raise EdgekitError(f"{path}: unknown model format '{suffix}'; pass a .h5, .keras or .tflite file")
 
 
-def compile_program(tflite: bytes, label: str | None = None, target: Target | None = None) -> Program:
+def compile_program(tflite: bytes, label: str | None = None, target: Target | None = None,
+                    weights: str = "auto", optimize: str = "speed", huffman_decode: str = "layer") -> Program:
+    """Import, run the passes, choose each layer's weight format (edgekit.wselect), lower."""
     graph = load_tflite(tflite, label=label)
     graph = run_passes(graph)
+    from .wselect import choose_weight_formats
+    for choice in choose_weight_formats(graph, weights, optimize, target, huffman_decode):
+        choice.op.options["weights_choice"] = choice.as_dict()
     return lower(graph, target)
 
 
@@ -80,13 +85,26 @@ def check_fit(report: dict, target: Target) -> None:
         over = t["ram_estimate_bytes"] - target.ram_bytes
         raise DoesNotFitError(
             f"the model needs about {t['ram_estimate_bytes']:,} bytes of RAM (arena {t['arena_bytes']:,} + "
-            f"input/output {t['io_bytes']:,} + stack and firmware) but {target.name} has "
+            f"input/output {t['io_bytes']:,} + "
+            + (f"weights decoded at boot {t['boot_decoded_ram_bytes']:,} + " if t.get("boot_decoded_ram_bytes") else "")
+            + f"stack and firmware) but {target.name} has "
             f"{target.ram_bytes:,}: {over:,} bytes too many; use a smaller model or pass --ram for a bigger part")
 
 
-def _render_build_files(target: Target, kernels: list[str]) -> dict[str, str]:
+def model_defines(program: Program) -> dict[str, int]:
+    """The compile-time sizes the program's kernels need (KernelCall.defines): the largest value
+    of each, in whole words (at least one)."""
+    out: dict[str, int] = {}
+    for step in program.steps:
+        for name, value in step.call.defines.items():
+            out[name] = max(out.get(name, 4), -(-int(value) // 4) * 4)
+    return out
+
+
+def _render_build_files(target: Target, kernels: list[str], defines: dict[str, int] | None = None) -> dict[str, str]:
     env = environment()
     ctx = dict(target=target.name, is_host=target.is_host, arch_flags=" ".join(target.arch_flags),
+               model_defs=" ".join(f"-D{k}={v}" for k, v in sorted((defines or {}).items())),
                kernel_sources=[k for k in kernels if k.endswith(".c")], version=__version__,
                qemu_machine=target.qemu_machine or "", flash_size=target.flash_bytes,
                ram_size=target.ram_bytes, stack_size=target.stack_bytes)
@@ -165,19 +183,22 @@ def write_export(out_dir: Path, files: dict[str, str | bytes], copies: dict[str,
 
 
 def export(model_path: str | Path, out_dir: str | Path, target: Target, calib=None,
-           name: str | None = None) -> ExportResult:
+           name: str | None = None, weights: str = "auto", optimize: str = "speed",
+           huffman_decode: str = "layer") -> ExportResult:
     model_path = Path(model_path)
     check_out_dir(Path(out_dir), model_path)
     tflite = model_to_tflite(model_path, calib)
-    program = compile_program(tflite, label=str(model_path), target=target)
+    program = compile_program(tflite, label=str(model_path), target=target, weights=weights,
+                              optimize=optimize, huffman_decode=huffman_decode)
     model_name = c_string_name(name or model_path.stem)
     report = build_report(program, target, model_name, model_path.name, __version__,
                           weights_hash=weights_hash(program))
+    report["weights"] = dict(mode=weights, optimize=optimize, huffman_decode=huffman_decode)
     check_fit(report, target)
 
     files: dict[str, str | bytes] = dict(render_model(program, target.name, model_name, __version__))
     kernels = kernel_sources(program)
-    files.update(_render_build_files(target, kernels))
+    files.update(_render_build_files(target, kernels, model_defines(program)))
     files["model.tflite"] = tflite
     files["report.json"] = json.dumps(report, indent=2) + "\n"
     files["plan.txt"] = program.plan_text() + "\n"

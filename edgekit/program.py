@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .errors import UnsupportedModelError
 from .ir import Graph, Op, short_name
 from .ops import LOWERINGS, Alias, KernelCall
@@ -104,6 +106,8 @@ def lower(graph: Graph, target: Target | None = None) -> Program:
             result = LOWERINGS[op.kind](graph, op, target)
         except (ValueError, KeyError, IndexError) as e:
             raise UnsupportedModelError(f"layer {op.location} cannot be compiled: {e}") from None
+        if op.options.get("weights_boot") and not isinstance(result, Alias):
+            result = decode_at_boot(result)
         if isinstance(result, Alias):
             ends = {groups.find(result.source), groups.find(result.target)}
             if ends == {groups.find(model_in), groups.find(model_out)} and len(ends) == 2:
@@ -133,6 +137,26 @@ def lower(graph: Graph, target: Target | None = None) -> Program:
     names = {b.id: (short_name(graph.t(b.id).name, 40) if b.id >= 0 else f"scratch of op {-b.id - 1}")
              for b in buffers}
     return Program(graph=graph, steps=steps, places=places, plan=plan, buffers=buffers, buffer_names=names)
+
+
+# The weight array of each kernel that has one (edgekit.ops: conv/depthwise 'filter', FC 'weights').
+WEIGHT_ARRAYS = ("filter", "weights")
+
+
+def decode_at_boot(call: KernelCall) -> KernelCall:
+    """`--huffman-decode boot`: the call's int8 weight array, in whatever layout its kernel reads,
+    is stored Huffman-coded in flash and decoded once by ek_model_init() into a RAM buffer; the
+    kernel and its speed are unchanged (edgekit.wselect chose this for the layer)."""
+    from dataclasses import replace
+
+    from . import wformats
+    arrays = []
+    for a in call.arrays:
+        if a.name in WEIGHT_ARRAYS and a.ctype == "int8_t":
+            enc = wformats.encode("huffman", np.asarray(a.values, dtype=np.int8).reshape(1, -1))
+            a = replace(a, boot_code=enc)
+        arrays.append(a)
+    return replace(call, arrays=arrays)
 
 
 def _scratch_id(step: int) -> int:

@@ -1,9 +1,14 @@
 """TFLite's int8 reference interpreter: the bar every edgekit output byte is held to.
 
 The reference is LiteRT's interpreter with ``OpResolverType.BUILTIN_REF``: the
-plain reference kernels, which are bit-identical to TFLite Micro on int8 (the
-default resolver routes through XNNPACK and optimized kernels, which differ by
-a few LSB and so are never a reference).
+plain reference kernels (the default resolver routes through XNNPACK and
+optimized kernels, which differ by a few LSB and so are never a reference).
+Models with INT4 weight tensors run in TFLite Micro's Python interpreter
+instead (``tflite_micro.runtime``), because LiteRT's reference resolver lacks
+some int4 kernel versions. The two are not bit-identical: TFLM's
+FULLY_CONNECTED rounds twice, LiteRT's once (measured on ad01: thousands of
+bytes differ by up to 2 LSB), and edgekit follows whichever defines the model
+(graph.meta["reference"], edgekit.ops.fc).
 
 ``ai_edge_litert`` is imported inside the functions so that importing this
 module (and so starting the CLI) stays fast.  Every error is an EdgekitError
@@ -37,7 +42,10 @@ def reference_outputs(model, x, input_qparams=None, output_qparams=None) -> np.n
     exactly; given ``output_qparams`` of the DEQUANTIZE input, each float output
     y is mapped back to its int8 value round(y / scale) + zero_point, exactly.
     """
-    interp = _interpreter(_model_bytes(model), preserve_all_tensors=False)
+    content = _model_bytes(model)
+    if uses_tflm(content):
+        return _tflm_outputs(content, _int8_array(x, "x"), input_qparams, output_qparams)
+    interp = _interpreter(content, preserve_all_tensors=False)
     (inp,), (out,) = _single_int8_io(interp, float_input=input_qparams is not None,
                                      float_output=output_qparams is not None)
     x = _int8_array(x, "x")
@@ -94,6 +102,46 @@ def reference_tensors(model, x_one) -> dict[int, np.ndarray]:
         except ValueError:  # a tensor without data (optional input, scratch)
             continue
     return tensors
+
+
+def uses_tflm(content: bytes) -> bool:
+    """Models with INT4 weight tensors are defined by TFLite Micro's interpreter: LiteRT's
+    reference resolver lacks some int4 kernel versions (e.g. DEPTHWISE_CONV_2D v7)."""
+    from .importers.tflite import load_tflite
+    try:
+        return load_tflite(content).meta.get("reference") == "tflm"
+    except EdgekitError:      # not a model edgekit reads: let the interpreter say why
+        return False
+
+
+def _tflm_outputs(content: bytes, x: np.ndarray, input_qparams, output_qparams) -> np.ndarray:
+    """reference_outputs through TFLite Micro's Python interpreter (tflite_micro.runtime)."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    try:
+        interp = runtime.Interpreter.from_bytes(content)
+    except (ValueError, RuntimeError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EdgekitError(f"TFLite Micro's interpreter cannot load this model ({reason}).") from None
+    inp, out = interp.get_input_details(0), interp.get_output_details(0)
+    in_shape = tuple(int(d) for d in inp["shape"][1:])
+    if x.ndim != len(in_shape) + 1 or x.shape[1:] != in_shape:
+        raise EdgekitError(f"x has shape {list(x.shape)} but the model takes a batch of shape "
+                           f"[N, {', '.join(map(str, in_shape))}].")
+    ys = []
+    for i in range(x.shape[0]):
+        sample = x[i:i + 1]
+        if np.dtype(inp["dtype"]) == np.float32:
+            scale, zero_point = input_qparams
+            sample = ((sample.astype(np.int32) - zero_point) * np.float32(scale)).astype(np.float32)
+        interp.set_input(sample, 0)
+        interp.invoke()
+        result = np.array(interp.get_output(0))[0]
+        if np.dtype(out["dtype"]) == np.float32:
+            scale, zero_point = output_qparams
+            result = np.clip(np.round(result / np.float32(scale)) + zero_point, -128, 127)
+        ys.append(result.astype(np.int8))
+    return np.stack(ys)
 
 
 def _model_bytes(model) -> bytes:

@@ -28,12 +28,15 @@ def build_report(program: Program, target: Target, model_name: str, source: str,
             output=_shape(g.t(op.outputs[0])), macs=int(call.macs), weight_bytes=int(call.weight_bytes),
             activation_bytes=int(g.t(op.outputs[0]).nbytes),
         ))
+        if "weights_choice" in op.options:      # edgekit.wselect's choice for conv/FC layers
+            layers[-1]["weights"] = dict(op.options["weights_choice"])
     kernels = sorted({s.call.kernel for s in program.steps})
     weight_bytes = sum(l["weight_bytes"] for l in layers)
     io_bytes = program.input.nbytes + program.output.nbytes
     arena = program.plan.arena_size
     flash_est = weight_bytes + CODE_BASE_BYTES + CODE_PER_KERNEL_BYTES * len(kernels)
-    ram_est = arena + io_bytes + target.stack_bytes + FIRMWARE_RAM_BYTES
+    boot_ram = sum(s.call.boot_ram_bytes for s in program.steps)    # --huffman-decode boot
+    ram_est = arena + io_bytes + boot_ram + target.stack_bytes + FIRMWARE_RAM_BYTES
     (in_scale, in_zp), (out_scale, out_zp) = program.input.qparams(), program.output.qparams()
     return dict(
         edgekit=version, model=model_name, source=source, target=target.name, weights_hash=weights_hash,
@@ -43,22 +46,37 @@ def build_report(program: Program, target: Target, model_name: str, source: str,
                     float_in_model=bool(g.meta.get("float_output"))),
         layers=layers, kernels=kernels,
         totals=dict(layers=len(layers), macs=sum(l["macs"] for l in layers), weight_bytes=weight_bytes,
-                    arena_bytes=arena, io_bytes=io_bytes, flash_estimate_bytes=flash_est,
+                    arena_bytes=arena, io_bytes=io_bytes, boot_decoded_ram_bytes=boot_ram, flash_estimate_bytes=flash_est,
                     ram_estimate_bytes=ram_est, target_flash_bytes=target.flash_bytes,
                     target_ram_bytes=target.ram_bytes),
     )
 
 
 def format_report(report: dict) -> str:
-    rows = [f"{'#':>3}  {'op':<18} {'output':<14} {'MACs':>11} {'weights':>9} {'act. bytes':>10}  layer"]
+    rows = [f"{'#':>3}  {'op':<18} {'output':<14} {'MACs':>11} {'format':<8} {'weights':>9} "
+            f"{'est. instr.':>12} {'act. bytes':>10}  layer"]
+    notes = []
     for l in report["layers"]:
+        w = l.get("weights")
+        fmt, est = (w["format"], f"{w['est_instructions']:,}") if w else ("-", "")
         rows.append(f"{l['index']:>3}  {l['op']:<18} {'x'.join(map(str, l['output'][1:] or l['output'])):<14} "
-                    f"{l['macs']:>11,} {l['weight_bytes']:>9,} {l['activation_bytes']:>10,}  {l['name'][:40]}")
+                    f"{l['macs']:>11,} {fmt:<8} {l['weight_bytes']:>9,} {est:>12} "
+                    f"{l['activation_bytes']:>10,}  {l['name'][:40]}")
+        if w and w["format"] != "int8":
+            notes.append(f"layer {l['index']}: {w['format']} weights {w['weight_format_bytes']:,} bytes "
+                         f"(int8 {w['int8_weight_bytes']:,}), ~{w['est_instructions']:,} instructions "
+                         f"(int8 ~{w['est_int8_instructions']:,})"
+                         + (f", of which ~{w['est_decode_instructions']:,} decoding"
+                            if w.get("est_decode_instructions") else ""))
+        if w and w["note"]:
+            notes.append(f"layer {l['index']}: {w['note']}")
+    rows += notes
     t = report["totals"]
     target = report["target"]
     rows.append(f"total: {t['layers']} layers, {t['macs']:,} MACs, {t['weight_bytes']:,} bytes of weights "
                 f"and parameters (flash), arena {t['arena_bytes']:,} bytes + input/output {t['io_bytes']:,} "
-                f"bytes (RAM)")
+                f"bytes" + (f" + weights decoded at boot {t['boot_decoded_ram_bytes']:,} bytes" if t.get("boot_decoded_ram_bytes")
+                            else "") + " (RAM)")
     if target != "host":
         rows.append(f"estimate for {target}: flash ~{t['flash_estimate_bytes']:,} of "
                     f"{t['target_flash_bytes']:,} bytes, RAM ~{t['ram_estimate_bytes']:,} of "

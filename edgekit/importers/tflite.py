@@ -138,6 +138,10 @@ def _to_graph(model, label: str) -> Graph:
                       name=name))
     graph = Graph(tensors=tensors, ops=ops, inputs=[int(i) for i in sg.inputs],
                   outputs=[int(i) for i in sg.outputs], name=_decode(sg.name) or "model")
+    # Which interpreter defines this model's semantics (edgekit.reference): LiteRT's reference
+    # kernels, or TFLite Micro's for models with INT4 weights (LiteRT lacks some int4 kernels).
+    # The two differ in FULLY_CONNECTED's rounding (edgekit.ops.fc).
+    graph.meta["reference"] = "tflm" if any(t.dtype == "int4" for t in tensors) else "litert"
     return graph
 
 

@@ -28,8 +28,17 @@ def lower_softmax(graph: Graph, op: Op, target: Target | None = None) -> KernelC
     return _call("softmax", op, params, inp.size)
 
 
+def _require_litert_semantics(graph: Graph, op: Op) -> None:
+    """ek_lut_s8 reproduces LiteRT's float table; TFLite Micro (the reference for models with
+    INT4 weights) computes LOGISTIC/TANH differently, so edgekit cannot match it there."""
+    if graph.meta.get("reference") == "tflm":
+        raise unsupported(op, "in a model with INT4 weights (defined by TFLite Micro) edgekit matches "
+                              "LOGISTIC/TANH only as LiteRT computes them; quantize the weights to int8")
+
+
 @lowering("LOGISTIC")
 def lower_logistic(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
+    _require_litert_semantics(graph, op)
     inp, out, (si, zi), (so, zo) = _io(graph, op)
     # ek_lut_s8 is elementwise (output[i] = table[input[i]]): it may run in place.
     return _call("lut", op, nonlinear.logistic_params(inp.size, si, zi, so, zo), 0, inplace=(0,))
@@ -37,6 +46,7 @@ def lower_logistic(graph: Graph, op: Op, target: Target | None = None) -> Kernel
 
 @lowering("TANH")
 def lower_tanh(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
+    _require_litert_semantics(graph, op)
     inp, out, (si, zi), (so, zo) = _io(graph, op)
     return _call("lut", op, nonlinear.tanh_params(inp.size, si, zi, so, zo), 0, inplace=(0,))
 

@@ -18,13 +18,24 @@ from ..ir import Graph, Op, short_name
 
 @dataclass(frozen=True)
 class ConstArray:
-    """A constant array placed in flash; `name` is a C identifier suffix chosen by the lowering."""
+    """A constant array placed in flash; `name` is a C identifier suffix chosen by the lowering.
+
+    With `boot_code` (an edgekit.wformats.Encoded Huffman encoding of `values`, see
+    edgekit.program.decode_at_boot) flash holds only the encoding; the array itself is a RAM
+    buffer that ek_model_init() fills once by decoding it."""
     name: str
-    ctype: str                 # 'int8_t' | 'int32_t'
+    ctype: str                 # 'int8_t' | 'int32_t' | 'uint8_t' ...
     values: np.ndarray
+    boot_code: object = None
 
     @property
     def nbytes(self) -> int:
+        """Flash bytes."""
+        return int(self.boot_code.nbytes) if self.boot_code is not None else self.ram_nbytes
+
+    @property
+    def ram_nbytes(self) -> int:
+        """Bytes of the array itself (in flash, or in RAM when decoded at boot)."""
         return int(self.values.size * np.dtype(self.ctype.replace("_t", "")).itemsize)
 
 
@@ -88,6 +99,9 @@ class KernelCall:
     macs: int = 0
     scratch_bytes: int = 0                    # arena bytes for a ScratchArg, live during this call
     inplace: tuple[int | InPlace, ...] = ()   # args[k] (or InPlace(k, gap)) may share the output
+    # Compile-time sizes the call's kernel needs (e.g. {"EK_CONV2D_DSP_BUF_BYTES": 512}, a static
+    # buffer): the build defines each to its largest value over the program (export.model_defines).
+    defines: dict[str, int] = field(default_factory=dict)
 
     @property
     def output_arg(self) -> int:
@@ -107,6 +121,11 @@ class KernelCall:
     @property
     def weight_bytes(self) -> int:
         return sum(a.nbytes for a in self.arrays)
+
+    @property
+    def boot_ram_bytes(self) -> int:
+        """RAM of the arrays decoded at boot (edgekit.program.decode_at_boot)."""
+        return sum(a.ram_nbytes for a in self.arrays if a.boot_code is not None)
 
 
 @dataclass
@@ -143,6 +162,10 @@ def require_int8(graph: Graph, op: Op, *tensors: int) -> None:
                                   "full-integer int8 models (quantize with a representative dataset)")
         if t.scale is None:
             raise unsupported(op, f"tensor '{short_name(t.name)}' has no quantization parameters")
+        zp = np.asarray(t.zero_point if t.zero_point is not None else [0], dtype=np.int64)
+        if zp.size and (zp.min() < -128 or zp.max() > 127):
+            raise unsupported(op, f"tensor '{short_name(t.name)}' has zero point {int(zp.flat[0])}, outside "
+                                  "int8's [-128, 127] (the file is corrupt or not an int8 model)")
 
 
 def dims4(shape: tuple[int, ...]) -> list[int]:

@@ -7,6 +7,7 @@ from ..ir import Graph, Op
 from ..targets import Target
 from .base import (ArrayArg, ConstArray, InPlace, KernelCall, TensorArg, lowering, nhwc, require_int8,
                    unsupported)
+from .compressed import compressed_call, weights_format
 from .conv import conv_call, conv_geometry, conv_weights_and_quant
 
 
@@ -80,6 +81,11 @@ def lower_dwconv(graph: Graph, op: Op, target: Target | None = None) -> KernelCa
                   ch_mult=ch_mult, k_h=k_h, k_w=k_w, **geometry, **q)
     macs = out_h * out_w * out_c * k_h * k_w
     dilation = (geometry["dil_h"], geometry["dil_w"])
+    fmt = weights_format(op)
+    if fmt != "int8":
+        return compressed_call("dwconv", op, params, w.data.reshape(1, -1).astype(np.int8),
+                               None if bias is None else bias.values, arrays, fmt,
+                               needs_patch=False, macs=macs, target=target)
 
     # ek_dwconv_s8_3x3_dsp's short requantization needs |accumulator| < 2^30 (ek_dwconv.h).
     max_bias = int(np.abs(bias.values.astype(np.int64)).max()) if bias is not None else 0

@@ -7,6 +7,7 @@ import numpy as np
 from .. import quant
 from ..ir import Graph, Op
 from ..targets import Target
+from .compressed import compressed_call, weights_format
 from .conv import fold_input_offset, interleave_pairs
 from .base import (ArrayArg, ArrayRef, ConstArray, KernelCall, TensorArg, lowering, require_int8,
                    unsupported)
@@ -16,8 +17,8 @@ from .base import (ArrayArg, ArrayRef, ConstArray, KernelCall, TensorArg, loweri
 def lower_fc(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     require_int8(graph, op, op.inputs[0], op.outputs[0])
     inp, w, out = graph.t(op.inputs[0]), graph.t(op.inputs[1]), graph.t(op.outputs[0])
-    if w.data is None or w.dtype != "int8":
-        raise unsupported(op, "its weights must be constant int8")
+    if w.data is None or w.dtype not in ("int8", "int4"):
+        raise unsupported(op, "its weights must be constant int8 (or int4)")
     if op.options.get("weightsFormat", 0) != 0:
         raise unsupported(op, "shuffled weight formats are not supported")
     out_n, in_n = int(w.shape[0]), int(w.shape[1])
@@ -31,7 +32,11 @@ def lower_fc(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     else:
         m, s = quant.fc_per_tensor_multiplier(in_scale, float(w.scale[0]), out_scale)
         mults, shifts = [m] * out_n, [s] * out_n
-    quant.check_single_rounding(shifts)
+    # The reference's rounding (edgekit.importers.tflite sets graph.meta["reference"]): LiteRT's
+    # FC rounds once, TFLM's (the reference for models with INT4 weights) twice.
+    double_round = graph.meta.get("reference") == "tflm"
+    if not double_round:
+        quant.check_single_rounding(shifts)
     act_min, act_max = quant.activation_range(op.options.get("activation", "NONE"), out_scale, out_zp)
     has_bias = len(op.inputs) > 2 and op.inputs[2] >= 0
     bias = None
@@ -49,6 +54,13 @@ def lower_fc(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
                   mult=ArrayRef("mult"), shift=ArrayRef("shift"))
     per_tensor = len(set(zip(mults, shifts))) <= 1   # one multiplier for the whole layer
     params["per_tensor"] = int(per_tensor)
+    params["double_round"] = int(double_round)
+    fmt = weights_format(op)
+    if fmt != "int8":
+        if weight_offset != 0:
+            raise unsupported(op, f"{fmt} weights need symmetric weights (zero point 0)")
+        return compressed_call("fc", op, params, w.data.reshape(out_n, in_n).astype(np.int8), bias,
+                               quant_arrays, fmt, needs_patch=False, macs=rows * in_n * out_n, target=target)
     use_dsp = target is not None and target.has_dsp and weight_offset == 0
     if use_dsp:
         w_rows = w.data.reshape(out_n, in_n)

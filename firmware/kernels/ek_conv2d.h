@@ -16,21 +16,46 @@
  *   ek_conv2d_s8_1x1_dsp    pointwise: 1x1 filter, stride 1, no padding (dilation
  *                           irrelevant), so the input is a [pixels][in_c] matrix and
  *                           the convolution a GEMM with the filter [out_c][in_c].
- *                           Two pixels x two output channels per pass, SMLAD on
- *                           SXTB16-split words (ek_dot_s8_dsp.h).
  *   ek_conv2d_s8_dsp        any filter, stride, padding, dilation with
- *                           k_h*k_w*in_c <= EK_CONV2D_DSP_MAX_PATCH: copies the
- *                           patches of two output pixels (im2col, int8, filter
- *                           order) into a static buffer of 2*EK_CONV2D_DSP_MAX_PATCH
- *                           bytes and runs the pointwise GEMM on them.  Padding taps
- *                           hold the input zero point.  Not reentrant.
+ *                           k_h*k_w*in_c <= EK_CONV2D_DSP_MAX_PATCH: the GEMM on the
+ *                           patches (im2col, filter order) of the output pixels.
+ *                           Padding taps hold the input zero point.
  *
- * The _dsp variants take the filter in the same OHWI layout, but `bias` must be
- * the FOLDED bias (never NULL), computed at export:
+ * The _dsp variants take their arrays in one of two forms, built at export by
+ * edgekit/ops/conv.py and told apart by p->mult.  Both fold the input offset into
+ * the bias (int32, wrapping), so the inner loops add in*w only:
  *     bias_folded[o] = bias[o] + input_offset * sum_{ky,kx,i} w[o][ky][kx][i]
- * (int32, wrapping), so their inner loops add in*w only.  input_offset is still
- * read (the padding value of ek_conv2d_s8_dsp).  They use Armv7E-M DSP
- * instructions on Cortex-M4/M7 and their exact C twins elsewhere (ek_dsp.h).
+ * input_offset is still read (the padding value of ek_conv2d_s8_dsp).
+ *
+ *   folded form (p->mult = p->shift = NULL; edgekit.ops.conv.pack_conv_fold), what
+ *     the exporter chooses whenever the layer fits it:
+ *     filter = the OHWI rows, each padded with zeros to a multiple of 4 bytes (the
+ *     dot product reads whole words); bias = per channel 4 int32
+ *       {2 * bias_folded[o], M[o], 2^(R-1) + output_offset * 2^R, R}, R = -shift[o],
+ *     for shifts in [-23, -1]; other shifts {2 * bias_folded[o], M[o], shift[o], 0}.
+ *     The exporter checks |bias_folded| + patch * 2^14 < 2^30 (no accumulator
+ *     reaches 2^30) and that the buffer holds four patches (below).  Four pixels'
+ *     patches are split once, doubled, into halfword pairs (ek_fold_split; in_c % 4
+ *     == 0 straight from the input, otherwise assembled as int8 first), every
+ *     channel's row runs against all four (ek_dot_fold_4x1: 28 instructions for 32
+ *     MACs) and each output is one SMMLAR, one shift and one SSAT
+ *     (ek_fold_requantize; the identity and its proof are in ek_dot_s8_dsp.h).  The
+ *     block's out-of-range channels take ek_requantize on the same accumulators.
+ *     Patches must fit EK_CONV2D_DSP_BUF_BYTES: 32 * ceil(patch / 4) bytes, plus
+ *     patch bytes to assemble each one when in_c % 4 != 0 in ek_conv2d_s8_dsp.
+ *     ek_conv2d_s8_1x1_dsp reads all of a block's four input pixels before it
+ *     writes their outputs, so it runs in place with no gap when out_c <= in_c.
+ *
+ *   pair form (p->mult, p->shift set), for the other layers: bias = bias_folded
+ *     [out_c]; filter = the OHWI rows interleaved by pairs (ek_dot_s8_dsp.h).  Two
+ *     pixels x two channels per pass (ek_conv2d_s8_dsp: the int8 patches of two
+ *     pixels in the buffer), SMLAD on SXTB16-split words, each output requantized by
+ *     ek_requantize.  ek_conv2d_s8_1x1_dsp runs in place with the output starting
+ *     2 * in_c bytes below the input when out_c <= in_c.
+ *
+ * They use Armv7E-M DSP instructions on Cortex-M4/M7 and their exact C twins
+ * elsewhere (ek_dsp.h, ek_dot_s8_dsp.h).  Their static buffer makes them not
+ * reentrant.
  */
 #ifndef EK_CONV2D_H
 #define EK_CONV2D_H
@@ -57,11 +82,30 @@ typedef struct {
 #define EK_CONV2D_DSP_MAX_PATCH 1024
 #endif
 
+/* The _dsp variants' static buffer (int32-aligned): the folded form's four split patches
+ * (32 bytes per four patch values: four 3x3x64 patches fill the default) or the pair form's
+ * two im2col patches.  The exporter (edgekit/ops/conv.py, CONV_DSP_BUF_BYTES) accepts layers
+ * up to the default, and the generated Makefile defines it to what the model's layers need
+ * (-DEK_CONV2D_DSP_BUF_BYTES=..., the largest need rounded up to whole words). */
+#ifndef EK_CONV2D_DSP_BUF_BYTES
+#define EK_CONV2D_DSP_BUF_BYTES 4608
+#endif
+#if EK_CONV2D_DSP_BUF_BYTES <= 0 || EK_CONV2D_DSP_BUF_BYTES % 4
+#error "EK_CONV2D_DSP_BUF_BYTES must be a positive number of whole words"
+#endif
+
 void ek_conv2d_s8(const ek_conv2d_params *p, const int8_t *input,
                   const int8_t *filter, const int32_t *bias, int8_t *output);
 void ek_conv2d_s8_1x1_dsp(const ek_conv2d_params *p, const int8_t *input,
                           const int8_t *filter, const int32_t *bias, int8_t *output);
 void ek_conv2d_s8_dsp(const ek_conv2d_params *p, const int8_t *input,
                       const int8_t *filter, const int32_t *bias, int8_t *output);
+
+/* Internal to the _dsp variants (defined in ek_conv2d_s8_1x1_dsp.c): their buffer, and the
+ * folded-form GEMM of `count` (1..4) pixels split into x (ek_fold_split's 4-pixel layout)
+ * against every output channel, writing the first pixel's outputs at out. */
+extern int32_t ek_conv2d_dsp_buf[EK_CONV2D_DSP_BUF_BYTES / 4];
+void ek_conv2d_fold_gemm_dsp(const ek_conv2d_params *p, const int32_t *x, int32_t count,
+                             const int8_t *filter, const int32_t *block, int8_t *out);
 
 #endif /* EK_CONV2D_H */

@@ -17,6 +17,13 @@
  *   ek_dot_s8_2x2: acc[2*r + c] += dot(a_r, b_c) for r, c in {0, 1}  (b: a pair)
  *   ek_dot_s8_1x2: acc[c]       += dot(a, b_c)   for c in {0, 1}     (b: a pair)
  *   ek_dot_s8_1x1: returns acc  +  dot(a, b)                         (b: one row)
+ *
+ * The folded-requantization GEMM of the convolutions (ek_conv2d.h, "folded form") splits
+ * its input ONCE per pixel instead of once per output channel: ek_fold_split writes four
+ * pixels' values, doubled, as halfword pairs into a word buffer; ek_dot_fold_4x1 then runs
+ * one weight row against all four: per four values one LDR and two SXTB16 for the weights,
+ * two LDMs and eight SMLADs (28 instructions for 32 MACs with the loop); ek_fold_requantize
+ * finishes each output with one SMMLAR.
  */
 #ifndef EK_DOT_S8_DSP_H
 #define EK_DOT_S8_DSP_H
@@ -185,6 +192,156 @@ static inline int32_t ek_requant_1r_apply(const ek_requant_1r_q *q, int32_t x)
         return (int32_t)(((int64_t)x * q->mult + q->round) >> 32) >> q->hi_shift;
     }
     return ek_requantize_1r(x, q->mult, q->shift);
+}
+
+/* ---- The folded-requantization GEMM (ek_conv2d.h, folded form) ---- */
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+/* acc + ((a*b + 2^31) >> 32): SMMLAR (Armv7E-M DSP); no ACLE intrinsic. */
+static inline int32_t ek_smmlar(int32_t a, int32_t b, int32_t acc)
+{
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
+/* Both halfwords doubled (SADD16 x, x; no half overflows for doubled int8). */
+static inline int32_t ek_dbl16(int32_t x) { return (int32_t)__sadd16((uint32_t)x, (uint32_t)x); }
+/* Half a group: the next four buffer words {xa_even, xa_odd, xb_even, xb_odd} (two pixels), p += 4,
+ * sa += xa . {we, wo}, sb += xb . {we, wo}: one LDM and four SMLADs.  In asm because LDM needs
+ * ascending registers (r4..r7 here) and GCC, left to itself, spends a spare register on SMLAD
+ * temporaries and then spills the loop bound. */
+#define EK_FOLD_HALF(p, we, wo, sa, sb)                                                          \
+    __asm__("ldmia %[x]!, {r4, r5, r6, r7}\n\t"                                                 \
+            "smlad %[a], r4, %[e], %[a]\n\t"                                                    \
+            "smlad %[a], r5, %[o], %[a]\n\t"                                                    \
+            "smlad %[b], r6, %[e], %[b]\n\t"                                                    \
+            "smlad %[b], r7, %[o], %[b]"                                                         \
+            : [a] "+r"(sa), [b] "+r"(sb), [x] "+r"(p)                                            \
+            : [e] "r"(we), [o] "r"(wo), "m"(*(const int32_t(*)[4])(p))                           \
+            : "r4", "r5", "r6", "r7")
+/* The word at *p (any alignment), p += 4: one post-indexed LDR (GCC would rather add once for
+ * two loads at [p] and [p, #4]). */
+#define EK_FOLD_READ_S8X4_POST(p, v) __asm__("ldr %0, [%1], #4" : "=r"(v), "+r"(p) : "m"(*(const int8_t(*)[4])(p)))
+/* dst[0] = e, dst[1] = o, dst += EK_FOLD_GROUP_WORDS: one post-indexed STRD (dst word-aligned). */
+#define EK_FOLD_STORE_PAIR(dst, e, o) \
+    __asm__("strd %2, %3, [%0], #32" : "+r"(dst), "=m"(*(int32_t(*)[2])(dst)) : "r"(e), "r"(o))
+/* Keeps GCC from hoisting the next group's weight load above this group's multiplies (which
+ * runs the M4 out of registers); no instruction. */
+#define EK_FOLD_BARRIER() __asm__ volatile("" ::: "memory")
+#else
+static inline int32_t ek_smmlar(int32_t a, int32_t b, int32_t acc)
+{
+    const int64_t hi = ((int64_t)a * b + (INT64_C(1) << 31)) >> 32;      /* |a*b| <= 2^62 */
+    return (int32_t)((uint32_t)acc + (uint32_t)(int32_t)hi);
+}
+static inline int32_t ek_dbl16(int32_t x)
+{
+    const int32_t lo = (int32_t)(int16_t)(uint16_t)((uint32_t)x & 0xFFFFu);
+    const int32_t hi = (int32_t)(int16_t)(uint16_t)((uint32_t)x >> 16);
+    return (int32_t)(((uint32_t)(uint16_t)(2 * lo)) | ((uint32_t)(uint16_t)(2 * hi) << 16));
+}
+#define EK_FOLD_HALF(p, we, wo, sa, sb)                                     \
+    do {                                                                    \
+        (sa) = ek_smlad((p)[1], (wo), ek_smlad((p)[0], (we), (sa)));        \
+        (sb) = ek_smlad((p)[3], (wo), ek_smlad((p)[2], (we), (sb)));        \
+        (p) += 4;                                                           \
+    } while (0)
+#define EK_FOLD_READ_S8X4_POST(p, v) ((v) = ek_read_s8x4(p), (p) += 4)
+#define EK_FOLD_STORE_PAIR(dst, e, o) ((dst)[0] = (e), (dst)[1] = (o), (dst) += 8)
+#define EK_FOLD_BARRIER() ((void)0)
+#endif
+
+/* The first n (0..3) int8 at p as one word, missing bytes 0. */
+static inline int32_t ek_read_s8x4_partial(const int8_t *p, int32_t n)
+{
+    uint32_t v = 0;
+    for (int32_t i = 0; i < n; ++i) {
+        v |= (uint32_t)(uint8_t)p[i] << (8 * i);
+    }
+    return (int32_t)v;
+}
+
+/* Words per group of four values in the 4-pixel buffer: {x_i[even], x_i[odd]} for i = 0..3. */
+#define EK_FOLD_GROUP_WORDS 8
+
+/* One pixel's n values x[0..n) into its slot of the 4-pixel buffer: for each group g of
+ * four, dst[8g] = {2x[4g], 2x[4g+2]} and dst[8g+1] = {2x[4g+1], 2x[4g+3]} (low, high half),
+ * values past n read as 0.  Returns dst past the last group. */
+static inline int32_t *ek_fold_split(int32_t *dst, const int8_t *x, int32_t n)
+{
+    for (int32_t k = n >> 2; k > 0; --k) {
+        int32_t v;
+        EK_FOLD_READ_S8X4_POST(x, v);
+        const int32_t e = ek_dbl16(ek_sxtb16(v)), o = ek_dbl16(ek_sxtb16_ror8(v));
+        EK_FOLD_STORE_PAIR(dst, e, o);
+    }
+    if (n & 3) {
+        const int32_t v = ek_read_s8x4_partial(x, n & 3);
+        const int32_t e = ek_dbl16(ek_sxtb16(v)), o = ek_dbl16(ek_sxtb16_ror8(v));
+        EK_FOLD_STORE_PAIR(dst, e, o);
+    }
+    return dst;
+}
+
+/* `groups` groups of the constant pair {even, odd} (padding taps) into a pixel's slot. */
+static inline int32_t *ek_fold_fill(int32_t *dst, int32_t even, int32_t odd, int32_t groups)
+{
+    for (; groups > 0; --groups) {
+        EK_FOLD_STORE_PAIR(dst, even, odd);
+    }
+    return dst;
+}
+
+/* One group of ek_dot_fold_4x1: the next weight word against four pixels' pairs. */
+#define EK_FOLD_GROUP()                                          \
+    do {                                                         \
+        int32_t v;                                               \
+        EK_FOLD_READ_S8X4_POST(w, v);                            \
+        const int32_t we = ek_sxtb16(v), wo = ek_sxtb16_ror8(v); \
+        EK_FOLD_HALF(x, we, wo, s0, s1);                         \
+        EK_FOLD_HALF(x, we, wo, s2, s3);                         \
+    } while (0)
+
+/* acc[i] += dot(2 * x_i, w) for the four pixels i of the buffer x (`groups` groups) and one
+ * weight row w of 4 * groups int8 (any alignment); returns w + 4 * groups, the next row of a
+ * filter whose rows are padded to whole groups.  Two groups per iteration: 28 instructions
+ * for 32 MACs. */
+#if defined(__GNUC__)
+__attribute__((always_inline))   /* its accumulators must stay in the caller's registers */
+#endif
+static inline const int8_t *ek_dot_fold_4x1(const int32_t *x, const int8_t *w, int32_t groups, int32_t acc[4])
+{
+    int32_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
+    const int32_t *const end = x + EK_FOLD_GROUP_WORDS * groups;
+    if (groups & 1) {
+        EK_FOLD_GROUP();
+    }
+    while (x != end) {
+        EK_FOLD_GROUP();
+        EK_FOLD_BARRIER();
+        EK_FOLD_GROUP();
+    }
+    acc[0] = s0;
+    acc[1] = s1;
+    acc[2] = s2;
+    acc[3] = s3;
+    return w;
+}
+
+/* ek_requantize(a, M, -R) + off from the doubled accumulator a2 = 2a, with
+ * k = 2^(R-1) + off * 2^R, for M in [0, 2^31), R in [1, 23], off in [-128, 127], |a| < 2^30:
+ *     (SMMLAR(a2, M, k + (a2 >> 31))) >> R
+ * Proof.  SMMLAR(a2, M, c) = c + floor((2aM + 2^31) / 2^32) = c + q with
+ * q = floor((aM + 2^30) / 2^31), which is SRDHM(a, M) for M >= 0 (ek_requantize_pos above).
+ * RDivPOT(q, R), ties away from zero, is floor((q + 2^(R-1) - [q < 0]) / 2^R): TFLite adds 1
+ * to q >> R when the remainder exceeds 2^(R-1) - 1 + [q < 0].  [q < 0] may be read as
+ * [a < 0] = -(a2 >> 31): they differ only at q = 0 (a < 0, aM >= -2^30), not a tie for
+ * R >= 1.  off * 2^R inside the floor is off outside it.  No step leaves int32: |q| <= 2^30,
+ * |k| = 2^(R-1) * |1 + 2 off| <= 255 * 2^22, so |q + k - 1| < 2^31.  Five instructions an output
+ * with the store: ADD (k + (a2 ASR #31)), SMMLAR, ASR, SSAT, STRB. */
+static inline int32_t ek_fold_requantize(int32_t a2, int32_t multiplier, int32_t k, int32_t r)
+{
+    return ek_smmlar(a2, multiplier, k + (a2 >> 31)) >> r;
 }
 
 #endif /* EK_DOT_S8_DSP_H */

@@ -6,7 +6,10 @@
  * out[r][o] = clamp(output_offset + requantize_1r(bias[o] + sum_i
  *     (in[r][i] + input_offset) * (w[o][i] + weight_offset), mult[o], shift[o]),
  *     act_min, act_max)
- * requantize_1r is single rounding (ek_requantize_1r in ek_common.h).
+ * requantize_1r is single rounding (ek_requantize_1r in ek_common.h), as LiteRT's
+ * reference kernel rounds; with double_round set it is ek_requantize (double
+ * rounding), as TFLite Micro's reference kernel rounds (edgekit matches TFLM on
+ * models TFLM is the reference for: those with INT4 weights).
  * Per-tensor quantized layers repeat the same multiplier for every o.
  *
  * Variants, same signature, same results:
@@ -38,6 +41,7 @@ typedef struct {
     int32_t per_tensor;              /* 1: mult[o], shift[o] are the same for every o
                                         (ek_fc_s8_dsp then prepares mult[0], shift[0] once);
                                         0: per-channel.  ek_fc_s8 ignores it. */
+    int32_t double_round;            /* 1: ek_requantize (TFLM), 0: ek_requantize_1r (LiteRT) */
 } ek_fc_params;
 
 void ek_fc_s8(const ek_fc_params *p, const int8_t *input, const int8_t *weights,

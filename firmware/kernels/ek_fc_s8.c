@@ -12,7 +12,8 @@ void ek_fc_s8(const ek_fc_params *p, const int8_t *input, const int8_t *weights,
             for (int32_t i = 0; i < p->in_n; ++i) {
                 acc += (in_r[i] + p->input_offset) * (w_o[i] + p->weight_offset);
             }
-            acc = ek_requantize_1r(acc, p->mult[o], p->shift[o]) + p->output_offset;
+            acc = (p->double_round ? ek_requantize(acc, p->mult[o], p->shift[o])
+                                   : ek_requantize_1r(acc, p->mult[o], p->shift[o])) + p->output_offset;
             output[(int64_t)r * p->out_n + o] = (int8_t)ek_clamp_i32(acc, p->act_min, p->act_max);
         }
     }

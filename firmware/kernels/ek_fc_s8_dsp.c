@@ -6,14 +6,19 @@
 typedef struct {
     const int32_t *mult, *shift;
     int32_t output_offset, act_min, act_max;
-    int32_t per_tensor;
+    int32_t per_tensor, double_round;
     ek_requant_1r_q layer;    /* mult[0], shift[0] prepared, when per_tensor */
 } ek_fc_out_q;
 
 static inline int8_t ek_fc_out(const ek_fc_out_q *q, int32_t acc, int32_t o)
 {
-    acc = (q->per_tensor ? ek_requant_1r_apply(&q->layer, acc)
-                         : ek_requantize_1r(acc, q->mult[o], q->shift[o])) + q->output_offset;
+    if (q->double_round) {
+        acc = ek_requantize(acc, q->mult[o], q->shift[o]);
+    } else {
+        acc = q->per_tensor ? ek_requant_1r_apply(&q->layer, acc)
+                            : ek_requantize_1r(acc, q->mult[o], q->shift[o]);
+    }
+    acc += q->output_offset;
     return (int8_t)ek_clamp_i32(acc, q->act_min, q->act_max);
 }
 
@@ -23,6 +28,7 @@ void ek_fc_s8_dsp(const ek_fc_params *p, const int8_t *input, const int8_t *weig
     const int32_t n = p->in_n;
     const int32_t out_n = p->out_n;
     const ek_fc_out_q q = {p->mult, p->shift, p->output_offset, p->act_min, p->act_max, p->per_tensor,
+                           p->double_round,
                            ek_requant_1r_prepare(p->mult[0], p->shift[0])};
     int32_t r = 0;
     /* Two batch rows x two output rows per pass. */

@@ -1,0 +1,15 @@
+/* ek_conv2d_s8_lut4_dsp.c - 2-D convolution with lut4 weights (4-bit indices into int8
+ * codebooks; the portable layout, ek_wcode.h): two codebook values packed per SMLAD
+ * (ek_wdot_dsp.h).  Same results and scratch as ek_conv2d_s8_lut4.
+ *
+ * A 1x1 filter without padding reads the input pixels themselves: two output pixels (in
+ * raster order) share each pair of codebook values, their outputs written channel by channel
+ * (out0[o], out1[o], then o + 1).  Other filters build one patch at a time in scratch.
+ * The loops: ek_wc_conv_dsp (ek_wdot_dsp.h). */
+#include "ek_wdot_dsp.h"
+
+void ek_conv2d_s8_lut4_dsp(const ek_conv2d_wc_params *p, const int8_t *input, const int32_t *bias,
+                          int8_t *output, int8_t *scratch)
+{
+    ek_wc_conv_dsp(p, input, bias, output, scratch, EK_WF_LUT4);
+}

@@ -1,0 +1,10 @@
+/* ek_fc_s8_lut4.c - fully connected layer with lut4 weights (4-bit indices
+ * into int8 codebooks) read from flash as stored; format in ek_wcode.h.
+ * The loops: ek_wc_fc (ek_wdot.h). */
+#include "ek_wdot.h"
+
+void ek_fc_s8_lut4(const ek_fc_wc_params *p, const int8_t *input, const int32_t *bias,
+                   int8_t *output, int8_t *scratch)
+{
+    ek_wc_fc(p, input, bias, output, scratch, EK_WF_LUT4);
+}

@@ -1,0 +1,509 @@
+/*
+ * ek_wdot.h - row dot products over encoded weights, the one-pixel im2col and
+ * the Huffman row decoder shared by the ek_*_s8_<weights> kernels (internal;
+ * the formats are documented in ek_wcode.h).
+ *
+ * Every dot returns sum_k x[k] * W[k] over one weight row, accumulated in
+ * uint32 so that sums wrap modulo 2^32 (defined behaviour) like the reference
+ * kernels' int32 accumulators; the caller adds the folded bias.
+ *
+ *   ek_wdot_s8        plain int8 row (decoded Huffman rows)
+ *   ek_wdot_w4        w4 row: one byte load gives two weights
+ *   ek_wdot_lut4      lut4 row: nibble index -> codebook load
+ *   ek_wdot_lut8      lut8 row: byte index -> codebook load
+ *   ek_wdot_sparse4   sparse entries [e, end) with 4-bit deltas: pointer walk
+ *   ek_wdot_sparse8   sparse entries [e, end) with 8-bit deltas: pointer walk
+ *   ek_wc_patch       the K input values of one conv output pixel
+ *   ek_huff_init, ek_huff_decode   the next n weights of a Huffman bitstream
+ *   ek_huff_block     the next block of rows of a Huffman bitstream
+ *   ek_wrows          a walk over a layer's weight rows in one format (EK_WF_*)
+ *   ek_wrows_dot      dot(x, the walk's row), the walk moved to the next row
+ *   ek_wc_conv, ek_wc_fc   the portable kernels' layer loops, one per op for
+ *                     every format (the format a compile-time constant)
+ */
+#ifndef EK_WDOT_H
+#define EK_WDOT_H
+
+#include <string.h>
+
+#include "ek_wcode.h"
+
+/* Inlined even where GCC would not: the layer loops below pass a format constant that removes
+ * whole branches (and keeps the dot of one format in the inner loop). */
+#if defined(__GNUC__)
+#define EK_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define EK_ALWAYS_INLINE inline
+#endif
+
+/* Sign-extended low / high nibble of a byte (two's complement, 4 bits). */
+static inline int32_t ek_nib_lo(uint32_t b) { return (int8_t)(uint8_t)(b << 4) >> 4; }
+static inline int32_t ek_nib_hi(uint32_t b) { return (int8_t)(uint8_t)b >> 4; }
+
+static inline uint32_t ek_wmul(int32_t x, int32_t w) { return (uint32_t)(x * w); }
+
+static inline int32_t ek_wdot_s8(const int8_t *x, const int8_t *w, int32_t n)
+{
+    uint32_t acc = 0;
+    for (int32_t k = n >> 2; k > 0; --k) {  /* four per pass: less loop overhead */
+        acc += ek_wmul(x[0], w[0]) + ek_wmul(x[1], w[1]) + ek_wmul(x[2], w[2]) + ek_wmul(x[3], w[3]);
+        x += 4;
+        w += 4;
+    }
+    for (int32_t k = n & 3; k > 0; --k) {
+        acc += ek_wmul(*x++, *w++);
+    }
+    return (int32_t)acc;
+}
+
+static inline int32_t ek_wdot_w4(const int8_t *x, const uint8_t *codes, int32_t n)
+{
+    uint32_t acc = 0;
+    for (int32_t j = n >> 1; j > 0; --j) {
+        const uint32_t b = *codes++;
+        acc += ek_wmul(x[0], ek_nib_lo(b));
+        acc += ek_wmul(x[1], ek_nib_hi(b));
+        x += 2;
+    }
+    if (n & 1) {
+        acc += ek_wmul(x[0], ek_nib_lo(*codes));
+    }
+    return (int32_t)acc;
+}
+
+static inline int32_t ek_wdot_lut4(const int8_t *x, const uint8_t *codes, const int8_t *table,
+                                   int32_t n)
+{
+    uint32_t acc = 0;
+    for (int32_t j = n >> 1; j > 0; --j) {
+        const uint32_t b = *codes++;
+        acc += ek_wmul(x[0], table[b & 15u]);
+        acc += ek_wmul(x[1], table[b >> 4]);
+        x += 2;
+    }
+    if (n & 1) {
+        acc += ek_wmul(x[0], table[*codes & 15u]);
+    }
+    return (int32_t)acc;
+}
+
+static inline int32_t ek_wdot_lut8(const int8_t *x, const uint8_t *codes, const int8_t *table,
+                                   int32_t n)
+{
+    uint32_t acc = 0;
+    for (int32_t k = 0; k < n; ++k) {
+        acc += ek_wmul(x[k], table[codes[k]]);
+    }
+    return (int32_t)acc;
+}
+
+/* Entries e .. end-1 (global numbers) of a sparse row, 4-bit deltas: nibble e
+ * of `deltas`.  px walks the row from position 0. */
+static inline int32_t ek_wdot_sparse4(const int8_t *x, const uint8_t *deltas, const int8_t *values,
+                                      uint32_t e, uint32_t end)
+{
+    uint32_t acc = 0;
+    const int8_t *px = x;
+    if (e < end && (e & 1u)) {             /* the row starts in a high nibble */
+        px += deltas[e >> 1] >> 4;
+        acc += ek_wmul(*px, values[e]);
+        ++e;
+    }
+    const uint8_t *d = deltas + (e >> 1);
+    const int8_t *v = values + e;
+    for (uint32_t j = (end - e) >> 1; j > 0; --j) {
+        const uint32_t b = *d++;
+        px += b & 15u;
+        acc += ek_wmul(px[0], v[0]);
+        px += b >> 4;
+        acc += ek_wmul(px[0], v[1]);
+        v += 2;
+    }
+    if ((end - e) & 1u) {                  /* the row ends in a low nibble */
+        px += *d & 15u;
+        acc += ek_wmul(*px, *v);
+    }
+    return (int32_t)acc;
+}
+
+/* Entries e .. end-1 of a sparse row, 8-bit deltas. */
+static inline int32_t ek_wdot_sparse8(const int8_t *x, const uint8_t *deltas, const int8_t *values,
+                                      uint32_t e, uint32_t end)
+{
+    uint32_t acc = 0;
+    const int8_t *px = x;
+    const uint8_t *d = deltas + e;
+    const int8_t *v = values + e;
+    for (uint32_t j = end - e; j > 0; --j) {
+        px += *d++;
+        acc += ek_wmul(*px, *v++);
+    }
+    return (int32_t)acc;
+}
+
+/* 1 when a conv output pixel's patch must be built in scratch (the patch is
+ * the input pixel itself for a 1x1 filter without padding, any stride). */
+static inline int ek_wc_needs_patch(const ek_conv2d_params *p)
+{
+    return !(p->k_h == 1 && p->k_w == 1 && p->pad_top == 0 && p->pad_left == 0);
+}
+
+/* The patch of output pixel (y, x): K = k_h*k_w*in_c values in filter order,
+ * padding taps holding the input zero point.  Returns the input pixel itself
+ * when !ek_wc_needs_patch(p), else `col` filled.  A tap of one channel (the
+ * first layer of many audio and image models) is one byte moved in line, not a
+ * memcpy / memset call. */
+static inline const int8_t *ek_wc_patch(const ek_conv2d_params *p, const int8_t *input,
+                                        int32_t y, int32_t x, int8_t *col)
+{
+    const int32_t in_c = p->in_c;
+    const int32_t iy0 = y * p->stride_h - p->pad_top;
+    const int32_t ix0 = x * p->stride_w - p->pad_left;
+    if (!ek_wc_needs_patch(p)) {
+        return input + ((int64_t)iy0 * p->in_w + ix0) * in_c;
+    }
+    const int pad = -p->input_offset;      /* memset stores (unsigned char)pad: the int8 zero point */
+    int8_t *dst = col;
+    for (int32_t ky = 0; ky < p->k_h; ++ky) {
+        const int32_t iy = iy0 + ky * p->dil_h;
+        if (iy < 0 || iy >= p->in_h) {
+            memset(dst, pad, (size_t)(p->k_w * in_c));
+            dst += p->k_w * in_c;
+            continue;
+        }
+        const int8_t *in_row = input + (int64_t)iy * p->in_w * in_c;
+        if (in_c == 1) {
+            for (int32_t kx = 0; kx < p->k_w; ++kx) {
+                const int32_t ix = ix0 + kx * p->dil_w;
+                *dst++ = (ix < 0 || ix >= p->in_w) ? (int8_t)pad : in_row[ix];
+            }
+            continue;
+        }
+        for (int32_t kx = 0; kx < p->k_w; ++kx, dst += in_c) {
+            const int32_t ix = ix0 + kx * p->dil_w;
+            if (ix < 0 || ix >= p->in_w) {
+                memset(dst, pad, (size_t)in_c);
+            } else {
+                memcpy(dst, in_row + (int64_t)ix * in_c, (size_t)in_c);
+            }
+        }
+    }
+    return col;
+}
+
+/* Huffman decoding (format in ek_wcode.h): a bit buffer and a first-level table.
+ *
+ * buf holds the stream's next 16 + room bits MSB-aligned (the bits below them are 0); before
+ * each code it is refilled two bytes at a time to room >= 0, so it holds every code (<= 15
+ * bits).  table[buf >> (32 - table_bits)] gives the symbol and length of every code of at most
+ * table_bits bits in one load; an entry 0 (a longer code) goes to ek_huff_long.  The refill
+ * reads at most 3 bytes past the last code's byte: the encoder's zero padding.
+ *
+ * ek_huff_long compares the next 16 bits v with the left-aligned limits of the canonical code
+ * (lim[len] = (first code of length len + counts[len]) << (16 - len), non-decreasing): the
+ * code's length is the first len with v < lim[len], its symbol values[base[len] + (v >> (16 -
+ * len))].  ek_huff_init computes lim and base once per kernel call. */
+typedef struct {
+    const uint8_t *next;       /* the next stream byte to load */
+    uint32_t buf;              /* the next 16 + room bits, MSB first */
+    int32_t room;              /* bits in buf minus 16: refill when < 0 */
+    uint32_t lim[EK_HUFF_MAX_BITS + 1];
+    int32_t base[EK_HUFF_MAX_BITS + 1];
+} ek_huff_state;
+
+static inline void ek_huff_init(const ek_wcode *w, ek_huff_state *s)
+{
+    int32_t first = 0, index = 0;      /* codes of length len: the integers first .. first+count-1 */
+    for (int32_t len = 1; len <= EK_HUFF_MAX_BITS; ++len) {
+        const int32_t count = w->counts[len];
+        s->lim[len] = (uint32_t)(first + count) << (16 - len);
+        s->base[len] = index - first;
+        index += count;
+        first = (first + count) << 1;
+    }
+    s->lim[0] = 0;
+    s->base[0] = 0;
+    s->next = w->codes;
+    s->buf = 0;
+    s->room = -16;
+}
+
+/* The code longer than table_bits at the top of s->buf: (len << 8) | (uint8_t)symbol.  Out of
+ * line, and reading its state from memory, so that the decode loop keeps no registers for it. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((noinline, noipa, unused))
+#elif defined(__GNUC__)
+__attribute__((noinline, unused))
+#endif
+static uint32_t ek_huff_long(const ek_wcode *w, const ek_huff_state *s)
+{
+    const uint32_t v = s->buf >> 16;
+    int32_t len = w->table_bits + 1;
+    while (v >= s->lim[len]) {
+        if (++len > EK_HUFF_MAX_BITS) {
+            return 1u << 8;            /* no code (a stream no encoder writes): skip a bit */
+        }
+    }
+    return ((uint32_t)len << 8) | (uint8_t)w->values[s->base[len] + (int32_t)(v >> (16 - len))];
+}
+
+#if defined(__GNUC__)
+#define EK_UNLIKELY(c) __builtin_expect(!!(c), 0)
+#else
+#define EK_UNLIKELY(c) (c)
+#endif
+
+/* Refill buf two bytes at a time: room >= 0 afterwards. */
+#define EK_HUFF_REFILL(buf, room, next)                                                   \
+    do {                                                                                  \
+        (buf) |= ((uint32_t)(next)[0] << 8 | (next)[1]) << (uint32_t)-(room);             \
+        (next) += 2;                                                                      \
+        (room) += 16;                                                                     \
+    } while (0)
+
+/* One code: its symbol to *dst, buf and room advanced past it (refilled when room < 0). */
+#define EK_HUFF_STEP(dst)                                                                 \
+    do {                                                                                  \
+        uint32_t e_ = table[buf >> drop];                                                 \
+        uint32_t len_ = e_ >> 8;                                                          \
+        if (EK_UNLIKELY(len_ == 0u)) {                                                    \
+            s->buf = buf;                                                                 \
+            e_ = ek_huff_long(w, s);                                                      \
+            len_ = e_ >> 8;                                                               \
+        }                                                                                 \
+        *(dst) = (int8_t)(uint8_t)e_;                                                     \
+        buf <<= len_;                                                                     \
+        room -= (int32_t)len_;                                                            \
+        if (EK_UNLIKELY(room < 0)) {                                                      \
+            EK_HUFF_REFILL(buf, room, next);                                              \
+        }                                                                                 \
+    } while (0)
+
+/* Decode the next n weights of the stream into dst (two codes per loop pass).  Out of line:
+ * called once per block, it keeps the whole bit reader in registers. */
+#if defined(__GNUC__)
+__attribute__((noinline, unused))
+#endif
+static void ek_huff_decode(const ek_wcode *w, ek_huff_state *s, int8_t *dst, int32_t n)
+{
+    const uint16_t *table = w->table;
+    const uint32_t drop = 32u - (uint32_t)w->table_bits;
+    const uint8_t *next = s->next;
+    uint32_t buf = s->buf;
+    int32_t room = s->room;
+    if (room < 0) {
+        EK_HUFF_REFILL(buf, room, next);
+    }
+    for (int32_t k = n >> 1; k > 0; --k, dst += 2) {
+        EK_HUFF_STEP(dst);
+        EK_HUFF_STEP(dst + 1);
+    }
+    if (n & 1) {
+        EK_HUFF_STEP(dst);
+    }
+    s->next = next;
+    s->buf = buf;
+    s->room = room;
+}
+
+/* Requantized, offset and clamped output value of a conv / depthwise channel
+ * (double rounding, as ek_conv2d_s8). */
+static inline int8_t ek_wc_out_conv(const ek_conv2d_params *p, int32_t acc, int32_t o)
+{
+    acc = ek_requantize(acc, p->mult[o], p->shift[o]) + p->output_offset;
+    return (int8_t)ek_clamp_i32(acc, p->act_min, p->act_max);
+}
+
+/* FC output value: ek_requantize when double_round, else ek_requantize_1r. */
+static inline int8_t ek_wc_out_fc(const ek_fc_params *p, int32_t acc, int32_t o, int double_round)
+{
+    acc = (double_round ? ek_requantize(acc, p->mult[o], p->shift[o])
+                        : ek_requantize_1r(acc, p->mult[o], p->shift[o])) + p->output_offset;
+    return (int8_t)ek_clamp_i32(acc, p->act_min, p->act_max);
+}
+
+/* bias + dot, wrapping. */
+static inline int32_t ek_wc_add(int32_t bias, int32_t dot)
+{
+    return (int32_t)((uint32_t)bias + (uint32_t)dot);
+}
+
+/* The weight formats of a layer loop.  Every kernel passes one as a constant, so that its loops
+ * are compiled for that format only. */
+enum {
+    EK_WF_S8,          /* plain int8 rows, row stride K: a decoded Huffman block */
+    EK_WF_W4,          /* w4, row stride (K + 1) / 2 */
+    EK_WF_LUT4,        /* lut4, row stride (K + 1) / 2 */
+    EK_WF_LUT8,        /* lut8, row stride K */
+    EK_WF_SPARSE4,     /* sparse, delta_bits = 4 */
+    EK_WF_SPARSE8,     /* sparse, delta_bits = 8 */
+    EK_WF_SPARSE,      /* (layer loops only) sparse: SPARSE4 or SPARSE8 by delta_bits */
+    EK_WF_HUFF         /* (layer loops only) huff: blocks decoded into scratch, then S8 */
+};
+
+static inline int ek_wf_sparse(const int fmt) { return fmt == EK_WF_SPARSE4 || fmt == EK_WF_SPARSE8; }
+
+/* A walk over a layer's weight rows in one format, row by row from the first, with the
+ * encoding's fields in locals (int8 stores may alias the params' fields):
+ *   codes   S8, W4, LUT4, LUT8: the current row's first byte; sparse: every delta
+ *   table   LUT4, LUT8: the current row's codebook; sparse: every value
+ *   index   sparse: &index[o + 1] for the current row o (the end of its entries)
+ *   e       sparse: the current row's first entry */
+typedef struct {
+    const uint8_t *codes;
+    const int8_t *table;
+    const uint32_t *index;
+    uint32_t e;
+    int32_t K, stride, table_step;     /* row length; bytes and codebook entries per row */
+} ek_wrows;
+
+/* The walk over the encoded rows of w (fmt neither S8 nor a layer-loop format), at row 0. */
+static EK_ALWAYS_INLINE ek_wrows ek_wrows_start(const ek_wcode *w, const int fmt)
+{
+    const int lut = fmt == EK_WF_LUT4 || fmt == EK_WF_LUT8;
+    const ek_wrows r = {w->codes, w->values, ek_wf_sparse(fmt) ? w->index + 1 : NULL,
+                        ek_wf_sparse(fmt) ? w->index[0] : 0u, w->row_len,
+                        fmt == EK_WF_LUT8 ? w->row_len : (w->row_len + 1) >> 1,
+                        lut && w->per_channel ? w->levels : 0};
+    return r;
+}
+
+/* The walk over rows of K int8 weights each (S8), from rows[0]. */
+static EK_ALWAYS_INLINE ek_wrows ek_wrows_s8(const int8_t *rows, int32_t K)
+{
+    const ek_wrows r = {(const uint8_t *)rows, NULL, NULL, 0u, K, K, 0};
+    return r;
+}
+
+static inline const int8_t *ek_wrows_s8_row(const ek_wrows *r) { return (const int8_t *)r->codes; }
+
+/* The walk moved to the next row. */
+static EK_ALWAYS_INLINE void ek_wrows_next(ek_wrows *r, const int fmt)
+{
+    if (ek_wf_sparse(fmt)) {
+        r->e = *r->index++;
+    } else {
+        r->codes += r->stride;
+        if (fmt == EK_WF_LUT4 || fmt == EK_WF_LUT8) {
+            r->table += r->table_step;
+        }
+    }
+}
+
+/* dot(x, the current row), the walk moved to the next row. */
+static EK_ALWAYS_INLINE int32_t ek_wrows_dot(ek_wrows *r, const int fmt, const int8_t *x)
+{
+    int32_t dot;
+    switch (fmt) {
+    case EK_WF_S8:
+        dot = ek_wdot_s8(x, ek_wrows_s8_row(r), r->K);
+        break;
+    case EK_WF_W4:
+        dot = ek_wdot_w4(x, r->codes, r->K);
+        break;
+    case EK_WF_LUT4:
+        dot = ek_wdot_lut4(x, r->codes, r->table, r->K);
+        break;
+    case EK_WF_LUT8:
+        dot = ek_wdot_lut8(x, r->codes, r->table, r->K);
+        break;
+    case EK_WF_SPARSE4:
+        dot = ek_wdot_sparse4(x, r->codes, r->table, r->e, *r->index);
+        break;
+    default:
+        dot = ek_wdot_sparse8(x, r->codes, r->table, r->e, *r->index);
+        break;
+    }
+    ek_wrows_next(r, fmt);
+    return dot;
+}
+
+/* The block of a Huffman layer of `rows` rows that starts at row o0 (the stream's next rows):
+ * n = min(block_rows, rows - o0) rows decoded into dst (n*K bytes); returns n. */
+static inline int32_t ek_huff_block(const ek_wcode *w, ek_huff_state *s, int8_t *dst, int32_t o0,
+                                    int32_t rows)
+{
+    const int32_t n = ek_min_i32(w->block_rows, rows - o0);
+    ek_huff_decode(w, s, dst, n * w->row_len);
+    return n;
+}
+
+/* Output channels o0 .. o0+n-1 of every output pixel of a conv layer, the rows walked from
+ * `rows`; col: the patch's scratch. */
+static EK_ALWAYS_INLINE void ek_wc_conv_rows(const ek_conv2d_params *c, const ek_wrows rows, const int fmt,
+                                   const int8_t *input, const int32_t *bias, int8_t *output,
+                                   int8_t *col, int32_t o0, int32_t n)
+{
+    for (int32_t y = 0; y < c->out_h; ++y) {
+        for (int32_t x = 0; x < c->out_w; ++x, output += c->out_c) {
+            const int8_t *patch = ek_wc_patch(c, input, y, x, col);
+            ek_wrows r = rows;
+            for (int32_t o = o0; o < o0 + n; ++o) {
+                output[o] = ek_wc_out_conv(c, ek_wc_add(bias[o], ek_wrows_dot(&r, fmt, patch)), o);
+            }
+        }
+    }
+}
+
+/* Outputs o0 .. o0+n-1 of every batch row of an FC layer, the rows walked from `rows`. */
+static EK_ALWAYS_INLINE void ek_wc_fc_rows(const ek_fc_params *f, const ek_wrows rows, const int fmt,
+                                 const int8_t *input, const int32_t *bias, int8_t *output, int32_t o0,
+                                 int32_t n)
+{
+    const int double_round = f->double_round != 0;
+    for (int32_t b = 0; b < f->rows; ++b) {
+        const int8_t *in_b = input + (int64_t)b * rows.K;
+        int8_t *out = output + (int64_t)b * f->out_n;
+        ek_wrows r = rows;
+        for (int32_t o = o0; o < o0 + n; ++o) {
+            out[o] = ek_wc_out_fc(f, ek_wc_add(bias[o], ek_wrows_dot(&r, fmt, in_b)), o, double_round);
+        }
+    }
+}
+
+/* The portable conv kernel of format fmt (W4, LUT4, LUT8, SPARSE or HUFF; scratch as ek_wcode.h
+ * says): its rows read from flash as stored, or Huffman blocks decoded into scratch first (the
+ * patch after them). */
+static EK_ALWAYS_INLINE void ek_wc_conv(const ek_conv2d_wc_params *p, const int8_t *input, const int32_t *bias,
+                              int8_t *output, int8_t *scratch, const int fmt)
+{
+    const ek_conv2d_params *c = &p->conv;
+    const ek_wcode *w = &p->w;
+    if (fmt == EK_WF_HUFF) {
+        int8_t *col = scratch + (int64_t)w->block_rows * w->row_len;
+        ek_huff_state bits;
+        ek_huff_init(w, &bits);
+        for (int32_t o0 = 0; o0 < c->out_c; o0 += w->block_rows) {
+            const int32_t n = ek_huff_block(w, &bits, scratch, o0, c->out_c);
+            ek_wc_conv_rows(c, ek_wrows_s8(scratch, w->row_len), EK_WF_S8, input, bias, output, col, o0, n);
+        }
+    } else if (fmt == EK_WF_SPARSE) {         /* one loop for both delta widths (a branch per row) */
+        const int sparse = w->delta_bits == 4 ? EK_WF_SPARSE4 : EK_WF_SPARSE8;
+        ek_wc_conv_rows(c, ek_wrows_start(w, sparse), sparse, input, bias, output, scratch, 0, c->out_c);
+    } else {
+        ek_wc_conv_rows(c, ek_wrows_start(w, fmt), fmt, input, bias, output, scratch, 0, c->out_c);
+    }
+}
+
+/* The portable FC kernel of format fmt (as ek_wc_conv; scratch: the Huffman block only). */
+static EK_ALWAYS_INLINE void ek_wc_fc(const ek_fc_wc_params *p, const int8_t *input, const int32_t *bias,
+                            int8_t *output, int8_t *scratch, const int fmt)
+{
+    const ek_fc_params *f = &p->fc;
+    const ek_wcode *w = &p->w;
+    if (fmt == EK_WF_HUFF) {
+        ek_huff_state bits;
+        ek_huff_init(w, &bits);
+        for (int32_t o0 = 0; o0 < f->out_n; o0 += w->block_rows) {
+            const int32_t n = ek_huff_block(w, &bits, scratch, o0, f->out_n);
+            ek_wc_fc_rows(f, ek_wrows_s8(scratch, w->row_len), EK_WF_S8, input, bias, output, o0, n);
+        }
+    } else if (fmt == EK_WF_SPARSE) {
+        const int sparse = w->delta_bits == 4 ? EK_WF_SPARSE4 : EK_WF_SPARSE8;
+        ek_wc_fc_rows(f, ek_wrows_start(w, sparse), sparse, input, bias, output, 0, f->out_n);
+    } else {
+        ek_wc_fc_rows(f, ek_wrows_start(w, fmt), fmt, input, bias, output, 0, f->out_n);
+    }
+}
+
+#endif /* EK_WDOT_H */

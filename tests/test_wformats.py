@@ -1,0 +1,707 @@
+"""Compressed weight formats (edgekit/wformats.py, firmware/kernels/ek_wcode.h): exact round trips
+(both layouts), refusal reasons, and every format kernel and its _dsp variant against the portable
+int8 kernel on the decoded weights.
+
+The kernel tests compile one C driver (below) with the format kernels, their _dsp variants (on the
+host through ek_dsp.h's exact C twins) and ek_conv2d_s8 / ek_fc_s8 / ek_dwconv_s8 under
+AddressSanitizer and UBSan, stream it a few hundred seeded random cases per (op, format, variant)
+and compare the two outputs byte for byte. The driver copies every array into a malloc of exactly
+its size (the flash array as wformats.py emits it) and the scratch buffer into exactly
+scratch_bytes(...) bytes (NULL when 0), so a read past a format's arrays or beyond the documented
+scratch size stops the run. Pointwise convolutions also run in place, their output starting
+exactly the gap edgekit.ops.compressed declares below their input.
+"""
+from __future__ import annotations
+
+import heapq
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from edgekit import quant  # noqa: E402
+from edgekit.codegen import c_array_body  # noqa: E402
+from edgekit.ops.base import ArrayRef, InPlace  # noqa: E402
+from edgekit.ops.compressed import conv_inplace, uses_dsp_kernel  # noqa: E402
+from edgekit.ops.conv import fold_input_offset  # noqa: E402
+from edgekit.targets import get_target  # noqa: E402
+from edgekit.wformats import (DSP_KERNELS, FORMATS, HUFF_MAX_BITS, LAYOUTS, W4_DSP_ORDER, Encoded,  # noqa: E402
+                              canonical_codes, conv_needs_patch, encode, huff_table_bits, kernel_name,
+                              limited_code_lengths, scratch_bytes)
+
+KERNELS = REPO / "firmware" / "kernels"
+FORMAT_SOURCES = [f"{kernel_name(op, fmt)}.c" for op in ("conv2d", "fc") for fmt in FORMATS] + \
+                 [f"{kernel_name(op, fmt, dsp=True)}.c" for op, fmt in sorted(DSP_KERNELS)] + \
+                 ["ek_dwconv_s8_w4.c"]
+# (op, format, _dsp variant) of every conv / FC kernel, and the depthwise one
+KERNEL_CASES = ([(op, fmt, False) for op in ("conv2d", "fc") for fmt in FORMATS]
+                + [(op, fmt, True) for op in ("conv2d", "fc") for fmt in FORMATS if (op, fmt) in DSP_KERNELS]
+                + [("dwconv", "int4", False)])
+REFERENCE_SOURCES = ["ek_conv2d_s8.c", "ek_fc_s8.c", "ek_dwconv_s8.c"]
+FMT_CODE = {f: i for i, f in enumerate(FORMATS)}
+OP_CODE = {"conv2d": 0, "fc": 1, "dwconv": 2}
+
+
+def assert_same(got: np.ndarray, ref: np.ndarray, what: str) -> None:
+    """Tolerance 0; on failure print every mismatching index."""
+    bad = np.flatnonzero(got != ref)
+    if bad.size:
+        lines = "\n".join(f"  [{i}] got {int(got[i])}, reference {int(ref[i])}" for i in bad)
+        pytest.fail(f"{what}: {bad.size} of {got.size} values differ:\n{lines}")
+
+
+# ---- weight matrices with the properties each format needs ---------------------------------
+
+def fib_layer(symbols: int = 20) -> np.ndarray:
+    """Symbol i appears fib(i) times: unlimited Huffman would need symbols-1 bits."""
+    f = [1, 1]
+    while len(f) < symbols:
+        f.append(f[-1] + f[-2])
+    return np.repeat(np.arange(symbols, dtype=np.int8) - 10, f)
+
+
+def weights_for(fmt: str, rng, shape) -> np.ndarray:
+    n, k = shape
+    pick = rng.random()
+    if fmt == "int4":
+        lo, hi = (-8, 7) if pick < 0.7 else sorted(int(v) for v in rng.integers(-8, 8, 2))
+        return rng.integers(lo, hi + 1, shape).astype(np.int8)
+    if fmt == "lut4":
+        if pick < 0.4:                                    # one codebook fits the layer
+            book = rng.integers(-128, 128, int(rng.integers(1, 17))).astype(np.int8)
+            return rng.choice(book, size=shape)
+        books = [rng.integers(-128, 128, int(rng.integers(1, 17))).astype(np.int8) for _ in range(n)]
+        return np.stack([rng.choice(b, size=k) for b in books])
+    if fmt == "lut8":
+        if pick < 0.3:
+            return rng.choice(rng.integers(-128, 128, int(rng.integers(1, 40))).astype(np.int8), size=shape)
+        return rng.integers(-128, 128, shape).astype(np.int8)
+    if fmt == "sparse":
+        density = float(rng.choice([0.0, 0.005, 0.03, 0.1, 0.5, 0.95]))
+        w = rng.integers(-128, 128, shape).astype(np.int8)
+        w[rng.random(shape) >= density] = 0
+        if rng.random() < 0.3:
+            w[rng.integers(0, n)] = 0                      # an all-zero row
+        return w
+    if fmt == "huffman":
+        if pick < 0.15:
+            return np.full(shape, int(rng.integers(-128, 128)), np.int8)   # one symbol
+        if pick < 0.3:
+            return rng.integers(-128, 128, shape).astype(np.int8)
+        return np.clip(np.round(rng.laplace(0, float(rng.choice([0.5, 3, 20])), shape)), -128, 127).astype(np.int8)
+    raise ValueError(fmt)
+
+
+def gap_row(k: int = 700) -> np.ndarray:
+    r = np.zeros((3, k), np.int8)
+    r[0, [0, 1, 300, 699]] = [5, -128, 127, -1]            # gaps > 255 and > 15, ends at K-1
+    r[2, [16, 17, 16 + 255 + 1]] = [1, 2, 3]               # a first entry past the delta range
+    return r
+
+
+# ---- round trips and refusals --------------------------------------------------------------
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_round_trip_random(fmt, layout):
+    rng = np.random.default_rng(7 + FMT_CODE[fmt])
+    for case in range(60):
+        shape = (int(rng.choice([1, 1, 2, 5, 16])), int(rng.choice([1, 2, 3, 7, 8, 15, 16, 17, 64, 301])))
+        w = weights_for(fmt, rng, shape)
+        budget = int(rng.integers(1, 3000))
+        enc = encode(fmt, w, huff_scratch_budget=budget, layout=layout)
+        assert isinstance(enc, Encoded), f"case {case}: {enc}"
+        assert enc.layout == layout
+        assert enc.nbytes == sum(a.nbytes for a in enc.arrays)
+        assert all(a.values.size >= 1 for a in enc.arrays)
+        assert_same(enc.decode().reshape(-1), w.reshape(-1), f"{fmt} {layout} case {case} shape {shape}")
+        # the _dsp layout re-orders the same bytes (int4) or codes the same weights (huffman)
+        assert enc.nbytes == encode(fmt, w, huff_scratch_budget=budget).nbytes
+
+
+@pytest.mark.parametrize("w", [gap_row(), np.zeros((4, 9), np.int8), fib_layer().reshape(1, -1),
+                               fib_layer().reshape(-1, 2), np.full((1, 1), -128, np.int8),
+                               np.arange(-128, 128, dtype=np.int8).reshape(16, 16)],
+                         ids=["gaps", "zeros", "fib-row", "fib-pairs", "one-weight", "all-256"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_round_trip_edges(fmt, layout, w):
+    enc = encode(fmt, w, layout=layout)
+    if isinstance(enc, str):
+        assert fmt in ("int4", "lut4"), enc
+        return
+    assert_same(enc.decode().reshape(-1), w.reshape(-1), f"{fmt} {layout}")
+
+
+def test_refusals_name_the_channel():
+    w = np.zeros((5, 40), np.int8)
+    w[3, :37] = np.arange(37) - 18
+    assert encode("lut4", w) == "its weights take 37 distinct values in output channel 3; lut4 holds 16"
+    w = np.zeros((4, 6), np.int8)
+    w[2, 4] = -9
+    assert encode("int4", w) == "its weights reach -9 in output channel 2; int4 holds -8..7"
+    assert encode("int4", np.array([[0, 8]], np.int8)) == "its weights reach 8; int4 holds -8..7"
+    full = np.arange(-128, 128, dtype=np.int8).reshape(1, -1)
+    assert isinstance(encode("lut8", full), Encoded)
+    with pytest.raises(ValueError, match="unknown weight format"):
+        encode("int3", full)
+
+
+def test_documented_examples():
+    """The worked examples of firmware/kernels/ek_wcode.h."""
+    assert encode("int4", np.array([[1, -2, 3, -8, 7]], np.int8)).array("wcodes").tolist() == [0xE1, 0x83, 0x07]
+    lut = encode("lut4", np.array([[90, 0, 0, -40, 25]], np.int8))
+    assert lut.array("wvalues").tolist() == [-40, 0, 25, 90]
+    assert lut.array("wcodes").tolist() == [0x13, 0x01, 0x02]
+    row = np.zeros((1, 40), np.int8)
+    row[0, [2, 3, 30]] = [5, -1, 7]
+    sp = encode("sparse", row)         # 14 bytes either way: the tie takes 8-bit deltas
+    assert (sp.fields["delta_bits"], sp.array("wcodes").tolist(), sp.array("wvalues").tolist(),
+            sp.array("windex").tolist()) == (8, [2, 1, 27], [5, -1, 7], [0, 3])
+    row[0, [31, 32]] = 1               # two more close entries: now 4-bit deltas are smaller
+    sp = encode("sparse", row)         # 3 + 6 + 8 bytes against 5 + 5 + 8
+    assert (sp.fields["delta_bits"], sp.array("wcodes").tolist(), sp.array("wvalues").tolist()) == \
+        (4, [0x12, 0xCF, 0x11], [5, -1, 0, 7, 1, 1])
+    hf = encode("huffman", np.array([[0, 0, 0, 5, 0, -3, 0, 0]], np.int8))
+    assert hf.array("wcounts").tolist() == [0, 1, 2] + [0] * 13
+    assert hf.array("wvalues").tolist() == [0, -3, 5]
+    assert hf.array("wcodes").tolist() == [0x1A, 0x00, 0, 0, 0]            # 3 zero bytes of padding
+    assert hf.fields["table_bits"] == 2                                     # the longest code
+    assert hf.array("wtable").tolist() == [0x100, 0x100, 0x2FD, 0x205]      # 0, 0, -3, 5 with lengths
+    one = encode("huffman", np.full((2, 9), 3, np.int8))   # one symbol: the 1-bit code 0
+    assert one.array("wcounts").tolist()[:2] == [0, 1] and one.array("wcodes").tolist() == [0, 0, 0] + [0] * 3
+    assert one.array("wtable").tolist() == [0x103, 0]
+    w4 = encode("int4", np.array([np.arange(-8, 0), np.arange(8)], np.int8), layout="dsp")
+    assert w4.array("wcodes").tolist() == [0x98, 0xDC, 0xBA, 0xFE, 0x10, 0x54, 0x32, 0x76]
+    assert W4_DSP_ORDER == (0, 1, 4, 5, 2, 3, 6, 7)
+
+
+def test_lut_codebook_choice():
+    rng = np.random.default_rng(3)
+    layer = rng.choice(np.array([-5, 0, 9, 100], np.int8), size=(8, 20))
+    enc = encode("lut4", layer)
+    assert (enc.fields["per_channel"], enc.fields["levels"], enc.array("wvalues").size) == (0, 4, 4)
+    rows = np.stack([rng.permutation(np.tile(np.arange(16) + 16 * o - 64, 2)) for o in range(8)]).astype(np.int8)
+    enc = encode("lut4", rows)         # 128 distinct in the layer, 16 per row
+    assert (enc.fields["per_channel"], enc.fields["levels"], enc.array("wvalues").size) == (1, 16, 128)
+    enc = encode("lut8", rows)         # a 128-entry layer codebook ties 8 rows x 16: the layer's
+    assert (enc.fields["per_channel"], enc.fields["levels"]) == (0, 128)
+    assert encode("lut4", rows).nbytes == 8 * 16 + 8 * 16
+
+
+def test_sparse_delta_bits_choice():
+    dense_gaps = np.zeros((1, 4000), np.int8)
+    dense_gaps[0, ::200] = 1           # gaps of 200: 8-bit has 20 entries, 4-bit 14 per gap
+    assert encode("sparse", dense_gaps).fields["delta_bits"] == 8
+    close = np.zeros((1, 4000), np.int8)
+    close[0, ::3] = 1
+    assert encode("sparse", close).fields["delta_bits"] == 4
+
+
+def _huffman_lengths(freqs):
+    heap = [(f, i, (i,)) for i, f in enumerate(freqs)]
+    heapq.heapify(heap)
+    depth = [0] * len(freqs)
+    tie = len(freqs)
+    while len(heap) > 1:
+        fa, _, a = heapq.heappop(heap)
+        fb, _, b = heapq.heappop(heap)
+        for s in a + b:
+            depth[s] += 1
+        heapq.heappush(heap, (fa + fb, tie, a + b))
+        tie += 1
+    return depth
+
+
+def test_length_limited_huffman():
+    rng = np.random.default_rng(11)
+    for case in range(40):
+        n = int(rng.integers(2, 257))
+        freqs = [int(f) for f in rng.integers(1, 1000, n) ** int(rng.integers(1, 3))]
+        lengths = limited_code_lengths(freqs)
+        assert max(lengths) <= HUFF_MAX_BITS
+        assert sum(2.0 ** -ln for ln in lengths) == 1.0, f"case {case}: not a complete code"
+        free = _huffman_lengths(freqs)
+        if max(free) <= HUFF_MAX_BITS:   # the limit does not bind: package-merge is optimal too
+            assert sum(f * ln for f, ln in zip(freqs, lengths)) == sum(f * ln for f, ln in zip(freqs, free))
+    fib = [int(c) for c in np.unique(fib_layer(), return_counts=True)[1]]
+    assert max(_huffman_lengths(fib)) == 19 and max(limited_code_lengths(fib)) == HUFF_MAX_BITS
+    assert limited_code_lengths([1, 1, 1, 1], limit=2) == [2, 2, 2, 2]
+    symbols, lens, codes, counts = canonical_codes([7, -3, 5], [2, 1, 2])
+    assert (symbols, lens, codes, counts[:3]) == ([-3, 5, 7], [1, 2, 2], [0b0, 0b10, 0b11], [0, 1, 2])
+
+
+def test_huffman_table():
+    """The first-level table: at most HUFF_TABLE_MAX_BITS bits, at most the longest code, about an
+    eighth of the stream; every entry names the code that starts its index."""
+    assert huff_table_bits(15, 10**6) == 10 and huff_table_bits(4, 10**6) == 4
+    assert huff_table_bits(15, 100) == 6 and huff_table_bits(15, 3000) == 7
+    enc = encode("huffman", fib_layer().reshape(10, -1))     # codes of 1..15 bits
+    bits = enc.fields["table_bits"]
+    assert bits == huff_table_bits(15, enc.array("wcodes").size - 3) < 15
+    assert enc.array("wtable").size == 1 << bits
+    symbols, lengths, codes, _ = canonical_codes(sorted(set(fib_layer().tolist())),
+                                                 limited_code_lengths(
+                                                     [int(c) for c in np.unique(fib_layer(), return_counts=True)[1]]))
+    by_symbol = dict(zip(enc.array("wvalues").tolist(), zip(lengths, codes)))
+    for i, e in enumerate(enc.array("wtable").tolist()):
+        if e == 0:        # a code longer than the table starts here
+            assert all(not (ln <= bits and c == i >> (bits - ln)) for ln, c in by_symbol.values())
+            continue
+        sym = (e & 0xFF) - 256 * ((e & 0xFF) >= 128)
+        ln, c = by_symbol[sym]
+        assert ln == e >> 8 and c == i >> (bits - ln), (i, e)
+
+
+def test_scratch_bytes_table():
+    w = np.zeros((10, 30), np.int8)
+    hf = encode("huffman", w, huff_scratch_budget=100)            # 3 rows of 30 per block
+    assert hf.fields["block_rows"] == 3
+    assert encode("huffman", w, huff_scratch_budget=10).fields["block_rows"] == 1
+    assert encode("huffman", w, huff_scratch_budget=10**6).fields["block_rows"] == 10
+    assert scratch_bytes("conv2d", hf, True) == 3 * 30 + 30
+    assert scratch_bytes("conv2d", hf, False) == 3 * 30
+    assert scratch_bytes("fc", hf, True) == 3 * 30
+    for fmt in ("int4", "lut4", "lut8", "sparse"):
+        enc = encode(fmt, w)
+        assert (scratch_bytes("conv2d", enc, True), scratch_bytes("conv2d", enc, False),
+                scratch_bytes("fc", enc, False)) == (30, 0, 0)
+    assert scratch_bytes("dwconv", encode("int4", w[:1]), True, out_channels=10) == 40
+    assert conv_needs_patch(1, 1, 0, 0) is False and conv_needs_patch(1, 1, 1, 0) and conv_needs_patch(3, 3, 0, 0)
+    assert kernel_name("fc", "huffman") == "ek_fc_s8_huff" and kernel_name("dwconv", "int4") == "ek_dwconv_s8_w4"
+    with pytest.raises(ValueError):
+        kernel_name("dwconv", "lut4")
+
+
+def test_emitted_arrays_and_nested_fields_compile(tmp_path):
+    """What the emitter writes for an encoded layer (c_array_body for the unsigned arrays,
+    designated initializers `.w.codes = ...`) compiles against ek_wcode.h."""
+    rng = np.random.default_rng(5)
+    lines = ['#include "ek_wcode.h"']
+    for i, fmt in enumerate(FORMATS):
+        enc = encode(fmt, weights_for(fmt, rng, (4, 33)))
+        for a in enc.arrays:
+            lines += [f"static const {a.ctype} l{i}_{a.name}[{a.values.size}] = {{",
+                      c_array_body(a.values, a.ctype), "};"]
+        fields = ["    .fc.in_n = 33,", "    .fc.out_n = 4,"]
+        for name, value in enc.fields.items():
+            c_value = f"l{i}_{value.name}" if isinstance(value, ArrayRef) else str(int(value))
+            fields.append(f"    .w.{name} = {c_value},")
+        lines += [f"const ek_fc_wc_params l{i}_params = {{"] + fields + ["};"]
+    src = tmp_path / "emitted.c"
+    src.write_text("\n".join(lines) + "\n")
+    res = subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{KERNELS}", "-c", str(src),
+                          "-o", str(tmp_path / "emitted.o")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
+# ---- kernels against the portable int8 kernels, on the host under ASan/UBSan ---------------
+
+DRIVER = r"""
+/* Reads cases from stdin; for each runs the portable int8 kernel on the decoded weights and the
+ * format kernel (or its _dsp variant) on the encoded ones, and writes both outputs to stdout.
+ * Every array is copied into a malloc of exactly its size, so ASan sees any read past it. With
+ * gap >= 0 (conv only) the format kernel runs in place: its output starts gap bytes below its
+ * input in one buffer. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ek_wcode.h"
+
+static int rd_i32(int32_t *v) { return fread(v, 4, 1, stdin) == 1; }
+static void need(int ok) { if (!ok) { fprintf(stderr, "short input\n"); exit(2); } }
+static void *rd_arr(size_t elem, int32_t *count)
+{
+    int32_t n;
+    need(rd_i32(&n));
+    if (count) *count = n;
+    if (n == 0) return NULL;
+    void *p = malloc((size_t)n * elem);
+    need(p != NULL && fread(p, elem, (size_t)n, stdin) == (size_t)n);
+    return p;
+}
+
+typedef void conv_fn(const ek_conv2d_wc_params *, const int8_t *, const int32_t *, int8_t *, int8_t *);
+typedef void fc_fn(const ek_fc_wc_params *, const int8_t *, const int32_t *, int8_t *, int8_t *);
+static conv_fn *const CONV[2][5] = {
+    {ek_conv2d_s8_w4, ek_conv2d_s8_lut4, ek_conv2d_s8_lut8, ek_conv2d_s8_sparse, ek_conv2d_s8_huff},
+    {ek_conv2d_s8_w4_dsp, ek_conv2d_s8_lut4_dsp, ek_conv2d_s8_lut8_dsp, ek_conv2d_s8_sparse_dsp,
+     ek_conv2d_s8_huff_dsp}};
+static fc_fn *const FC[2][5] = {
+    {ek_fc_s8_w4, ek_fc_s8_lut4, ek_fc_s8_lut8, ek_fc_s8_sparse, ek_fc_s8_huff},
+    {ek_fc_s8_w4_dsp, ek_fc_s8_lut4_dsp, ek_fc_s8_lut8_dsp, ek_fc_s8_sparse_dsp, ek_fc_s8_huff_dsp}};
+
+int main(void)
+{
+    int32_t op, fmt, dsp, gap;
+    while (rd_i32(&op)) {
+        int32_t v[24], n, in_n;
+        need(rd_i32(&fmt) && rd_i32(&dsp) && rd_i32(&gap) && rd_i32(&n) && n <= 24);
+        for (int32_t i = 0; i < n; ++i) need(rd_i32(&v[i]));
+        int32_t *mult = rd_arr(4, NULL), *shift = rd_arr(4, NULL);
+        int8_t *input = rd_arr(1, &in_n), *weights = rd_arr(1, NULL);
+        int32_t *bias = rd_arr(4, NULL), *folded = rd_arr(4, NULL);
+        ek_wcode w;
+        memset(&w, 0, sizeof w);
+        need(rd_i32(&w.rows) && rd_i32(&w.row_len) && rd_i32(&w.levels) && rd_i32(&w.per_channel) &&
+             rd_i32(&w.delta_bits) && rd_i32(&w.block_rows) && rd_i32(&w.table_bits));
+        uint8_t *codes = rd_arr(1, NULL);
+        int8_t *values = rd_arr(1, NULL);
+        uint32_t *index = rd_arr(4, NULL);
+        uint16_t *counts = rd_arr(2, NULL), *table = rd_arr(2, NULL);
+        int32_t scratch_n, out_n;
+        need(rd_i32(&scratch_n) && rd_i32(&out_n));
+        w.codes = codes; w.values = values; w.index = index; w.counts = counts; w.table = table;
+        int8_t *scratch = scratch_n ? malloc((size_t)scratch_n) : NULL;
+        int8_t *ref = malloc((size_t)out_n), *got = malloc((size_t)out_n);
+        memset(ref, 0x5A, (size_t)out_n);
+        memset(got, 0x5A, (size_t)out_n);
+        if (op == 0) {
+            ek_conv2d_wc_params p = {
+                .conv = {.in_h = v[0], .in_w = v[1], .in_c = v[2], .out_h = v[3], .out_w = v[4],
+                         .out_c = v[5], .k_h = v[6], .k_w = v[7], .stride_h = v[8], .stride_w = v[9],
+                         .dil_h = v[10], .dil_w = v[11], .pad_top = v[12], .pad_left = v[13],
+                         .input_offset = v[14], .output_offset = v[15], .act_min = v[16],
+                         .act_max = v[17], .mult = mult, .shift = shift},
+                .w = w};
+            ek_conv2d_s8(&p.conv, input, weights, bias, ref);
+            if (gap >= 0) {            /* one buffer: output at 0, input at gap */
+                const int32_t size = gap + in_n > out_n ? gap + in_n : out_n;
+                int8_t *buf = malloc((size_t)size);
+                memset(buf, 0x5A, (size_t)size);
+                memcpy(buf + gap, input, (size_t)in_n);
+                CONV[dsp][fmt](&p, buf + gap, folded, buf, scratch);
+                memcpy(got, buf, (size_t)out_n);
+                free(buf);
+            } else {
+                CONV[dsp][fmt](&p, input, folded, got, scratch);
+            }
+        } else if (op == 1) {
+            ek_fc_wc_params p = {
+                .fc = {.rows = v[0], .in_n = v[1], .out_n = v[2], .input_offset = v[3],
+                       .weight_offset = v[4], .output_offset = v[5], .act_min = v[6], .act_max = v[7],
+                       .mult = mult, .shift = shift, .per_tensor = v[8], .double_round = v[9]},
+                .w = w};
+            ek_fc_s8(&p.fc, input, weights, bias, ref);
+            FC[dsp][fmt](&p, input, folded, got, scratch);
+        } else {
+            ek_dwconv_wc_params p = {
+                .dw = {.in_h = v[0], .in_w = v[1], .in_c = v[2], .out_h = v[3], .out_w = v[4],
+                       .out_c = v[5], .ch_mult = v[6], .k_h = v[7], .k_w = v[8], .stride_h = v[9],
+                       .stride_w = v[10], .dil_h = v[11], .dil_w = v[12], .pad_top = v[13],
+                       .pad_left = v[14], .input_offset = v[15], .output_offset = v[16],
+                       .act_min = v[17], .act_max = v[18], .mult = mult, .shift = shift},
+                .w = w};
+            ek_dwconv_s8(&p.dw, input, weights, bias, ref);
+            ek_dwconv_s8_w4(&p, input, bias, got, scratch);
+        }
+        fwrite(ref, 1, (size_t)out_n, stdout);
+        fwrite(got, 1, (size_t)out_n, stdout);
+        free(mult); free(shift); free(input); free(weights); free(bias); free(folded);
+        free(codes); free(values); free(index); free(counts); free(table); free(scratch); free(ref);
+        free(got);
+    }
+    return 0;
+}
+"""
+
+SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ek_wformats")
+    (d / "driver.c").write_text(DRIVER)
+    exe = d / "driver"
+    cmd = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", *SANITIZE, f"-I{KERNELS}", "-o", str(exe),
+           str(d / "driver.c")] + [str(KERNELS / s) for s in FORMAT_SOURCES + REFERENCE_SOURCES]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, f"compiling the driver failed:\n{res.stderr}"
+    return exe
+
+
+def _i32(*values) -> bytes:
+    return np.array(values, "<i4").tobytes()
+
+
+def _arr(a: np.ndarray | None, dtype: str) -> bytes:
+    if a is None:
+        return _i32(0)
+    a = np.ascontiguousarray(a, dtype=dtype).reshape(-1)
+    return _i32(a.size) + a.tobytes()
+
+
+def _quant(rng, n: int, double_round: bool, extreme: bool):
+    mult = rng.integers(1 << 30, 1 << 31, n, dtype=np.int64).astype(np.int32)
+    if extreme:
+        mult[rng.random(n) < 0.3] = np.int32(2**31 - 1)
+        mult[rng.random(n) < 0.3] = np.int32(1 << 30)
+        shift = rng.integers(-31, 4, n) if double_round else rng.integers(-30, 6, n)
+    else:
+        shift = rng.integers(-14, 1, n)
+    a, b = sorted(int(v) for v in rng.integers(-128, 128, 2))
+    if not extreme and rng.random() < 0.5:
+        a, b = -128, 127
+    zp_in = int(rng.choice([-128, 127])) if extreme else int(rng.integers(-128, 128))
+    zp_out = int(rng.choice([-128, 127])) if extreme else int(rng.integers(-128, 128))
+    return mult, shift.astype(np.int32), [-zp_in, zp_out, a, b]
+
+
+def _inputs(rng, size: int, extreme: bool) -> np.ndarray:
+    if extreme:
+        return rng.choice(np.array([-128, -127, 127], np.int8), size=size)
+    return rng.integers(-128, 128, size).astype(np.int8)
+
+
+def _bias(rng, n: int):
+    return None if rng.random() < 0.2 else rng.integers(-(1 << 20), 1 << 20, n).astype(np.int32)
+
+
+def _wcode(enc: Encoded, scratch: int, out_n: int) -> bytes:
+    f = enc.fields
+    arr = {a.name: a.values for a in enc.arrays}
+    return (_i32(enc.rows, enc.row_len, f.get("levels", 0), f.get("per_channel", 0), f.get("delta_bits", 0),
+                 f.get("block_rows", 0), f.get("table_bits", 0))
+            + _arr(arr.get("wcodes"), "u1") + _arr(arr.get("wvalues"), "i1") + _arr(arr.get("windex"), "<u4")
+            + _arr(arr.get("wcounts"), "<u2") + _arr(arr.get("wtable"), "<u2") + _i32(scratch, out_n))
+
+
+def _head(op: str, fmt: str, dsp: bool, ints: list[int], gap: int = -1) -> bytes:
+    return _i32(OP_CODE[op], FMT_CODE[fmt], int(dsp), gap, len(ints), *ints)
+
+
+def _geometry(rng, in_hw, pointwise: bool):
+    if pointwise:
+        k, stride, dil, padding = (1, 1), tuple(int(rng.integers(1, 3)) for _ in range(2)), (1, 1), "VALID"
+    else:
+        k = tuple(int(rng.integers(1, 5)) for _ in range(2))
+        stride = tuple(int(rng.integers(1, 4)) for _ in range(2))
+        dil = tuple(int(rng.integers(1, 3)) for _ in range(2))
+        padding = str(rng.choice(["SAME", "VALID"]))
+    out_hw = [quant.conv_output_size(in_hw[a], k[a], stride[a], dil[a], padding) for a in range(2)]
+    pads = [quant.same_padding(in_hw[a], k[a], stride[a], dil[a], out_hw[a]) if padding == "SAME" else 0
+            for a in range(2)]
+    return k, stride, dil, out_hw, pads
+
+
+def _conv_case(rng, fmt: str, dsp: bool, extreme: bool, in_place: bool = False):
+    """A random convolution; in_place: a pointwise one run at the declared gap (None when the
+    kernel declares none for it)."""
+    in_c = int(rng.choice([1, 3, 4, 7, 8, 16, 33, 70]))
+    out_c = int(rng.choice([1, 2, 3, 8, 17]))
+    if in_place:
+        out_c = int(rng.integers(1, in_c + 1)) if rng.random() < 0.8 else out_c
+    in_h, in_w = (int(rng.integers(1, 8)) for _ in range(2))
+    k, stride, dil, out_hw, pads = _geometry(rng, (in_h, in_w), pointwise=in_place or rng.random() < 0.25)
+    if min(out_hw) < 1:
+        return None
+    mult, shift, q = _quant(rng, out_c, double_round=True, extreme=extreme)
+    ints = [in_h, in_w, in_c, *out_hw, out_c, *k, *stride, *dil, *pads, *q]
+    K = k[0] * k[1] * in_c
+    w = weights_for(fmt, rng, (out_c, K))
+    budget = 4096 if in_place else int(rng.choice([1, 50, 300, 4096]))
+    enc = encode(fmt, w, huff_scratch_budget=budget, layout="dsp" if dsp else "portable")
+    assert isinstance(enc, Encoded), enc
+    needs_patch = conv_needs_patch(*k, *pads)
+    gap = -1
+    if in_place:
+        declared = conv_inplace(fmt, dsp, enc, in_c, out_c, needs_patch)
+        if not declared:
+            return None
+        gap = declared[0].gap
+    x, bias = _inputs(rng, in_h * in_w * in_c, extreme), _bias(rng, out_c)
+    out_n = out_hw[0] * out_hw[1] * out_c
+    scratch = scratch_bytes("conv2d", enc, needs_patch)
+    data = (_head("conv2d", fmt, dsp, ints, gap) + _arr(mult, "<i4") + _arr(shift, "<i4")
+            + _arr(x, "i1") + _arr(enc.decode(), "i1") + _arr(bias, "<i4")
+            + _arr(fold_input_offset(bias, w, q[0]), "<i4") + _wcode(enc, scratch, out_n))
+    return data, out_n, dict(zip(("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h",
+                                  "stride_w", "dil_h", "dil_w", "pad_top", "pad_left"), ints), gap=gap)
+
+
+def _fc_case(rng, fmt: str, dsp: bool, extreme: bool):
+    rows = int(rng.choice([1, 1, 2, 3, 5]))
+    in_n = int(rng.choice([1, 2, 3, 16, 17, 64, 255, 300, 601]))
+    out_n = int(rng.choice([1, 2, 3, 7, 16, 33]))
+    double_round = bool(rng.random() < 0.5)
+    mult, shift, q = _quant(rng, out_n, double_round=double_round, extreme=extreme)
+    per_tensor = bool(rng.random() < 0.3)
+    if per_tensor:
+        mult[:], shift[:] = mult[0], shift[0]
+    ints = [rows, in_n, out_n, q[0], 0, q[1], q[2], q[3], int(per_tensor), int(double_round)]
+    w = weights_for(fmt, rng, (out_n, in_n))
+    enc = encode(fmt, w, huff_scratch_budget=int(rng.choice([1, 100, 1000, 4096])),
+                 layout="dsp" if dsp else "portable")
+    assert isinstance(enc, Encoded), enc
+    x, bias = _inputs(rng, rows * in_n, extreme), _bias(rng, out_n)
+    data = (_head("fc", fmt, dsp, ints) + _arr(mult, "<i4") + _arr(shift, "<i4")
+            + _arr(x, "i1") + _arr(enc.decode(), "i1") + _arr(bias, "<i4")
+            + _arr(fold_input_offset(bias, w, q[0]), "<i4")
+            + _wcode(enc, scratch_bytes("fc", enc, False), rows * out_n))
+    return data, rows * out_n, dict(rows=rows, in_n=in_n, out_n=out_n, double_round=double_round)
+
+
+def _dw_case(rng, fmt: str, dsp: bool, extreme: bool):
+    in_c, ch_mult = int(rng.choice([1, 2, 3, 5, 8, 13])), int(rng.choice([1, 1, 2, 3]))
+    out_c = in_c * ch_mult
+    in_h, in_w = (int(rng.integers(1, 9)) for _ in range(2))
+    k, stride, dil, out_hw, pads = _geometry(rng, (in_h, in_w), pointwise=rng.random() < 0.1)
+    if min(out_hw) < 1:
+        return None
+    mult, shift, q = _quant(rng, out_c, double_round=True, extreme=extreme)
+    ints = [in_h, in_w, in_c, *out_hw, out_c, ch_mult, *k, *stride, *dil, *pads, *q]
+    w = weights_for("int4", rng, (1, k[0] * k[1] * out_c))
+    enc = encode("int4", w)
+    x, bias = _inputs(rng, in_h * in_w * in_c, extreme), _bias(rng, out_c)
+    out_n = out_hw[0] * out_hw[1] * out_c
+    data = (_head("dwconv", "int4", False, ints) + _arr(mult, "<i4") + _arr(shift, "<i4")
+            + _arr(x, "i1") + _arr(enc.decode(), "i1") + _arr(bias, "<i4") + _arr(None, "<i4")
+            + _wcode(enc, scratch_bytes("dwconv", enc, True, out_channels=out_c), out_n))
+    return data, out_n, dict(zip(("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "ch_mult", "k_h", "k_w",
+                                  "stride_h", "stride_w", "dil_h", "dil_w", "pad_top", "pad_left"), ints))
+
+
+def _run(driver, cases: list, what: str) -> None:
+    res = subprocess.run([str(driver)], input=b"".join(c[0] for c in cases), capture_output=True)
+    assert res.returncode == 0, f"{what}: the driver failed:\n{res.stderr.decode()[-4000:]}"
+    out, at = np.frombuffer(res.stdout, np.int8), 0
+    assert out.size == 2 * sum(c[1] for c in cases)
+    for i, (_, n, info) in enumerate(cases):
+        ref, got = out[at:at + n], out[at + n:at + 2 * n]
+        at += 2 * n
+        assert_same(got, ref, f"{what} case {i} {info}")
+
+
+CASE_MAKERS = {"conv2d": _conv_case, "fc": _fc_case, "dwconv": _dw_case}
+
+
+@pytest.mark.parametrize("op, fmt, dsp", KERNEL_CASES)
+def test_kernel_equals_int8_reference(driver, op, fmt, dsp):
+    rng = np.random.default_rng(2024 + 10 * OP_CODE[op] + FMT_CODE[fmt] + 100 * dsp)
+    cases = []
+    while len(cases) < 160:
+        case = CASE_MAKERS[op](rng, fmt, dsp, extreme=len(cases) % 4 == 3)
+        if case is not None:
+            cases.append(case)
+    _run(driver, cases, kernel_name(op, fmt, dsp))
+
+
+@pytest.mark.parametrize("fmt, dsp", [(fmt, dsp) for op, fmt, dsp in KERNEL_CASES if op == "conv2d"])
+def test_pointwise_kernel_in_place_at_the_declared_gap(driver, fmt, dsp):
+    """Every compressed pointwise convolution, run with its output starting exactly the gap
+    edgekit.ops.compressed.conv_inplace declares below its input, gives the out-of-place bytes."""
+    rng = np.random.default_rng(515 + FMT_CODE[fmt] + 100 * dsp)
+    cases = []
+    while len(cases) < 120:
+        case = _conv_case(rng, fmt, dsp, extreme=len(cases) % 4 == 3, in_place=True)
+        if case is not None:
+            cases.append(case)
+    assert min(c[2]["gap"] for c in cases) >= 1
+    _run(driver, cases, f"{kernel_name('conv2d', fmt, dsp)} in place")
+
+
+def test_inplace_declarations():
+    """Pointwise layers with out_c <= in_c only; Huffman with one block; pairs of pixels for the
+    lut4, lut8 and sparse _dsp kernels."""
+    w = np.ones((8, 16), np.int8)
+    for fmt in ("int4", "lut4", "lut8", "sparse", "huffman"):
+        for dsp in (False, True):
+            enc = encode(fmt, w, layout="dsp" if dsp else "portable")
+            gap = 16 if (dsp and fmt in ("lut4", "lut8", "sparse")) else 8
+            assert conv_inplace(fmt, dsp, enc, 16, 8, False) == (InPlace(0, gap),), (fmt, dsp)
+            assert conv_inplace(fmt, dsp, enc, 16, 8, True) == ()
+            assert conv_inplace(fmt, dsp, enc, 7, 8, False) == ()
+    blocks = encode("huffman", w, huff_scratch_budget=32)          # two rows per block
+    assert blocks.fields["block_rows"] == 2 and conv_inplace("huffman", False, blocks, 16, 8, False) == ()
+
+
+def test_lowering_picks_the_variant_and_its_layout():
+    """compressed_call: the _dsp kernel and the "dsp" layout on a DSP core, the portable ones
+    elsewhere; the same scratch; the pointwise in-place declaration of the kernel it picked."""
+    from edgekit.ir import Op
+    from edgekit.ops.compressed import compressed_call
+    rng = np.random.default_rng(9)
+    w = weights_for("int4", rng, (8, 16))
+    params = dict(in_h=3, in_w=3, in_c=16, out_h=3, out_w=3, out_c=8, k_h=1, k_w=1, stride_h=1, stride_w=1,
+                  dil_h=1, dil_w=1, pad_top=0, pad_left=0, input_offset=5, output_offset=0, act_min=-128,
+                  act_max=127)
+    op = Op(kind="CONV_2D", inputs=[0, 1], outputs=[2])
+    for target, kernel, layout in [(get_target("cortex-m4"), "ek_conv2d_s8_w4_dsp", "dsp"),
+                                   (get_target("cortex-m3"), "ek_conv2d_s8_w4", "portable"),
+                                   (None, "ek_conv2d_s8_w4", "portable")]:
+        call = compressed_call("conv2d", op, params, w, None, [], "int4", needs_patch=False, macs=0, target=target)
+        assert call.kernel == kernel and call.sources == (f"{kernel}.c",)
+        codes = next(a for a in call.arrays if a.name == "wcodes").values
+        assert codes.tolist() == encode("int4", w, layout=layout).array("wcodes").tolist()
+        assert call.inplace == (InPlace(0, 8),) and call.scratch_bytes == 0
+    call = compressed_call("conv2d", op, params, w, None, [], "sparse", needs_patch=False, macs=0,
+                           target=get_target("cortex-m4"))
+    assert call.kernel == "ek_conv2d_s8_sparse_dsp" and call.inplace == (InPlace(0, 16),)
+    fc = dict(rows=1, in_n=16, out_n=8, input_offset=5, weight_offset=0, output_offset=0, act_min=-128,
+              act_max=127, per_tensor=0, double_round=0)
+    call = compressed_call("fc", Op(kind="FULLY_CONNECTED", inputs=[0, 1], outputs=[2]), fc, w, None, [],
+                           "huffman", needs_patch=False, macs=0, target=get_target("cortex-m4"))
+    assert call.kernel == "ek_fc_s8_huff_dsp" and call.inplace == ()
+    assert call.params["w.block_rows"] == 4 and call.scratch_bytes == 4 * 16     # two pairs of rows
+
+
+def test_dsp_variant_predicate():
+    m4, m3 = get_target("cortex-m4"), get_target("cortex-m3")
+    assert uses_dsp_kernel("conv2d", "int4", m4) and uses_dsp_kernel("fc", "huffman", m4)
+    assert not uses_dsp_kernel("conv2d", "int4", m3) and not uses_dsp_kernel("fc", "lut4", None)
+    assert not uses_dsp_kernel("dwconv", "int4", m4)
+    assert not uses_dsp_kernel("conv2d", "lut8", get_target("cortex-m4", portable=True))
+    assert kernel_name("fc", "sparse", dsp=True) == "ek_fc_s8_sparse_dsp"
+    with pytest.raises(ValueError):
+        kernel_name("dwconv", "int4", dsp=True)
+
+
+@pytest.mark.parametrize("dsp", [False, True])
+def test_kernels_on_edge_layers(driver, dsp):
+    """Gaps past both delta ranges, a 15-bit Huffman code, single-symbol and all-zero layers, in FC."""
+    rng = np.random.default_rng(77)
+    cases = []
+    layers = {"sparse": [gap_row(), np.zeros((3, 700), np.int8)],
+              "huffman": [fib_layer().reshape(10, -1), np.full((3, 700), -7, np.int8), gap_row()],
+              "int4": [np.full((3, 700), -8, np.int8)],
+              "lut4": [np.full((3, 700), 127, np.int8)],
+              "lut8": [np.arange(-128, 128, dtype=np.int8).reshape(2, 128)]}
+    for fmt, ws in layers.items():
+        for w in ws:
+            out_n, in_n = w.shape
+            mult, shift, q = _quant(rng, out_n, double_round=False, extreme=False)
+            ints = [2, in_n, out_n, q[0], 0, q[1], q[2], q[3], 0, 0]
+            enc = encode(fmt, w, huff_scratch_budget=in_n * 2, layout="dsp" if dsp else "portable")
+            x, bias = _inputs(rng, 2 * in_n, False), _bias(rng, out_n)
+            data = (_head("fc", fmt, dsp, ints) + _arr(mult, "<i4") + _arr(shift, "<i4")
+                    + _arr(x, "i1") + _arr(enc.decode(), "i1") + _arr(bias, "<i4")
+                    + _arr(fold_input_offset(bias, w, q[0]), "<i4")
+                    + _wcode(enc, scratch_bytes("fc", enc, False), 2 * out_n))
+            cases.append((data, 2 * out_n, dict(fmt=fmt, shape=w.shape)))
+    _run(driver, cases, "edge layers" + (" (_dsp)" if dsp else ""))
+
+
+@pytest.mark.usefixtures("arm_toolchain")
+def test_kernels_build_for_cortex_m4(tmp_path):
+    cmd = ["arm-none-eabi-gcc", "-std=c99", "-mcpu=cortex-m4", "-mthumb", "-O2", "-Wall", "-Wextra", "-Werror",
+           f"-I{KERNELS}", "-c"] + [str(KERNELS / s) for s in FORMAT_SOURCES]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert len(list(tmp_path.glob("*.o"))) == len(FORMAT_SOURCES)
+
+
+def test_kernels_build_with_conversion_warnings(tmp_path):
+    """The kernels are also clean under -Wconversion -Wsign-conversion (stricter than the Makefile)."""
+    if shutil.which("gcc") is None:
+        pytest.skip("no host gcc")
+    cmd = ["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wconversion", "-Wsign-conversion",
+           f"-I{KERNELS}", "-c"] + [str(KERNELS / s) for s in FORMAT_SOURCES]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
