@@ -463,6 +463,15 @@ def scratch_bytes(kernel_kind: str, enc: Encoded, needs_patch: bool, out_channel
     k = enc.row_len
     if kernel_kind == "dwconv":       # int32 accumulators of one output pixel: 4 * out_c
         return 4 * out_channels
+    if kernel_kind == "conv2d" and enc.format == "sparse" and enc.layout == "dsp":
+        return sparse_dsp_conv_scratch(enc.rows, k, needs_patch)
     rows = enc.fields["block_rows"] * k if enc.format == "huffman" else 0
     patch = k if kernel_kind == "conv2d" and needs_patch else 0
     return rows + patch
+
+
+def sparse_dsp_conv_scratch(out_c: int, k: int, needs_patch: bool) -> int:
+    """Scratch of ek_conv2d_s8_sparse_dsp (ek_wcode.h): the per-channel requantization blocks
+    (4 int32 each), the 4-pixel buffer (two int32 per patch value, in groups of four values),
+    then, when patches are built, two int8 patches."""
+    return 16 * out_c + 32 * -(-k // 4) + (2 * k if needs_patch else 0)

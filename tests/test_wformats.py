@@ -273,6 +273,9 @@ def test_scratch_bytes_table():
         enc = encode(fmt, w)
         assert (scratch_bytes("conv2d", enc, True), scratch_bytes("conv2d", enc, False),
                 scratch_bytes("fc", enc, False)) == (30, 0, 0)
+    sp = encode("sparse", w, layout="dsp")       # blocks, the 4-pixel buffer of 32 values, two patches
+    assert (scratch_bytes("conv2d", sp, True), scratch_bytes("conv2d", sp, False),
+            scratch_bytes("fc", sp, False)) == (16 * 10 + 32 * 8 + 2 * 30, 16 * 10 + 32 * 8, 0)
     assert scratch_bytes("dwconv", encode("int4", w[:1]), True, out_channels=10) == 40
     assert conv_needs_patch(1, 1, 0, 0) is False and conv_needs_patch(1, 1, 1, 0) and conv_needs_patch(3, 3, 0, 0)
     assert kernel_name("fc", "huffman") == "ek_fc_s8_huff" and kernel_name("dwconv", "int4") == "ek_dwconv_s8_w4"
@@ -603,18 +606,18 @@ def test_pointwise_kernel_in_place_at_the_declared_gap(driver, fmt, dsp):
         case = _conv_case(rng, fmt, dsp, extreme=len(cases) % 4 == 3, in_place=True)
         if case is not None:
             cases.append(case)
-    assert min(c[2]["gap"] for c in cases) >= 1
+    assert min(c[2]["gap"] for c in cases) >= 0
     _run(driver, cases, f"{kernel_name('conv2d', fmt, dsp)} in place")
 
 
 def test_inplace_declarations():
     """Pointwise layers with out_c <= in_c only; Huffman with one block; pairs of pixels for the
-    lut4, lut8 and sparse _dsp kernels."""
+    lut4 and lut8 _dsp kernels; the sparse _dsp kernel reads four pixels before writing them."""
     w = np.ones((8, 16), np.int8)
     for fmt in ("int4", "lut4", "lut8", "sparse", "huffman"):
         for dsp in (False, True):
             enc = encode(fmt, w, layout="dsp" if dsp else "portable")
-            gap = 16 if (dsp and fmt in ("lut4", "lut8", "sparse")) else 8
+            gap = 16 if (dsp and fmt in ("lut4", "lut8")) else 0 if (dsp and fmt == "sparse") else 8
             assert conv_inplace(fmt, dsp, enc, 16, 8, False) == (InPlace(0, gap),), (fmt, dsp)
             assert conv_inplace(fmt, dsp, enc, 16, 8, True) == ()
             assert conv_inplace(fmt, dsp, enc, 7, 8, False) == ()
@@ -643,7 +646,8 @@ def test_lowering_picks_the_variant_and_its_layout():
         assert call.inplace == (InPlace(0, 8),) and call.scratch_bytes == 0
     call = compressed_call("conv2d", op, params, w, None, [], "sparse", needs_patch=False, macs=0,
                            target=get_target("cortex-m4"))
-    assert call.kernel == "ek_conv2d_s8_sparse_dsp" and call.inplace == (InPlace(0, 16),)
+    assert call.kernel == "ek_conv2d_s8_sparse_dsp" and call.inplace == (InPlace(0, 0),)
+    assert call.scratch_bytes == 16 * 8 + 32 * 4          # blocks of 8 channels, the 4-pixel buffer
     fc = dict(rows=1, in_n=16, out_n=8, input_offset=5, weight_offset=0, output_offset=0, act_min=-128,
               act_max=127, per_tensor=0, double_round=0)
     call = compressed_call("fc", Op(kind="FULLY_CONNECTED", inputs=[0, 1], outputs=[2]), fc, w, None, [],
@@ -686,6 +690,38 @@ def test_kernels_on_edge_layers(driver, dsp):
                     + _wcode(enc, scratch_bytes("fc", enc, False), 2 * out_n))
             cases.append((data, 2 * out_n, dict(fmt=fmt, shape=w.shape)))
     _run(driver, cases, "edge layers" + (" (_dsp)" if dsp else ""))
+
+
+@pytest.mark.parametrize("dsp", [False, True])
+def test_sparse_conv_long_rows(driver, dsp):
+    """Sparse convolution rows of more entries than one 64-bit accumulator of the _dsp kernel takes
+    apart (255: runs of 248), with both delta widths, the wide gaps of gap_row, in place and not."""
+    rng = np.random.default_rng(31)
+    dense = rng.integers(-128, 128, (4, 700)).astype(np.int8)
+    dense[dense == 0] = 1
+    dense[1, 1::2] = 0                                       # 350 entries
+    dense[3, :] = 0
+    dense[3, ::30] = -128                                    # gaps past the 4-bit range
+    cases = []
+    for w in (dense, gap_row(), np.concatenate([dense, gap_row()])):
+        out_c, in_c = w.shape
+        for in_place, extreme in ((False, False), (False, True), (True, False)):
+            if in_place and out_c > in_c:
+                continue
+            mult, shift, q = _quant(rng, out_c, double_round=True, extreme=extreme)
+            in_h, in_w = 2, 5
+            ints = [in_h, in_w, in_c, in_h, in_w, out_c, 1, 1, 1, 1, 1, 1, 0, 0, *q]
+            enc = encode("sparse", w, layout="dsp" if dsp else "portable")
+            gap = conv_inplace("sparse", dsp, enc, in_c, out_c, False)[0].gap if in_place else -1
+            x, bias = _inputs(rng, in_h * in_w * in_c, extreme), _bias(rng, out_c)
+            out_n = in_h * in_w * out_c
+            data = (_head("conv2d", "sparse", dsp, ints, gap) + _arr(mult, "<i4") + _arr(shift, "<i4")
+                    + _arr(x, "i1") + _arr(enc.decode(), "i1") + _arr(bias, "<i4")
+                    + _arr(fold_input_offset(bias, w, q[0]), "<i4")
+                    + _wcode(enc, scratch_bytes("conv2d", enc, False), out_n))
+            cases.append((data, out_n, dict(shape=w.shape, delta_bits=enc.fields["delta_bits"], gap=gap)))
+    assert {c[2]["delta_bits"] for c in cases} == {4, 8}
+    _run(driver, cases, "sparse conv long rows" + (" (_dsp)" if dsp else ""))
 
 
 @pytest.mark.usefixtures("arm_toolchain")

@@ -45,7 +45,9 @@ def uses_dsp_kernel(name: str, fmt: str, target: Target | None) -> bool:
 # the _dsp kernel's two pairs.
 HUFF_CONV_SCRATCH = 4096
 # The formats whose _dsp convolution computes two pointwise output pixels at a time.
-PIXEL_PAIR_FORMATS = ("lut4", "lut8", "sparse")
+PIXEL_PAIR_FORMATS = ("lut4", "lut8")
+# The formats whose _dsp convolution copies four output pixels' inputs into scratch first.
+BUFFERED_FORMATS = ("sparse",)
 HUFF_FC_ROWS = 4
 
 
@@ -65,14 +67,19 @@ def conv_inplace(fmt: str, dsp: bool, enc, in_c: int, out_c: int, needs_patch: b
     out_c bytes below the input (gap out_c).
       - huffman decodes block_rows filter rows and runs them over every pixel before the next
         block: in place only when one block holds every row.
-      - the sparse, lut4 and lut8 _dsp kernels work on pairs of pixels (p, p+1), writing their
+      - the lut4 and lut8 _dsp kernels work on pairs of pixels (p, p+1), writing their
         outputs channel by channel; the highest byte written so far is (p+1)*out_c + o <
         (p+2)*out_c while input bytes >= p*in_c are still to be read: gap 2*out_c.
+      - the sparse _dsp kernel copies the inputs of four pixels p..p+3 into scratch before it
+        writes any of their outputs; the highest byte it writes, below (p+4)*out_c, is below every
+        input byte still to be read (>= (p+4)*in_c): gap 0.
     tests/test_wformats.py runs every kernel in place at exactly this gap."""
     if needs_patch or out_c > in_c:
         return ()
     if fmt == "huffman" and enc.fields["block_rows"] < enc.rows:
         return ()
+    if dsp and fmt in BUFFERED_FORMATS:
+        return (InPlace(0, 0),)
     pixels_per_step = 2 if (dsp and fmt in PIXEL_PAIR_FORMATS) else 1
     return (InPlace(0, pixels_per_step * out_c),)
 

@@ -1,16 +1,290 @@
 /* ek_conv2d_s8_sparse_dsp.c - 2-D convolution with sparse weights (the portable layout,
- * ek_wcode.h): the deltas walk the patch a word at a time with UXTAB and the gathered inputs
- * meet the values in SMLAD pairs (ek_wdot_dsp.h).  Same results and scratch as
- * ek_conv2d_s8_sparse; cost per output is proportional to the row's entries.
+ * ek_wcode.h), four output pixels per pass.  Same results as ek_conv2d_s8_sparse; scratch as
+ * ek_wcode.h's table says for this kernel (int32-aligned).
  *
- * A 1x1 filter without padding reads the input pixels themselves: two output pixels (in
- * raster order) share each row's walk, their outputs written channel by channel (out0[o],
- * out1[o], then o + 1).  Other filters build one patch at a time in scratch.
- * The loops: ek_wc_conv_dsp (ek_wdot_dsp.h). */
+ * Per pass, the inputs of four output pixels (for a 1x1 filter without padding the input pixels
+ * themselves, else their patches built by ek_wc_patch) are written once into the 4-pixel buffer
+ * of scratch (4-byte aligned: LDRD): channel k is two words, X01 = x0[k] + 2^23 * x1[k] and
+ * X23 = x2[k] + 2^23 * x3[k].
+ * Each row's walk then reads each entry's delta and value once for the four pixels: the delta
+ * moves a pointer by that many buffer channels, one LDRD brings X01 and X23, and two SMLALs add
+ * value * X into two 64-bit accumulators, i.e. 2^23 * S1 + S0 and 2^23 * S3 + S2 with S_i the
+ * dot product of pixel i: six instructions an entry (LDRB or UBFX, LDRSB, ADD, LDRD, 2 SMLAL)
+ * for four pixels.  The two sums in one accumulator come apart exactly while |S0| < 2^22, which
+ * holds for up to 255 entries (|x * w| <= 2^14): the accumulator starts at 2^22, so its low 23
+ * bits are S0 + 2^22 and the bits above them S1.  Rows of more entries go in runs of
+ * EK_SP_RUN entries, each run's sums taken apart and added (modulo 2^32, as the reference's
+ * int32 accumulators wrap).  Pixels past the last (the final pass of fewer than four) repeat the
+ * last one; their outputs are not written.
+ *
+ * Requantization: the one-SMMLAR "folded form" of ek_conv2d_s8_dsp (ek_fold_requantize,
+ * ek_dot_s8_dsp.h), its per-channel {bias, M, k, R} computed once per call into scratch.  The
+ * identity needs the doubled accumulator 2a within int32; the kernel takes it for a channel
+ * whose shift is in [-23, -1] and whose |bias| <= 2^28 when K < 2^15 (then |a| < 2^28 + K * 2^14
+ * < 2^30) and requantizes any other channel with ek_requantize_pos, as ek_wc_out does.
+ *
+ * In place (1x1 filter, no padding, out_c <= in_c): the four pixels' inputs are all read before
+ * any of their outputs is written, so the output may start at the input (gap 0). */
 #include "ek_wdot_dsp.h"
+
+#define EK_SP_HALF 23                  /* X = x_even + 2^23 * x_odd */
+#define EK_SP_BIAS (1u << 22)          /* the accumulators' start: low 23 bits = S_even + 2^22 */
+#define EK_SP_RUN_MAX 255u             /* entries one accumulator takes apart exactly */
+#define EK_SP_RUN 248u                 /* entries per run of a longer row (a multiple of 8) */
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+/* One entry: px moved by delta channels, one LDRD for X01 and X23 and two SMLALs (in asm: GCC
+ * would rather split the LDRD into two loads and an add). */
+#define EK_SP_ENTRY(DELTA, VALUE)                                                         \
+    do {                                                                                  \
+        const uint32_t d_ = (DELTA);                                                      \
+        const int32_t v_ = (VALUE);                                                       \
+        int32_t xa_, xb_;                                                                 \
+        __asm__("add %[px], %[px], %[d], lsl #3\n\t"                                      \
+                "ldrd %[xa], %[xb], [%[px]]\n\t"                                          \
+                "smlal %[l0], %[h0], %[xa], %[v]\n\t"                                     \
+                "smlal %[l1], %[h1], %[xb], %[v]"                                         \
+                : [l0] "+r"(l0), [h0] "+r"(h0), [l1] "+r"(l1), [h1] "+r"(h1), [px] "+r"(px), \
+                  [xa] "=&r"(xa_), [xb] "=&r"(xb_)                                        \
+                : [d] "r"(d_), [v] "r"(v_) : "memory");                                   \
+    } while (0)
+#else
+/* (l, h) += a * b as one 64-bit accumulator (SMLAL). */
+static inline void ek_sp_smlal(uint32_t *l, uint32_t *h, int32_t a, int32_t b)
+{
+    const uint64_t acc = (((uint64_t)*h << 32) | *l) + (uint64_t)((int64_t)a * b);
+    *l = (uint32_t)acc;
+    *h = (uint32_t)(acc >> 32);
+}
+#define EK_SP_ENTRY(DELTA, VALUE)                                                         \
+    do {                                                                                  \
+        const int32_t v_ = (VALUE);                                                       \
+        px += 2u * (DELTA);                                                               \
+        ek_sp_smlal(&l0, &h0, px[0], v_);                                                 \
+        ek_sp_smlal(&l1, &h1, px[1], v_);                                                 \
+    } while (0)
+#endif
+
+/* S_even and S_odd of an accumulator (l, h) that started at EK_SP_BIAS. */
+static inline uint32_t ek_sp_even(uint32_t l) { return (l & ((1u << EK_SP_HALF) - 1u)) - EK_SP_BIAS; }
+static inline uint32_t ek_sp_odd(uint32_t l, uint32_t h) { return (l >> EK_SP_HALF) | (h << (32 - EK_SP_HALF)); }
+
+/* The buffer words of a pixel pair (a the even pixel, b the odd one) for channels 0..n-1 into
+ * dst[0], dst[2], dst[4], ... (the pair's slot of the 4-pixel buffer). */
+static void ek_sp_split_pair(int32_t *dst, const int8_t *a, const int8_t *b, int32_t n)
+{
+    for (int32_t k = n >> 2; k > 0; --k) {
+        dst[0] = a[0] + b[0] * (1 << EK_SP_HALF);
+        dst[2] = a[1] + b[1] * (1 << EK_SP_HALF);
+        dst[4] = a[2] + b[2] * (1 << EK_SP_HALF);
+        dst[6] = a[3] + b[3] * (1 << EK_SP_HALF);
+        dst += 8;
+        a += 4;
+        b += 4;
+    }
+    for (int32_t k = 0; k < (n & 3); ++k) {
+        dst[2 * k] = a[k] + b[k] * (1 << EK_SP_HALF);
+    }
+}
+
+/* A channel outside the folded form (block r = 0, k = its shift): ek_requantize_pos.  Out of
+ * line: the sums are passed by value and stay in the caller's registers. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void ek_sp_out_long(int8_t *op, int32_t out_c, int32_t count, int32_t a0, int32_t a1, int32_t a2,
+                           int32_t a3, int32_t m, int32_t shift, const ek_conv2d_params *c)
+{
+    const int32_t acc[4] = {a0, a1, a2, a3};
+    for (int32_t i = 0; i < count; ++i) {
+        const int32_t y = ek_requantize_pos(acc[i], m, shift) + c->output_offset;
+        op[i * out_c] = (int8_t)ek_clamp_i32(y, c->act_min, c->act_max);
+    }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define EK_SP_UNROLL _Pragma("GCC unroll 4")
+#else
+#define EK_SP_UNROLL
+#endif
+
+/* acc (l0, h0, l1, h1) += the n entries of a sparse row from global entry e on (any nibble for
+ * SPARSE4), *ppx walked from its place (fmt a constant). */
+static EK_ALWAYS_INLINE void ek_sp_walk(const int fmt, const int32_t **ppx, const uint8_t *deltas,
+                                        const int8_t *values, uint32_t e, uint32_t n, uint32_t acc[4])
+{
+    const int32_t *px = *ppx;
+    const int8_t *v = values + e;
+    uint32_t l0 = acc[0], h0 = acc[1], l1 = acc[2], h1 = acc[3];
+    if (fmt == EK_WF_SPARSE8) {
+        const uint8_t *d = deltas + e;
+        for (uint32_t j = n >> 2; j > 0; --j) {
+            EK_SP_ENTRY(d[0], v[0]);
+            EK_SP_ENTRY(d[1], v[1]);
+            EK_SP_ENTRY(d[2], v[2]);
+            EK_SP_ENTRY(d[3], v[3]);
+            d += 4;
+            v += 4;
+        }
+        for (uint32_t j = n & 3u; j > 0; --j) {
+            EK_SP_ENTRY(*d++, *v++);
+        }
+    } else {
+        if (n > 0 && (e & 1u)) {                /* the row starts in a high nibble */
+            EK_SP_ENTRY((uint32_t)deltas[e >> 1] >> 4, *v++);
+            --n;
+            ++e;
+        }
+        const uint8_t *d = deltas + (e >> 1);
+        for (uint32_t j = n >> 3; j > 0; --j) {
+            const uint32_t d8 = ek_read_u32(d);
+            d += 4;
+            EK_SP_ENTRY(d8 & 15u, v[0]);
+            EK_SP_ENTRY((d8 >> 4) & 15u, v[1]);
+            EK_SP_ENTRY((d8 >> 8) & 15u, v[2]);
+            EK_SP_ENTRY((d8 >> 12) & 15u, v[3]);
+            EK_SP_ENTRY((d8 >> 16) & 15u, v[4]);
+            EK_SP_ENTRY((d8 >> 20) & 15u, v[5]);
+            EK_SP_ENTRY((d8 >> 24) & 15u, v[6]);
+            EK_SP_ENTRY(d8 >> 28, v[7]);
+            v += 8;
+        }
+        for (uint32_t j = (n & 7u) >> 1; j > 0; --j) {   /* a byte: two entries, low nibble first */
+            const uint32_t b = *d++;
+            EK_SP_ENTRY(b & 15u, v[0]);
+            EK_SP_ENTRY(b >> 4, v[1]);
+            v += 2;
+        }
+        if (n & 1u) {                           /* the row ends in a low nibble */
+            EK_SP_ENTRY(*d & 15u, *v);
+        }
+    }
+    acc[0] = l0;
+    acc[1] = h0;
+    acc[2] = l1;
+    acc[3] = h1;
+    *ppx = px;
+}
+
+/* s[i] = S_i of a row of more than EK_SP_RUN_MAX entries: runs of EK_SP_RUN entries, each run's
+ * sums taken apart and added.  Out of line (rare: K > EK_SP_RUN_MAX and a dense row). */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void ek_sp_long_row(const int fmt, const int32_t *buf, const uint8_t *deltas, const int8_t *values,
+                           uint32_t e, uint32_t n, uint32_t s[4])
+{
+    const int32_t *px = buf;
+    s[0] = s[1] = s[2] = s[3] = 0;
+    while (n > 0) {
+        const uint32_t run = n < EK_SP_RUN ? n : EK_SP_RUN;
+        uint32_t acc[4] = {EK_SP_BIAS, 0, EK_SP_BIAS, 0};
+        if (fmt == EK_WF_SPARSE8) {
+            ek_sp_walk(EK_WF_SPARSE8, &px, deltas, values, e, run, acc);
+        } else {
+            ek_sp_walk(EK_WF_SPARSE4, &px, deltas, values, e, run, acc);
+        }
+        s[0] += ek_sp_even(acc[0]);
+        s[1] += ek_sp_odd(acc[0], acc[1]);
+        s[2] += ek_sp_even(acc[2]);
+        s[3] += ek_sp_odd(acc[2], acc[3]);
+        e += run;
+        n -= run;
+    }
+}
+
+/* Every output channel of the four pixels in buf; out: pixel 0's outputs, count (1..4) of them
+ * written.  fmt: EK_WF_SPARSE4 or EK_WF_SPARSE8 (a constant); full: the clamp is [-128, 127]. */
+static EK_ALWAYS_INLINE void ek_sp_rows(const ek_conv2d_params *c, const ek_wcode *w, const int fmt,
+                                        const int32_t *buf, const int32_t *block, int8_t *out, int32_t out_c,
+                                        int32_t count, const int full, int32_t act_min, int32_t act_max)
+{
+    const uint32_t *index = w->index;
+    const uint8_t *deltas = w->codes;
+    const int8_t *values = w->values;
+    uint32_t e = index[0];
+    for (int8_t *op = out, *const op_end = out + out_c; op != op_end; ++op, block += 4) {
+        const uint32_t end = *++index;
+        uint32_t s[4];
+        if (end - e <= EK_SP_RUN_MAX) {
+            const int32_t *px = buf;
+            uint32_t acc[4] = {EK_SP_BIAS, 0, EK_SP_BIAS, 0};
+            ek_sp_walk(fmt, &px, deltas, values, e, end - e, acc);
+            s[0] = ek_sp_even(acc[0]);
+            s[1] = ek_sp_odd(acc[0], acc[1]);
+            s[2] = ek_sp_even(acc[2]);
+            s[3] = ek_sp_odd(acc[2], acc[3]);
+        } else {
+            ek_sp_long_row(fmt, buf, deltas, values, e, end - e, s);
+        }
+        e = end;
+        /* bias, m, k, r read after the walk (fewer live registers) */
+        const uint32_t b = (uint32_t)block[0];
+        const int32_t m = block[1], k = block[2], r = block[3];
+        const int32_t s0 = (int32_t)(b + s[0]), s1 = (int32_t)(b + s[1]);
+        const int32_t s2 = (int32_t)(b + s[2]), s3 = (int32_t)(b + s[3]);
+        if (r == 0) {
+            ek_sp_out_long(op, out_c, count, s0, s1, s2, s3, m, k, c);
+            continue;
+        }
+        const int32_t acc[4] = {s0, s1, s2, s3};
+        EK_SP_UNROLL
+        for (int32_t i = 0; i < count; ++i) {
+            const int32_t y = ek_fold_requantize((int32_t)((uint32_t)acc[i] << 1), m, k, r);
+            op[i * out_c] = (int8_t)(full ? ek_ssat8(y) : ek_clamp_i32(y, act_min, act_max));
+        }
+    }
+}
+
+/* The kernel for one delta width (fmt a constant). */
+static EK_ALWAYS_INLINE void ek_sp_conv(const ek_conv2d_wc_params *p, const int8_t *input, const int32_t *bias,
+                                        int8_t *output, int8_t *scratch, const int fmt)
+{
+    const ek_conv2d_params *c = &p->conv;
+    const ek_wcode *w = &p->w;
+    const int32_t out_c = c->out_c, out_w = c->out_w, K = w->row_len;
+    const int32_t pixels = c->out_h * out_w;
+    const int32_t off = c->output_offset, act_min = c->act_min, act_max = c->act_max;
+    const int full = act_min == EK_INT8_MIN && act_max == EK_INT8_MAX;
+    /* scratch: the blocks, the 4-pixel buffer, then (patches) two int8 patches */
+    int32_t *block = (int32_t *)(void *)scratch;
+    int32_t *buf = block + 4 * out_c;
+    int8_t *col = (int8_t *)(buf + 8 * ((K + 3) >> 2));
+    for (int32_t o = 0; o < out_c; ++o) {
+        const int32_t b = bias[o], sh = c->shift[o];
+        const int fold = K < 32768 && sh >= -23 && sh <= -1 && b >= -(1 << 28) && b <= (1 << 28) &&
+                         off >= EK_INT8_MIN && off <= EK_INT8_MAX;
+        block[4 * o] = b;
+        block[4 * o + 1] = c->mult[o];
+        block[4 * o + 2] = fold ? (1 << (-sh - 1)) + off * (1 << -sh) : sh;
+        block[4 * o + 3] = fold ? -sh : 0;
+    }
+    const int patch = ek_wc_needs_patch(c);
+    for (int32_t px = 0; px < pixels; px += 4) {
+        const int32_t count = pixels - px >= 4 ? 4 : pixels - px;
+        for (int32_t h = 0; h < 2; ++h) {      /* pixel pairs (0, 1) and (2, 3) */
+            const int32_t p0 = px + ek_min_i32(2 * h, count - 1), p1 = px + ek_min_i32(2 * h + 1, count - 1);
+            const int8_t *a = ek_wc_patch(c, input, p0 / out_w, p0 % out_w, col);
+            const int8_t *b = ek_wc_patch(c, input, p1 / out_w, p1 % out_w, col + (patch ? K : 0));
+            ek_sp_split_pair(buf + h, a, b, K);
+        }
+        int8_t *out = output + (int64_t)px * out_c;
+        if (count == 4 && full) {
+            ek_sp_rows(c, w, fmt, buf, block, out, out_c, 4, 1, EK_INT8_MIN, EK_INT8_MAX);
+        } else if (count == 4) {
+            ek_sp_rows(c, w, fmt, buf, block, out, out_c, 4, 0, act_min, act_max);
+        } else {
+            ek_sp_rows(c, w, fmt, buf, block, out, out_c, count, 0, act_min, act_max);
+        }
+    }
+}
 
 void ek_conv2d_s8_sparse_dsp(const ek_conv2d_wc_params *p, const int8_t *input, const int32_t *bias,
                              int8_t *output, int8_t *scratch)
 {
-    ek_wc_conv_dsp(p, input, bias, output, scratch, EK_WF_SPARSE);
+    if (p->w.delta_bits == 8) {
+        ek_sp_conv(p, input, bias, output, scratch, EK_WF_SPARSE8);
+    } else {
+        ek_sp_conv(p, input, bias, output, scratch, EK_WF_SPARSE4);
+    }
 }

@@ -25,7 +25,10 @@
  * loops (ek_wdot_dsp.h; through ek_dsp.h's exact C twins elsewhere, so the host
  * runs them too).  w4 and huff variants read the "_dsp layout" of their format
  * (below): the same bytes (w4) or the same code (huff) in another order;
- * lut4, lut8 and sparse read the one layout.  edgekit.wformats.encode(...,
+ * lut4, lut8 and sparse read the one layout.  ek_conv2d_s8_sparse_dsp works on
+ * four output pixels at a time, their inputs copied once into a buffer in
+ * scratch, so that each entry's delta and value are read once for the four
+ * (ek_conv2d_s8_sparse_dsp.c).  edgekit.wformats.encode(...,
  * layout="dsp") writes it.
  *
  * Conv and FC kernels take the FOLDED bias (never NULL), computed at export by
@@ -56,15 +59,20 @@
  *   ek_fc_s8_huff                   block_rows*K
  *   ek_dwconv_s8_w4                 4*out_c, 4-byte aligned (int32 accumulators;
  *                                   edgekit's planner aligns every arena buffer to 4)
- *   _dsp variants                   as their portable kernel
+ *   ek_conv2d_s8_sparse_dsp         16*out_c + 32*ceil(K/4), plus 2*K when it builds
+ *                                   patches (not k_h = k_w = 1 with pad_top = pad_left
+ *                                   = 0); 4-byte aligned: the int32 requantization
+ *                                   blocks, the 4-pixel buffer, then two int8 patches
+ *   other _dsp variants             as their portable kernel
  *
  * edgekit.wformats.scratch_bytes() returns the same numbers.
  *
  * In place: a conv kernel whose filter is 1x1 without padding reads only the
  * input pixel of the output pixel it computes, pixels in raster order, so with
  * out_c <= in_c its output may start out_c bytes below its input (2*out_c for
- * the lut4, lut8 and sparse _dsp kernels, which compute two such pixels at a
- * time; Huffman only when one block holds every row).
+ * the lut4 and lut8 _dsp kernels, which compute two such pixels at a time; 0
+ * for ek_conv2d_s8_sparse_dsp, which copies four pixels' inputs into scratch
+ * before it writes their outputs; Huffman only when one block holds every row).
  * edgekit.ops.compressed.conv_inplace declares it, with the argument.
  *
  * ---------------------------------------------------------------------------

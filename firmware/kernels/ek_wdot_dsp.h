@@ -14,7 +14,9 @@
  *   ek_wdot_lut4_dsp     lut4 row (portable layout): codebook pairs packed per SMLAD,
  *                        against one input vector or two (two conv pixels)
  *   ek_wdot_lut8_dsp     lut8 row (portable layout): the same with byte indices
- *   ek_wdot_sparse_dsp   sparse row (4- or 8-bit deltas) against one input vector or two
+ *   ek_wdot_sparse_dsp   sparse row (4- or 8-bit deltas) against one input vector (FC; the
+ *                        sparse convolution has its own four-pixel walk,
+ *                        ek_conv2d_s8_sparse_dsp.c)
  *   ek_wrows_dot_dsp, ek_wrows_dot_1x2_dsp   the same for the current row (pair) of a
  *                        walk (ek_wrows, ek_wdot.h), whatever its format
  *   ek_wc_q, ek_wc_out   requantization of a conv or FC output, params in locals
@@ -45,7 +47,7 @@
  * (word & 0x0F0F0F0F: the even entries; (word >> 4) & 0x0F0F0F0F: the odd ones).
  * Four values per word split by SXTB16 into {v0, v2}, {v1, v3} meet the gathered
  * inputs packed the same way: per entry about one UXTAB, one input load, and a
- * quarter of a word load, a pack and an SMLAD.
+ * quarter of a word load, a pack and an SMLAD.  (FC only: see ek_wdot_sparse_dsp.)
  *
  * Sums wrap modulo 2^32 like the reference kernels' int32 accumulators.  The
  * requantization is ek_conv2d_s8_1x1_dsp's (conv) and ek_fc_s8_dsp's (FC), with
@@ -218,51 +220,39 @@ static EK_ALWAYS_INLINE void ek_wdot_lut8_dsp(const int8_t *x, int32_t dp, const
 #endif
 
 /* One step of a sparse walk: px advanced by a delta (UXTAB of byte `rot` of `word`), the input
- * there into x and, for a second vector (two != 0), the input dp bytes further into y. */
-#define EK_SPARSE_STEP(px, word, rot, x, y)                                               \
+ * there into x. */
+#define EK_SPARSE_STEP(px, word, rot, x)                                                  \
     do {                                                                                  \
         EK_UXTAB_PTR(px, word, rot);                                                      \
         (x) = (px)[0];                                                                    \
-        if (two) {                                                                        \
-            (y) = (px)[dp];                                                               \
-        }                                                                                 \
     } while (0)
 
 /* Four entries of a sparse walk, their deltas the bytes at rotations r0 of a, r1 of b, r2 of a
  * and r3 of b, their values the four int8 of v4: the gathered inputs in pairs {0, 2}, {1, 3}
- * (and those of the second vector when two) meet SXTB16's {v0, v2}, {v1, v3}. */
+ * meet SXTB16's {v0, v2}, {v1, v3}. */
 #define EK_SPARSE_QUAD(a, b, r0, r1, r2, r3, v4)                                          \
     do {                                                                                  \
         const int32_t v4_ = (v4);                                                         \
-        int32_t x0, x1, x2, x3, y0 = 0, y1 = 0, y2 = 0, y3 = 0;                           \
-        EK_SPARSE_STEP(px, a, r0, x0, y0);                                                \
-        EK_SPARSE_STEP(px, b, r1, x1, y1);                                                \
-        EK_SPARSE_STEP(px, a, r2, x2, y2);                                                \
-        EK_SPARSE_STEP(px, b, r3, x3, y3);                                                \
-        EK_MAC_PAIR(ek_pair16(x0, x2), ek_pair16(y0, y2), ek_sxtb16(v4_));                \
-        EK_MAC_PAIR(ek_pair16(x1, x3), ek_pair16(y1, y3), ek_sxtb16_ror8(v4_));           \
+        int32_t x0, x1, x2, x3;                                                           \
+        EK_SPARSE_STEP(px, a, r0, x0);                                                    \
+        EK_SPARSE_STEP(px, b, r1, x1);                                                    \
+        EK_SPARSE_STEP(px, a, r2, x2);                                                    \
+        EK_SPARSE_STEP(px, b, r3, x3);                                                    \
+        s0 = ek_smlad(ek_pair16(x0, x2), ek_sxtb16(v4_), s0);                             \
+        s0 = ek_smlad(ek_pair16(x1, x3), ek_sxtb16_ror8(v4_), s0);                        \
     } while (0)
 
-/* One entry of value w at px: s0 += px[0] * w and, for a second vector, s1 += px[dp] * w. */
-#define EK_SPARSE_MAC1(w)                                                                 \
-    do {                                                                                  \
-        const int32_t w1_ = (w);                                                          \
-        s0 = (int32_t)((uint32_t)s0 + ek_wmul(px[0], w1_));                               \
-        if (two) {                                                                        \
-            s1 = (int32_t)((uint32_t)s1 + ek_wmul(px[dp], w1_));                          \
-        }                                                                                 \
-    } while (0)
+/* One entry of value w at px: s0 += px[0] * w. */
+#define EK_SPARSE_MAC1(w) (s0 = (int32_t)((uint32_t)s0 + ek_wmul(px[0], (w))))
 
-/* acc[0] += dot(x, row) over the n entries of a sparse row starting at entry e (global
- * number; delta_bits 4 or 8) and, when two != 0 (a constant after inlining), acc[1] +=
- * dot(x + dp, row): two conv pixels share the walk. */
-static EK_ALWAYS_INLINE void ek_wdot_sparse_dsp(const int8_t *x, int32_t dp, const int two, const uint8_t *deltas,
-                                                const int8_t *values, const int32_t delta_bits, uint32_t e,
-                                                uint32_t n, int32_t acc[2])
+/* acc + dot(x, row) over the n entries of a sparse row starting at entry e (global number;
+ * delta_bits 4 or 8). */
+static EK_ALWAYS_INLINE int32_t ek_wdot_sparse_dsp(const int8_t *x, const uint8_t *deltas, const int8_t *values,
+                                                   const int32_t delta_bits, uint32_t e, uint32_t n, int32_t acc)
 {
     const int8_t *px = x;
     const int8_t *v = values + e;
-    int32_t s0 = acc[0], s1 = two ? acc[1] : 0;
+    int32_t s0 = acc;
     if (delta_bits == 8) {
         const uint8_t *d = deltas + e;
         for (uint32_t j = n >> 2; j > 0; --j) {
@@ -314,14 +304,11 @@ static EK_ALWAYS_INLINE void ek_wdot_sparse_dsp(const int8_t *x, int32_t dp, con
             EK_SPARSE_MAC1(*v);
         }
     }
-    acc[0] = s0;
-    if (two) {
-        acc[1] = s1;
-    }
+    return s0;
 }
 
 /* acc[0] += dot(x, the walk's row) (ek_wrows, ek_wdot.h) and, for a second vector (two != 0;
- * lut4, lut8 and sparse only), acc[1] += dot(x + dp, row); the walk moved to the next row.  W4
+ * lut4 and lut8 only), acc[1] += dot(x + dp, row); the walk moved to the next row.  W4
  * and S8 take this for the odd last row of their _dsp layouts (a W4 row's groups then its tail;
  * a plain S8 row), their pairs ek_wrows_dot_1x2_dsp. */
 static EK_ALWAYS_INLINE void ek_wrows_dot_dsp(ek_wrows *r, const int fmt, const int8_t *x, int32_t dp,
@@ -341,8 +328,8 @@ static EK_ALWAYS_INLINE void ek_wrows_dot_dsp(ek_wrows *r, const int fmt, const 
         ek_wdot_lut8_dsp(x, dp, two, r->codes, r->table, r->K, acc);
         break;
     default:                                /* SPARSE4, SPARSE8 */
-        ek_wdot_sparse_dsp(x, dp, two, r->codes, r->table, fmt == EK_WF_SPARSE4 ? 4 : 8, r->e,
-                           *r->index - r->e, acc);
+        acc[0] = ek_wdot_sparse_dsp(x, r->codes, r->table, fmt == EK_WF_SPARSE4 ? 4 : 8, r->e,
+                                    *r->index - r->e, acc[0]);
         break;
     }
     ek_wrows_next(r, fmt);
@@ -407,7 +394,7 @@ static EK_ALWAYS_INLINE int8_t ek_wc_out(const ek_wc_q *q, int32_t acc, int32_t 
 }
 
 /* out[o] = the output of bias[o] + dot(x, row o) for o = o0 .. end-1, the rows walked from
- * `rows` (at row o0), and when two != 0 (lut4, lut8, sparse) out[dout + o] that of x + dp.
+ * `rows` (at row o0), and when two != 0 (lut4, lut8) out[dout + o] that of x + dp.
  * S8 rows go by two pairs (ek_dot_s8_1x4), S8 and W4 rows by pairs, the rest one at a time. */
 static EK_ALWAYS_INLINE void ek_wc_rows_dsp(ek_wrows r, const int fmt, const int8_t *x, int32_t dp,
                                             const int two, const int32_t *bias, const ek_wc_q *q,
@@ -449,7 +436,7 @@ static EK_ALWAYS_INLINE void ek_wc_rows_dsp(ek_wrows r, const int fmt, const int
 }
 
 /* Output channels o0 .. end-1 of every output pixel of a conv layer, the rows walked from
- * `rows`; col: the patch's scratch.  Formats that take two vectors (lut4, lut8, sparse) take
+ * `rows`; col: the patch's scratch.  Formats that take two vectors (lut4, lut8) take
  * two output pixels at a time when a 1x1 filter without padding reads the input pixels
  * themselves (in raster order, their outputs written channel by channel: out0[o], out1[o], then
  * o + 1). */
@@ -460,7 +447,7 @@ static EK_ALWAYS_INLINE void ek_wc_conv_rows_dsp(const ek_conv2d_params *c, cons
 {
     const int32_t out_c = c->out_c, out_w = c->out_w;
     const int32_t pixels = c->out_h * out_w;
-    const int pairs = fmt == EK_WF_LUT4 || fmt == EK_WF_LUT8 || ek_wf_sparse(fmt);
+    const int pairs = fmt == EK_WF_LUT4 || fmt == EK_WF_LUT8;
     int32_t px = 0;
     if (pairs && !ek_wc_needs_patch(c)) {
         for (; px + 2 <= pixels; px += 2, output += 2 * out_c) {
@@ -489,8 +476,8 @@ static EK_ALWAYS_INLINE void ek_wc_fc_rows_dsp(const ek_wc_q *q, const ek_wrows 
     }
 }
 
-/* The _dsp conv kernel of format fmt (W4, LUT4, LUT8, SPARSE or HUFF; the layouts and scratch
- * of ek_wcode.h): as ek_wc_conv, with one loop per sparse delta width. */
+/* The _dsp conv kernel of format fmt (W4, LUT4, LUT8 or HUFF; the layouts and scratch of
+ * ek_wcode.h): as ek_wc_conv.  (The sparse one, ek_conv2d_s8_sparse_dsp, has its own loops.) */
 static EK_ALWAYS_INLINE void ek_wc_conv_dsp(const ek_conv2d_wc_params *p, const int8_t *input,
                                             const int32_t *bias, int8_t *output, int8_t *scratch, const int fmt)
 {
@@ -506,18 +493,13 @@ static EK_ALWAYS_INLINE void ek_wc_conv_dsp(const ek_conv2d_wc_params *p, const 
             ek_wc_conv_rows_dsp(c, &q, ek_wrows_s8(scratch, w->row_len), EK_WF_S8, input, bias, output, col,
                                 o0, end);
         }
-    } else if (fmt == EK_WF_SPARSE && w->delta_bits == 8) {
-        ek_wc_conv_rows_dsp(c, &q, ek_wrows_start(w, EK_WF_SPARSE8), EK_WF_SPARSE8, input, bias, output,
-                            scratch, 0, c->out_c);
-    } else if (fmt == EK_WF_SPARSE) {
-        ek_wc_conv_rows_dsp(c, &q, ek_wrows_start(w, EK_WF_SPARSE4), EK_WF_SPARSE4, input, bias, output,
-                            scratch, 0, c->out_c);
     } else {
         ek_wc_conv_rows_dsp(c, &q, ek_wrows_start(w, fmt), fmt, input, bias, output, scratch, 0, c->out_c);
     }
 }
 
-/* The _dsp FC kernel of format fmt (as ek_wc_conv_dsp; scratch: the Huffman block only).  The
+/* The _dsp FC kernel of format fmt (W4, LUT4, LUT8, SPARSE or HUFF; scratch: the Huffman block
+ * only), with one loop per sparse delta width.  The
  * shape in locals: the Huffman decoder is a call, after which p's fields would be loaded again. */
 static EK_ALWAYS_INLINE void ek_wc_fc_dsp(const ek_fc_wc_params *p, const int8_t *input, const int32_t *bias,
                                           int8_t *output, int8_t *scratch, const int fmt)
