@@ -56,7 +56,7 @@ def measure(path: Path, fmt: str, target_name: str, tmp: Path) -> dict:
     result = export(path, out, get_target(target_name), weights=weights, optimize=optimize)
     report = result.report
     layers = [l for l in report["layers"] if "weights" in l]
-    took = sum(1 for l in layers if l["weights"]["format"] == (fmt if fmt != "auto" else l["weights"]["format"]))
+    took = sum(1 for l in layers if l["weights"]["format"] == fmt)      # auto: see `formats`
     formats = sorted({l["weights"]["format"] for l in layers})
     r = bench(out, BenchConfig(runs=1, warmup=0, count=2), emulate=True, progress=False)
     return dict(format=fmt, formats=formats, layers_took=took, layers=len(layers),

@@ -141,7 +141,8 @@ def choose_weight_formats(graph: Graph, mode: str = "auto", optimize: str = "spe
             continue     # the lowering refuses it with its own message
         rows = weight_rows(graph, op)
         pixels = output_pixels(graph, op)
-        patch = op.kind == "CONV_2D" and _needs_patch(graph, op)
+        w_shape = graph.t(op.inputs[1]).shape    # a 1x1 filter never pads
+        patch = op.kind == "CONV_2D" and wformats.conv_needs_patch(int(w_shape[1]), int(w_shape[2]), 0, 0)
         allowed = ("int8",) + wformats.FORMATS
         if op.kind == "DEPTHWISE_CONV_2D":   # no depthwise kernel reads codebooks, sparse or Huffman
             allowed = DEPTHWISE_FORMATS + (("huffman",) if boot else ())
@@ -185,8 +186,3 @@ def choose_weight_formats(graph: Graph, mode: str = "auto", optimize: str = "spe
                                    else decode_instructions(chosen, rows, dsp)))
     return choices
 
-
-def _needs_patch(graph: Graph, op: Op) -> bool:
-    """A convolution whose taps are not simply one input pixel (a 1x1 filter) builds each output pixel's patch in scratch before the dot products."""
-    w = graph.t(op.inputs[1])
-    return not (int(w.shape[1]) == 1 and int(w.shape[2]) == 1)   # a 1x1 filter never pads

@@ -21,13 +21,13 @@ from edgekit.emulate import run_firmware
 from edgekit.export import export
 from edgekit.reference import reference_outputs
 from edgekit.targets import get_target
+from edgekit.wformats import kernel_name
 from opmodels import OP_CASES, op_model
 
 FORMATS = ("int4", "lut4", "lut8", "sparse", "huffman")
 CASES = sorted(c for c in OP_CASES if c.startswith(("conv_", "dw_", "fc_")))
 WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
-KERNELS = {"CONV_2D": "ek_conv2d_s8_", "DEPTHWISE_CONV_2D": "ek_dwconv_s8_", "FULLY_CONNECTED": "ek_fc_s8_"}
-SUFFIX = {"int4": "w4", "lut4": "lut4", "lut8": "lut8", "sparse": "sparse", "huffman": "huff"}
+KERNEL_OPS = {"CONV_2D": "conv2d", "DEPTHWISE_CONV_2D": "dwconv", "FULLY_CONNECTED": "fc"}
 
 
 def _levels_per_row(rows: np.ndarray, levels: int) -> np.ndarray:
@@ -100,8 +100,8 @@ def check_choices(report: dict, fmt: str, case: str) -> None:
             continue
         assert w["format"] == fmt, (case, w)
         # the portable kernel, or its _dsp variant on a core with the DSP extension
-        assert layer["kernel"] in (KERNELS[layer["op"]] + SUFFIX[fmt], KERNELS[layer["op"]] + SUFFIX[fmt] + "_dsp"), \
-            (case, layer["kernel"])
+        portable = kernel_name(KERNEL_OPS[layer["op"]], fmt)
+        assert layer["kernel"] in (portable, portable + "_dsp"), (case, layer["kernel"])
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

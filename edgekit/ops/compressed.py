@@ -85,12 +85,14 @@ def conv_inplace(fmt: str, dsp: bool, enc, in_c: int, out_c: int, needs_patch: b
 
 
 def compressed_call(name: str, op: Op, params: dict, rows: np.ndarray, bias: np.ndarray | None,
-                    quant_arrays: list[ConstArray], fmt: str, needs_patch: bool, macs: int,
+                    quant_arrays: list[ConstArray], fmt: str, macs: int,
                     target: Target | None = None) -> KernelCall:
     """The kernel call of op `name` ('conv2d', 'fc', 'dwconv') with weights `rows` ([out][K]
     int8; one row for depthwise) encoded as `fmt`; the _dsp variant when uses_dsp_kernel."""
     from .. import wformats
     from .conv import fold_input_offset      # conv.py imports this module
+    needs_patch = name == "conv2d" and wformats.conv_needs_patch(params["k_h"], params["k_w"],
+                                                                  params["pad_top"], params["pad_left"])
     dsp = uses_dsp_kernel(name, fmt, target)
     enc = wformats.encode(fmt, rows, layout="dsp" if dsp else "portable",
                           huff_scratch_budget=huff_scratch_budget(name, rows.shape[1]))

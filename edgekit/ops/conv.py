@@ -163,7 +163,7 @@ def lower_conv2d(graph: Graph, op: Op, target: Target | None = None) -> KernelCa
     if fmt != "int8":
         return compressed_call("conv2d", op, params, w.data.reshape(out_c, -1).astype(np.int8),
                                None if bias is None else bias.values, arrays, fmt,
-                               needs_patch=(k_h, k_w) != (1, 1), macs=macs, target=target)
+                               macs=macs, target=target)
     dsp = target is not None and target.has_dsp
     pointwise = ((k_h, k_w) == (1, 1) and (geometry["stride_h"], geometry["stride_w"]) == (1, 1)
                  and (geometry["pad_top"], geometry["pad_left"]) == (0, 0) and (in_h, in_w) == (out_h, out_w))

@@ -85,7 +85,7 @@ def lower_dwconv(graph: Graph, op: Op, target: Target | None = None) -> KernelCa
     if fmt != "int8":
         return compressed_call("dwconv", op, params, w.data.reshape(1, -1).astype(np.int8),
                                None if bias is None else bias.values, arrays, fmt,
-                               needs_patch=False, macs=macs, target=target)
+                               macs=macs, target=target)
 
     # ek_dwconv_s8_3x3_dsp's short requantization needs |accumulator| < 2^30 (ek_dwconv.h).
     max_bias = int(np.abs(bias.values.astype(np.int64)).max()) if bias is not None else 0

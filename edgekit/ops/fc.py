@@ -60,7 +60,7 @@ def lower_fc(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
         if weight_offset != 0:
             raise unsupported(op, f"{fmt} weights need symmetric weights (zero point 0)")
         return compressed_call("fc", op, params, w.data.reshape(out_n, in_n).astype(np.int8), bias,
-                               quant_arrays, fmt, needs_patch=False, macs=rows * in_n * out_n, target=target)
+                               quant_arrays, fmt, macs=rows * in_n * out_n, target=target)
     use_dsp = target is not None and target.has_dsp and weight_offset == 0
     if use_dsp:
         w_rows = w.data.reshape(out_n, in_n)
