@@ -639,19 +639,19 @@ def test_lowering_picks_the_variant_and_its_layout():
     for target, kernel, layout in [(get_target("cortex-m4"), "ek_conv2d_s8_w4_dsp", "dsp"),
                                    (get_target("cortex-m3"), "ek_conv2d_s8_w4", "portable"),
                                    (None, "ek_conv2d_s8_w4", "portable")]:
-        call = compressed_call("conv2d", op, params, w, None, [], "int4", needs_patch=False, macs=0, target=target)
+        call = compressed_call("conv2d", op, params, w, None, [], "int4", macs=0, target=target)
         assert call.kernel == kernel and call.sources == (f"{kernel}.c",)
         codes = next(a for a in call.arrays if a.name == "wcodes").values
         assert codes.tolist() == encode("int4", w, layout=layout).array("wcodes").tolist()
         assert call.inplace == (InPlace(0, 8),) and call.scratch_bytes == 0
-    call = compressed_call("conv2d", op, params, w, None, [], "sparse", needs_patch=False, macs=0,
+    call = compressed_call("conv2d", op, params, w, None, [], "sparse", macs=0,
                            target=get_target("cortex-m4"))
     assert call.kernel == "ek_conv2d_s8_sparse_dsp" and call.inplace == (InPlace(0, 0),)
     assert call.scratch_bytes == 16 * 8 + 32 * 4          # blocks of 8 channels, the 4-pixel buffer
     fc = dict(rows=1, in_n=16, out_n=8, input_offset=5, weight_offset=0, output_offset=0, act_min=-128,
               act_max=127, per_tensor=0, double_round=0)
     call = compressed_call("fc", Op(kind="FULLY_CONNECTED", inputs=[0, 1], outputs=[2]), fc, w, None, [],
-                           "huffman", needs_patch=False, macs=0, target=get_target("cortex-m4"))
+                           "huffman", macs=0, target=get_target("cortex-m4"))
     assert call.kernel == "ek_fc_s8_huff_dsp" and call.inplace == ()
     assert call.params["w.block_rows"] == 4 and call.scratch_bytes == 4 * 16     # two pairs of rows
 
