@@ -14,6 +14,7 @@ the layer cannot take the format losslessly, one sentence saying why.
     lut8     _lut8          byte indices into int8 codebook(s)      never
     sparse   _sparse        delta-coded positions of non-zeros      never
     huffman  _huff          length-limited canonical Huffman code   never
+                            of the values or of codebook indices
 
 lut4 / lut8 codebooks: one for the layer (levels = its distinct values) when the layer has few
 enough distinct values, else one per row (levels = the most distinct values of a row), whichever
@@ -21,7 +22,10 @@ codebook is smaller in bytes (the indices cost the same); a tie takes the layer'
 4-bit or 8-bit deltas, whichever encoding is smaller in bytes (a tie takes 8-bit: fewer entries).
 huffman decodes block_rows = max(1, huff_scratch_budget // row_len) rows (at most `rows`) per
 block into the kernel's scratch; its first-level decoding table takes table_bits =
-huff_table_bits(...) bits (at most HUFF_TABLE_MAX_BITS, at most the longest code).
+huff_table_bits(...) bits (at most HUFF_TABLE_MAX_BITS, at most the longest code). It codes the
+int8 values, or indices into per-row codebooks (`wbook`, ordered by value or by frequency in the
+row: huff_books), whichever of the three encodings is smallest: a layer clustered to 16 values
+and quantized per channel holds 30-40 values but at most 16 per row, so its indices code shorter.
 
 Layouts: `encode(..., layout="dsp")` writes the arrays the _dsp kernel variants read
 (DSP_KERNELS; ek_wcode.h documents both layouts), of the same size: int4 permutes the nibbles
@@ -68,7 +72,7 @@ class Encoded:
     rows: int
     row_len: int
     arrays: tuple[ConstArray, ...]     # 'wcodes' uint8_t, 'wvalues' int8_t, 'windex' uint32_t, 'wcounts'
-                                       # uint16_t, 'wtable' uint16_t
+                                       # uint16_t, 'wtable' uint16_t, 'wbook' int8_t
     fields: dict                       # ek_wcode fields: ints and ArrayRef; unused pointers are omitted (NULL)
     nbytes: int                        # flash bytes of all arrays
     layout: str = "portable"           # "portable" or "dsp" (the _dsp kernels' order)
@@ -95,7 +99,7 @@ def _encoded(fmt: str, rows: np.ndarray, arrays: list[ConstArray], layout: str =
 
 
 _POINTER_FIELD = {"wcodes": "codes", "wvalues": "values", "windex": "index", "wcounts": "counts",
-                  "wtable": "table"}
+                  "wtable": "table", "wbook": "book"}
 
 
 def _array(name: str, ctype: str, values) -> ConstArray:
@@ -352,19 +356,20 @@ def _huff_order(n: int, k: int, block_rows: int, layout: str) -> np.ndarray:
     return np.concatenate(blocks)
 
 
-def _encode_huffman(rows: np.ndarray, huff_scratch_budget: int = 4096, layout: str = "portable", **_):
-    n, k = rows.shape
-    block_rows = _block_rows(n, k, huff_scratch_budget, layout)
-    flat = rows.reshape(-1)[_huff_order(n, k, block_rows, layout)]
+def _huffman_stream(flat: np.ndarray):
+    """The canonical length-limited Huffman code of a stream of symbols: int8 weights, or codebook
+    indices 0..255 (uint8). Its arrays (bitstream with HUFF_STREAM_PAD zero bytes, the canonical
+    symbols as bytes, counts, first-level table) and table_bits."""
+    flat = flat.astype(np.int64)
     syms, freqs = np.unique(flat, return_counts=True)
     lengths = limited_code_lengths([int(f) for f in freqs])
     symbols, lens, codes, counts = canonical_codes([int(s) for s in syms], lengths)
-    code_of = np.zeros(256, np.int64)
-    len_of = np.zeros(256, np.int64)
+    code_of = np.zeros(384, np.int64)            # indexed by symbol + 128
+    len_of = np.zeros(384, np.int64)
     for s, ln, c in zip(symbols, lens, codes):
         code_of[s + 128], len_of[s + 128] = c, ln
-    c = code_of[flat.astype(np.int64) + 128]
-    ln = len_of[flat.astype(np.int64) + 128]
+    c = code_of[flat + 128]
+    ln = len_of[flat + 128]
     starts = np.concatenate([[0], np.cumsum(ln)[:-1]])
     bits = np.zeros(int(ln.sum()), np.uint8)
     for j in range(HUFF_MAX_BITS):
@@ -372,15 +377,59 @@ def _encode_huffman(rows: np.ndarray, huff_scratch_budget: int = 4096, layout: s
         bits[starts[m] + j] = (c[m] >> (ln[m] - 1 - j)) & 1
     stream = np.concatenate([np.packbits(bits, bitorder="big"), np.zeros(HUFF_STREAM_PAD, np.uint8)])
     table_bits = huff_table_bits(max(lens), stream.size - HUFF_STREAM_PAD)
-    return _encoded("huffman", rows, [_array("wcodes", "uint8_t", stream), _array("wvalues", "int8_t", symbols),
-                                      _array("wcounts", "uint16_t", counts),
-                                      _array("wtable", "uint16_t", huff_table(symbols, lens, codes, table_bits))],
-                    layout=layout, block_rows=block_rows, table_bits=table_bits)
+    canonical = (np.array(symbols, np.int64) & 0xFF).astype(np.uint8).view(np.int8)
+    return ([_array("wcodes", "uint8_t", stream), _array("wvalues", "int8_t", canonical),
+             _array("wcounts", "uint16_t", counts),
+             _array("wtable", "uint16_t", huff_table(symbols, lens, codes, table_bits))], table_bits)
+
+
+def huff_books(rows: np.ndarray):
+    """The candidate per-row codebooks of Huffman over codebook indices: for each ordering of a
+    row's distinct values (ascending, which lines up the clusters of a clustered layer whose
+    channels differ only by scale; and most frequent first), (book [rows][levels] int8, indices
+    [rows][row_len] uint8). Rows with fewer values pad their book with 0 (never indexed)."""
+    n, k = rows.shape
+    per_row = [np.unique(r, return_counts=True) for r in rows]
+    levels = max(u.size for u, _ in per_row)
+    if levels > 256:
+        return []
+    out = []
+    for order in ("value", "frequency"):
+        book = np.zeros((n, levels), np.int8)
+        idx = np.empty((n, k), np.uint8)
+        for o, (u, cnt) in enumerate(per_row):
+            if order == "frequency":
+                u = u[np.lexsort((u, -cnt))]          # most frequent first, ties by value
+            book[o, : u.size] = u
+            slot = np.empty(256, np.uint8)
+            slot[u.astype(np.int64) + 128] = np.arange(u.size, dtype=np.uint8)
+            idx[o] = slot[rows[o].astype(np.int64) + 128]
+        out.append((book, idx))
+    return out
+
+
+def _encode_huffman(rows: np.ndarray, huff_scratch_budget: int = 4096, layout: str = "portable", **_):
+    """The smallest of: Huffman over the int8 values (`book` NULL), or over per-row codebook
+    indices (`book` = the codebooks [rows][levels]; a clustered layer after per-channel
+    quantization holds 30-40 values but at most 16 per row, so its indices code shorter)."""
+    n, k = rows.shape
+    block_rows = _block_rows(n, k, huff_scratch_budget, layout)
+    order = _huff_order(n, k, block_rows, layout)
+    arrays, table_bits = _huffman_stream(rows.reshape(-1)[order])
+    best = _encoded("huffman", rows, arrays, layout=layout, block_rows=block_rows, table_bits=table_bits)
+    if n > 1:
+        for book, idx in huff_books(rows):
+            arrays, table_bits = _huffman_stream(idx.reshape(-1)[order])
+            cand = _encoded("huffman", rows, arrays + [_array("wbook", "int8_t", book)], layout=layout,
+                            block_rows=block_rows, table_bits=table_bits, levels=int(book.shape[1]))
+            if cand.nbytes < best.nbytes:
+                best = cand
+    return best
 
 
 def _decode_huffman(e: Encoded) -> np.ndarray:
     counts = e.array("wcounts").astype(np.int64)
-    symbols = e.array("wvalues")
+    symbols = e.array("wvalues").view(np.uint8).astype(np.int64)
     # Every (code, length) as a range of the 15-bit look-up table.
     sym_at = np.zeros(1 << HUFF_MAX_BITS, np.int64)
     len_at = np.zeros(1 << HUFF_MAX_BITS, np.int64)
@@ -407,10 +456,17 @@ def _decode_huffman(e: Encoded) -> np.ndarray:
             raise ValueError(f"huffman bitstream is invalid at bit {pos}")
         out.append(sym[pos])
         pos += step[pos]
-    flat = np.empty(total, np.int8)
+    decoded = np.empty(total, np.int64)
     order = _huff_order(e.rows, e.row_len, int(e.fields["block_rows"]), e.layout)
-    flat[order] = symbols[np.array(out, np.int64)]
-    return flat.reshape(e.rows, e.row_len)
+    decoded[order] = symbols[np.array(out, np.int64)]
+    decoded = decoded.reshape(e.rows, e.row_len)
+    if "book" not in e.fields:
+        return decoded.astype(np.uint8).view(np.int8)
+    levels = int(e.fields["levels"])
+    if decoded.max() >= levels:
+        raise ValueError(f"huffman codebook index {int(decoded.max())} is outside the {levels}-entry codebooks")
+    book = e.array("wbook").reshape(e.rows, levels)
+    return np.take_along_axis(book, decoded, axis=1).astype(np.int8)
 
 
 # ---- the table -----------------------------------------------------------------------------

@@ -25,6 +25,10 @@ from edgekit.wformats import kernel_name
 from opmodels import OP_CASES, op_model
 
 FORMATS = ("int4", "lut4", "lut8", "sparse", "huffman")
+# The shapes of weights each test exports: one per format, and "huffman-books" (exported with
+# --weights huffman): clustered then quantized per channel, so Huffman codes codebook indices.
+SHAPES = FORMATS + ("huffman-books",)
+VALUE_CODED = {"conv_5x3_s2_valid_c8_f1", "fc_flat4d_u1_nobias_relu", "fc_1d_u64_relu6"}
 CASES = sorted(c for c in OP_CASES if c.startswith(("conv_", "dw_", "fc_")))
 WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
 KERNEL_OPS = {"CONV_2D": "conv2d", "DEPTHWISE_CONV_2D": "dwconv", "FULLY_CONNECTED": "fc"}
@@ -54,6 +58,11 @@ def shape_weights(rows: np.ndarray, fmt: str, rng: np.random.Generator) -> np.nd
         return np.where(rng.random(rows.shape) < 0.8, 0, rows).astype(np.int8)
     if fmt == "huffman":   # skewed: many zeros and small values, a few large ones
         return np.where(rng.random(rows.shape) < 0.6, 0, np.clip(rows // 8, -128, 127)).astype(np.int8)
+    if fmt == "huffman-books":   # 16 shared levels of skewed frequencies, a scale per channel
+        centroids = np.linspace(-1, 1, 16) ** 3
+        idx = rng.choice(16, size=rows.shape, p=rng.dirichlet(np.full(16, 0.7)))
+        scale = rng.uniform(30, 127, (rows.shape[0], 1))
+        return np.clip(np.round(centroids[idx] * scale), -127, 127).astype(np.int8)
     raise ValueError(fmt)
 
 
@@ -81,20 +90,27 @@ def rewrite_weights(tflite: bytes, fmt: str, seed: int = 0) -> bytes:
     return bytes(builder.Output())
 
 
-def export_case(case: str, fmt: str, target: str, tmp_path, huffman_decode: str = "layer"):
-    tflite = rewrite_weights(op_model(case), fmt)
-    src = tmp_path / f"{case}_{fmt}.tflite"
+def export_case(case: str, shape: str, target: str, tmp_path, huffman_decode: str = "layer"):
+    """The case with weights of `shape` (a format, or "huffman-books"), exported with that format."""
+    tflite = rewrite_weights(op_model(case), shape)
+    src = tmp_path / f"{case}_{shape}.tflite"
     src.write_bytes(tflite)
-    export(src, tmp_path / "out", get_target(target), weights=fmt, huffman_decode=huffman_decode)
+    export(src, tmp_path / "out", get_target(target), weights=shape.split("-")[0], huffman_decode=huffman_decode)
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     return tflite, report
 
 
-def check_choices(report: dict, fmt: str, case: str) -> None:
+def check_choices(report: dict, shape: str, case: str) -> None:
     weighted = [l for l in report["layers"] if l["op"] in WEIGHTED_OPS]
     assert weighted, case
+    fmt = shape.split("-")[0]
     for layer in weighted:
         w = layer["weights"]
+        if shape == "huffman-books" and layer["op"] != "DEPTHWISE_CONV_2D":
+            # the indices code shorter than the values, but for one-channel layers and
+            # fc_1d_u64_relu6 (64 rows of 16 weights: 1 KB of codebooks outweighs the shorter codes)
+            value_coded = case.endswith(("_f1", "_u1")) or case in VALUE_CODED
+            assert ("codes the indices of" in w["note"]) != value_coded, (case, w)
         if layer["op"] == "DEPTHWISE_CONV_2D" and fmt != "int4":
             assert w["format"] == "int8" and fmt in w["note"], (case, w)
             continue
@@ -104,7 +120,7 @@ def check_choices(report: dict, fmt: str, case: str) -> None:
         assert layer["kernel"] in (portable, portable + "_dsp"), (case, layer["kernel"])
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", SHAPES)
 @pytest.mark.parametrize("case", CASES)
 def test_format_bit_exact_on_host(case, fmt, tmp_path):
     tflite, report = export_case(case, fmt, "host", tmp_path)
@@ -119,7 +135,7 @@ DEVICE_CASES = ["conv_3x3_s2_valid_c8_f16", "conv_1x1_c8_f16", "conv_5x3_d2_same
 
 
 @pytest.mark.emulator
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", SHAPES)
 @pytest.mark.parametrize("case", DEVICE_CASES)
 def test_format_bit_exact_on_device(case, fmt, tmp_path, qemu):
     tflite, report = export_case(case, fmt, "cortex-m4", tmp_path)

@@ -33,7 +33,7 @@ from edgekit.ops.compressed import conv_inplace, uses_dsp_kernel  # noqa: E402
 from edgekit.ops.conv import fold_input_offset  # noqa: E402
 from edgekit.targets import get_target  # noqa: E402
 from edgekit.wformats import (DSP_KERNELS, FORMATS, HUFF_MAX_BITS, LAYOUTS, W4_DSP_ORDER, Encoded,  # noqa: E402
-                              canonical_codes, conv_needs_patch, encode, huff_table_bits, kernel_name,
+                              canonical_codes, conv_needs_patch, encode, huff_books, huff_table_bits, kernel_name,
                               limited_code_lengths, scratch_bytes)
 
 KERNELS = REPO / "firmware" / "kernels"
@@ -91,12 +91,34 @@ def weights_for(fmt: str, rng, shape) -> np.ndarray:
             w[rng.integers(0, n)] = 0                      # an all-zero row
         return w
     if fmt == "huffman":
-        if pick < 0.15:
+        if pick < 0.1:
             return np.full(shape, int(rng.integers(-128, 128)), np.int8)   # one symbol
-        if pick < 0.3:
+        if pick < 0.2:
             return rng.integers(-128, 128, shape).astype(np.int8)
+        if pick < 0.55:
+            return clustered_per_channel(rng, shape)
         return np.clip(np.round(rng.laplace(0, float(rng.choice([0.5, 3, 20])), shape)), -128, 127).astype(np.int8)
     raise ValueError(fmt)
+
+
+def clustered_per_channel(rng, shape, levels: int = 0) -> np.ndarray:
+    """A layer clustered to `levels` (2..16 when 0) shared values, then quantized per output
+    channel: at most `levels` values per row, many in the layer (Huffman codes its indices)."""
+    n, k = shape
+    levels = levels or int(rng.integers(2, 17))
+    centroids = np.sort(rng.normal(0, 1, levels))
+    scale = 127 / np.abs(centroids).max() * rng.uniform(0.3, 1, (n, 1))
+    idx = rng.choice(levels, size=shape, p=rng.dirichlet(np.full(levels, 0.7)))
+    return np.clip(np.round(centroids[idx] * scale), -128, 127).astype(np.int8)
+
+
+def wide_books(rows: int = 4, k: int = 3000) -> np.ndarray:
+    """Rows of about 200 distinct values each, skewed to the low end of the int8 range (even rows)
+    or the high end (odd rows): codebook indices past 127 (their int8 bit pattern negative) and a
+    layer whose indices code shorter than its values."""
+    rng = np.random.default_rng(5)
+    steps = np.minimum(rng.geometric(0.02, (rows, k)) - 1, 220)
+    return np.where(np.arange(rows)[:, None] % 2 == 0, -128 + steps, 127 - steps).astype(np.int8)
 
 
 def gap_row(k: int = 700) -> np.ndarray:
@@ -178,9 +200,50 @@ def test_documented_examples():
     one = encode("huffman", np.full((2, 9), 3, np.int8))   # one symbol: the 1-bit code 0
     assert one.array("wcounts").tolist()[:2] == [0, 1] and one.array("wcodes").tolist() == [0, 0, 0] + [0] * 3
     assert one.array("wtable").tolist() == [0x103, 0]
+    books = encode("huffman", np.array([[1, 1, 1, 4], [2, 2, 2, 8]], np.int8))   # codebook indices
+    assert (books.fields["levels"], books.array("wbook").tolist(), books.array("wvalues").tolist(),
+            books.array("wcounts").tolist()[:3], books.array("wcodes").tolist(), books.fields["table_bits"],
+            books.array("wtable").tolist(), books.nbytes) == (2, [1, 4, 2, 8], [0, 1], [0, 2, 0], [0x11, 0, 0, 0],
+                                                             1, [0x100, 0x101], 46)
     w4 = encode("int4", np.array([np.arange(-8, 0), np.arange(8)], np.int8), layout="dsp")
     assert w4.array("wcodes").tolist() == [0x98, 0xDC, 0xBA, 0xFE, 0x10, 0x54, 0x32, 0x76]
     assert W4_DSP_ORDER == (0, 1, 4, 5, 2, 3, 6, 7)
+
+
+def _value_coded(w: np.ndarray, layout: str = "portable") -> int:
+    """Bytes of w's Huffman code over its int8 values: w coded as one row (never codebook indices);
+    the code's size depends only on the values' frequencies, not on the rows."""
+    return encode("huffman", w.reshape(1, -1)).nbytes
+
+
+def test_huffman_codes_indices_when_smaller():
+    """Huffman keeps the smaller of its value code and its codebook-index code; a per-channel
+    clustered layer (16 levels, 30-40 values a layer) takes the indices, and both layouts decode
+    to the same weights; a layer of one shared codebook takes the values (its indices would need
+    the same code plus the codebooks)."""
+    rng = np.random.default_rng(12)
+    w = clustered_per_channel(rng, (32, 288), 16)
+    assert 30 <= np.unique(w).size and max(np.unique(r).size for r in w) <= 16
+    for layout in LAYOUTS:
+        enc = encode("huffman", w, layout=layout)
+        assert "book" in enc.fields and enc.fields["levels"] == 16
+        assert enc.array("wbook").size == 32 * 16
+        assert_same(enc.decode().reshape(-1), w.reshape(-1), f"indices {layout}")
+        assert enc.nbytes < _value_coded(w)
+        lut4 = encode("lut4", w)
+        assert enc.nbytes < lut4.nbytes, (enc.nbytes, lut4.nbytes)   # Huffman on top of lut4: smaller
+    shared = rng.choice(np.array([-90, -7, 0, 3, 50], np.int8), size=(32, 288))
+    enc = encode("huffman", shared)
+    assert "book" not in enc.fields and enc.nbytes == _value_coded(shared)
+    # Both codebook orders are tried: rows whose frequent values differ code shorter by frequency.
+    books = huff_books(w)
+    assert [b.shape for b, _ in books] == [(32, 16), (32, 16)]
+    for book, idx in books:
+        assert (np.take_along_axis(book, idx.astype(np.int64), axis=1) == w).all()
+    for o, row in enumerate(w):                    # ascending values, then most frequent first
+        u, cnt = np.unique(row, return_counts=True)
+        assert books[0][0][o, :u.size].tolist() == u.tolist()
+        assert (np.diff(cnt[np.searchsorted(u, books[1][0][o, :u.size])]) <= 0).all()
 
 
 def test_lut_codebook_choice():
@@ -243,7 +306,7 @@ def test_huffman_table():
     eighth of the stream; every entry names the code that starts its index."""
     assert huff_table_bits(15, 10**6) == 10 and huff_table_bits(4, 10**6) == 4
     assert huff_table_bits(15, 100) == 6 and huff_table_bits(15, 3000) == 7
-    enc = encode("huffman", fib_layer().reshape(10, -1))     # codes of 1..15 bits
+    enc = encode("huffman", fib_layer().reshape(1, -1))      # codes of 1..15 bits
     bits = enc.fields["table_bits"]
     assert bits == huff_table_bits(15, enc.array("wcodes").size - 3) < 15
     assert enc.array("wtable").size == 1 << bits
@@ -359,9 +422,11 @@ int main(void)
         int8_t *values = rd_arr(1, NULL);
         uint32_t *index = rd_arr(4, NULL);
         uint16_t *counts = rd_arr(2, NULL), *table = rd_arr(2, NULL);
+        int8_t *book = rd_arr(1, NULL);
         int32_t scratch_n, out_n;
         need(rd_i32(&scratch_n) && rd_i32(&out_n));
         w.codes = codes; w.values = values; w.index = index; w.counts = counts; w.table = table;
+        w.book = book;
         int8_t *scratch = scratch_n ? malloc((size_t)scratch_n) : NULL;
         int8_t *ref = malloc((size_t)out_n), *got = malloc((size_t)out_n);
         memset(ref, 0x5A, (size_t)out_n);
@@ -408,7 +473,8 @@ int main(void)
         fwrite(ref, 1, (size_t)out_n, stdout);
         fwrite(got, 1, (size_t)out_n, stdout);
         free(mult); free(shift); free(input); free(weights); free(bias); free(folded);
-        free(codes); free(values); free(index); free(counts); free(table); free(scratch); free(ref);
+        free(codes); free(values); free(index); free(counts); free(table); free(book); free(scratch);
+        free(ref);
         free(got);
     }
     return 0;
@@ -473,7 +539,8 @@ def _wcode(enc: Encoded, scratch: int, out_n: int) -> bytes:
     return (_i32(enc.rows, enc.row_len, f.get("levels", 0), f.get("per_channel", 0), f.get("delta_bits", 0),
                  f.get("block_rows", 0), f.get("table_bits", 0))
             + _arr(arr.get("wcodes"), "u1") + _arr(arr.get("wvalues"), "i1") + _arr(arr.get("windex"), "<u4")
-            + _arr(arr.get("wcounts"), "<u2") + _arr(arr.get("wtable"), "<u2") + _i32(scratch, out_n))
+            + _arr(arr.get("wcounts"), "<u2") + _arr(arr.get("wtable"), "<u2") + _arr(arr.get("wbook"), "i1")
+            + _i32(scratch, out_n))
 
 
 def _head(op: str, fmt: str, dsp: bool, ints: list[int], gap: int = -1) -> bytes:
@@ -673,7 +740,8 @@ def test_kernels_on_edge_layers(driver, dsp):
     rng = np.random.default_rng(77)
     cases = []
     layers = {"sparse": [gap_row(), np.zeros((3, 700), np.int8)],
-              "huffman": [fib_layer().reshape(10, -1), np.full((3, 700), -7, np.int8), gap_row()],
+              "huffman": [fib_layer().reshape(10, -1), np.full((3, 700), -7, np.int8), gap_row(), wide_books(),
+                          wide_books(5, 301), clustered_per_channel(rng, (9, 640), 16)],
               "int4": [np.full((3, 700), -8, np.int8)],
               "lut4": [np.full((3, 700), 127, np.int8)],
               "lut8": [np.arange(-128, 128, dtype=np.int8).reshape(2, 128)]}

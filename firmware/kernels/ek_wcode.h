@@ -133,11 +133,12 @@
  *       delta_bits 8: codes [2, 1, 27], values [5, -1, 7]
  *       index [0, 4] or [0, 3]
  *
- * huff (codes = bitstream, values, counts, table, table_bits, block_rows): a
- *   canonical Huffman code over the layer's int8 values, lengths 1..EK_HUFF_MAX_BITS
- *   (length-limited).  counts[len] = number of codes of length len for len = 0 ..
- *   EK_HUFF_MAX_BITS (counts[0] = 0); values[] = the symbols in canonical order
- *   (by code length, then by int8 value ascending).  Codes are assigned in that
+ * huff (codes = bitstream, values, counts, table, table_bits, block_rows; book
+ *   and levels when the symbols are codebook indices): a canonical Huffman code
+ *   over the layer's int8 values (or codebook indices, below), lengths 1..
+ *   EK_HUFF_MAX_BITS (length-limited).  counts[len] = number of codes of length
+ *   len for len = 0 .. EK_HUFF_MAX_BITS (counts[0] = 0); values[] = the symbols
+ *   in canonical order (by code length, then by value ascending).  Codes are assigned in that
  *   order: the first code of length len is (first(len-1) + counts[len-1]) << 1,
  *   first(0) = 0, and each next symbol of the same length takes the next
  *   integer.  The bitstream holds the codes of all of W in row-major order
@@ -153,6 +154,20 @@
  *   with counts and values, as zlib's puff).  table_bits = min(the longest
  *   code, about log2 of the stream's bytes / 16 within 6..EK_HUFF_TABLE_MAX_BITS):
  *   a table of at most an eighth of the stream (edgekit.wformats.huff_table_bits).
+ *   Symbols are either the int8 weights themselves (book NULL) or codebook
+ *   indices (book != NULL): then values[] holds indices 0..levels-1 (as the
+ *   bytes' uint8_t value), book[o*levels + i] is weight i of row o's codebook,
+ *   and a decoded index i of row o stands for book[o*levels + i] (entries of a
+ *   row's codebook past its distinct values are 0 and never indexed; the
+ *   encoder orders each codebook by value or by frequency in the row, whichever
+ *   codes shorter, and keeps whichever of weights or indices is smaller).  A layer
+ *   clustered to 16 values and quantized per channel holds 30-40 int8 values
+ *   but at most 16 per row: its indices code shorter (ek_huff_books maps a
+ *   decoded block back to weights in place, about 2.5 instructions a weight).
+ *     W = [[1, 1, 1, 4], [2, 2, 2, 8]]: levels 2, book [1, 4, 2, 8], indices
+ *       [0, 0, 0, 1, 0, 0, 0, 1] -> codes 0 = 0, 1 = 1; values [0, 1], counts
+ *       [0, 2, 0, ...], codes [0x11, 0, 0, 0], table_bits 1, table [0x100, 0x101]
+ *       (46 bytes; coding the four values 1, 2, 4, 8 instead takes 50).
  *   The kernel decodes block_rows rows at a time into scratch, sequentially
  *   through the whole layer on every call, and computes those output channels
  *   for every pixel (conv) or batch row (FC) before the next block.
@@ -187,7 +202,8 @@ typedef struct {
     const uint32_t *index;     /* sparse: first entry of each row [rows+1]; NULL otherwise */
     const uint16_t *counts;    /* huff: number of codes of each length 0..EK_HUFF_MAX_BITS; NULL otherwise */
     const uint16_t *table;     /* huff: first-level decoding table [1 << table_bits]; NULL otherwise */
-    int32_t levels;            /* lut: entries per codebook */
+    const int8_t *book;        /* huff over codebook indices: the codebooks [rows][levels]; NULL otherwise */
+    int32_t levels;            /* lut: entries per codebook; huff with `book`: entries per row's codebook */
     int32_t per_channel;       /* lut: 1 = one codebook per row, 0 = one for the layer */
     int32_t delta_bits;        /* sparse: 4 or 8 */
     int32_t block_rows;        /* huff: rows decoded into scratch per block, 1..rows */

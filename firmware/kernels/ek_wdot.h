@@ -16,6 +16,7 @@
  *   ek_wc_patch       the K input values of one conv output pixel
  *   ek_huff_init, ek_huff_decode   the next n weights of a Huffman bitstream
  *   ek_huff_block     the next block of rows of a Huffman bitstream
+ *   ek_huff_books     a decoded block of codebook indices mapped to weights
  *   ek_wrows          a walk over a layer's weight rows in one format (EK_WF_*)
  *   ek_wrows_dot      dot(x, the walk's row), the walk moved to the next row
  *   ek_wc_conv, ek_wc_fc   the portable kernels' layer loops, one per op for
@@ -418,13 +419,63 @@ static EK_ALWAYS_INLINE int32_t ek_wrows_dot(ek_wrows *r, const int fmt, const i
     return dot;
 }
 
+/* Codebook indices -> weights in place: the n bytes at dst are indices into book (levels
+ * entries, read as uint8_t). */
+static inline void ek_huff_remap(const int8_t *book, int8_t *dst, int32_t n)
+{
+    const uint8_t *idx = (const uint8_t *)dst;
+    for (; n >= 4; n -= 4, dst += 4, idx += 4) {
+        const int8_t a = book[idx[0]], b = book[idx[1]], c = book[idx[2]], d = book[idx[3]];
+        dst[0] = a;
+        dst[1] = b;
+        dst[2] = c;
+        dst[3] = d;
+    }
+    for (; n > 0; --n, ++dst, ++idx) {
+        *dst = book[*idx];
+    }
+}
+
+/* Out of line: once per block.  A decoded block of n rows from row o0 whose symbols are codebook
+ * indices (w->book != NULL) mapped through each row's codebook: rows one after another, or
+ * (pairs, the _dsp layout) each pair of rows interleaved by four weights then both rows' K % 4
+ * last weights, an odd last row as it is. */
+#if defined(__GNUC__)
+__attribute__((noinline, unused))
+#endif
+static void ek_huff_books(const ek_wcode *w, int8_t *dst, int32_t o0, int32_t n, int pairs)
+{
+    const int32_t K = w->row_len, L = w->levels;
+    const int8_t *book = w->book + (int64_t)o0 * L;
+    int32_t r = 0;
+    if (pairs) {
+        const int32_t q = K & ~3;
+        for (; r + 1 < n; r += 2, book += 2 * L) {
+            for (int32_t j = 0; j < q; j += 4, dst += 8) {
+                ek_huff_remap(book, dst, 4);
+                ek_huff_remap(book + L, dst + 4, 4);
+            }
+            ek_huff_remap(book, dst, K - q);
+            ek_huff_remap(book + L, dst + (K - q), K - q);
+            dst += 2 * (K - q);
+        }
+    }
+    for (; r < n; ++r, book += L, dst += K) {
+        ek_huff_remap(book, dst, K);
+    }
+}
+
 /* The block of a Huffman layer of `rows` rows that starts at row o0 (the stream's next rows):
- * n = min(block_rows, rows - o0) rows decoded into dst (n*K bytes); returns n. */
+ * n = min(block_rows, rows - o0) rows decoded into dst (n*K bytes), as weights (through the
+ * rows' codebooks when the symbols are indices; pairs: the _dsp layout); returns n. */
 static inline int32_t ek_huff_block(const ek_wcode *w, ek_huff_state *s, int8_t *dst, int32_t o0,
-                                    int32_t rows)
+                                    int32_t rows, int pairs)
 {
     const int32_t n = ek_min_i32(w->block_rows, rows - o0);
     ek_huff_decode(w, s, dst, n * w->row_len);
+    if (w->book != NULL) {
+        ek_huff_books(w, dst, o0, n, pairs);
+    }
     return n;
 }
 
@@ -474,7 +525,7 @@ static EK_ALWAYS_INLINE void ek_wc_conv(const ek_conv2d_wc_params *p, const int8
         ek_huff_state bits;
         ek_huff_init(w, &bits);
         for (int32_t o0 = 0; o0 < c->out_c; o0 += w->block_rows) {
-            const int32_t n = ek_huff_block(w, &bits, scratch, o0, c->out_c);
+            const int32_t n = ek_huff_block(w, &bits, scratch, o0, c->out_c, 0);
             ek_wc_conv_rows(c, ek_wrows_s8(scratch, w->row_len), EK_WF_S8, input, bias, output, col, o0, n);
         }
     } else if (fmt == EK_WF_SPARSE) {         /* one loop for both delta widths (a branch per row) */
@@ -495,7 +546,7 @@ static EK_ALWAYS_INLINE void ek_wc_fc(const ek_fc_wc_params *p, const int8_t *in
         ek_huff_state bits;
         ek_huff_init(w, &bits);
         for (int32_t o0 = 0; o0 < f->out_n; o0 += w->block_rows) {
-            const int32_t n = ek_huff_block(w, &bits, scratch, o0, f->out_n);
+            const int32_t n = ek_huff_block(w, &bits, scratch, o0, f->out_n, 0);
             ek_wc_fc_rows(f, ek_wrows_s8(scratch, w->row_len), EK_WF_S8, input, bias, output, o0, n);
         }
     } else if (fmt == EK_WF_SPARSE) {

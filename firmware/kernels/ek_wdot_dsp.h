@@ -489,7 +489,7 @@ static EK_ALWAYS_INLINE void ek_wc_conv_dsp(const ek_conv2d_wc_params *p, const 
         ek_huff_state bits;
         ek_huff_init(w, &bits);
         for (int32_t o0 = 0; o0 < c->out_c; o0 += w->block_rows) {
-            const int32_t end = o0 + ek_huff_block(w, &bits, scratch, o0, c->out_c);
+            const int32_t end = o0 + ek_huff_block(w, &bits, scratch, o0, c->out_c, 1);
             ek_wc_conv_rows_dsp(c, &q, ek_wrows_s8(scratch, w->row_len), EK_WF_S8, input, bias, output, col,
                                 o0, end);
         }
@@ -512,7 +512,7 @@ static EK_ALWAYS_INLINE void ek_wc_fc_dsp(const ek_fc_wc_params *p, const int8_t
         ek_huff_state bits;
         ek_huff_init(w, &bits);
         for (int32_t o0 = 0; o0 < out_n; o0 += block_rows) {
-            const int32_t end = o0 + ek_huff_block(w, &bits, scratch, o0, out_n);
+            const int32_t end = o0 + ek_huff_block(w, &bits, scratch, o0, out_n, 1);
             ek_wc_fc_rows_dsp(&q, ek_wrows_s8(scratch, K), EK_WF_S8, input, batch, out_n, bias, output, o0, end);
         }
     } else if (fmt == EK_WF_SPARSE && w->delta_bits == 8) {
