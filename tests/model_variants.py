@@ -2,12 +2,12 @@
 tensorflow-model-optimization (tfmot) on tf_keras, for tests and benchmarks.
 
     python tests/model_variants.py MODEL KIND OUT.tflite [MODEL KIND OUT.tflite ...]
-        MODEL: kws | resnet | ad        KIND: pruned | clustered | int4
+        MODEL: kws | resnet | ad        KIND: pruned | clustered | pruned-clustered | int4
 
 builds the variants in this (child) process: importing tfmot sets TF_USE_LEGACY_KERAS=1, which
 would break Keras 3 in a test process. The in-process API, ``variant_path(model, kind)`` and
-``variant_paths(pairs)`` (all missing ones in one child: one TensorFlow import, ~1 min for all
-nine), runs this script with ``sys.executable`` and caches the results under
+``variant_paths(pairs)`` (all missing ones in one child: one TensorFlow import, ~1.5 min for all
+twelve), runs this script with ``sys.executable`` and caches the results under
 ``$EDGEKIT_TEST_CACHE/variants`` (default ``~/.cache/edgekit-tests/variants``), keyed by a hash of
 this file's source, the model files' bytes, the arguments and the TF/tfmot versions. A build is
 deterministic: the same bytes alone or in a batch, run after run.
@@ -20,6 +20,12 @@ as targets; BatchNormalization statistics stay frozen. The kinds:
              (Conv2D, Dense; never DepthwiseConv2D), strip_pruning, full-integer int8 PTQ.
   clustered  cluster_weights, 16 clusters (KMEANS_PLUS_PLUS) on Conv2D and Dense, strip_clustering,
              int8 PTQ: each output channel of those layers holds at most 16 distinct int8 values.
+  pruned-clustered
+             Deep Compression's pipeline: pruned exactly as "pruned" (prune_low_magnitude, fine-tune,
+             strip_pruning), then sparsity-preserving clustering (experimental.cluster_weights, 16
+             clusters, KMEANS_PLUS_PLUS, preserve_sparsity=True: one centroid is held at zero and the
+             pruned weights stay in it), a fine-tune, strip_clustering and int8 PTQ: those layers are
+             >= 75 % zeros AND each output channel holds at most 16 distinct int8 values, zero included.
   int4       QAT with DefaultNBitQuantizeScheme(num_bits_weight=4, num_bits_activation=8): INT4
              (TensorType 17, two per byte, low nibble first) weights for every CONV_2D,
              DEPTHWISE_CONV_2D and FULLY_CONNECTED. Runs in TFLM, not in LiteRT's BUILTIN_REF
@@ -56,7 +62,7 @@ MODELS = {
     "resnet": ("pretrainedResnet.h5", "pretrainedResnet_quant.tflite"),
     "ad": ("ad01.h5", "ad01_int8.tflite"),
 }
-KINDS = ("pruned", "clustered", "int4")
+KINDS = ("pruned", "clustered", "pruned-clustered", "int4")
 
 SEED = 2026
 SPARSITY = 0.8
@@ -75,7 +81,10 @@ CHILD_TIMEOUT_S = 300  # per variant
 WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 # The TFLite ops of the layers tfmot prunes and clusters (it skips DepthwiseConv2D).
 COMPRESSED_OPS = {"pruned": ("CONV_2D", "FULLY_CONNECTED"), "clustered": ("CONV_2D", "FULLY_CONNECTED"),
-                  "int4": WEIGHT_OPS}
+                  "pruned-clustered": ("CONV_2D", "FULLY_CONNECTED"), "int4": WEIGHT_OPS}
+# The kinds whose compressed layers must be sparse, and those limited to CLUSTERS values per channel.
+SPARSE_KINDS = ("pruned", "pruned-clustered")
+CLUSTERED_KINDS = ("clustered", "pruned-clustered")
 INT4 = 17  # TensorType.INT4
 
 
@@ -266,9 +275,9 @@ def check_variant(tflite: bytes, kind: str) -> list[str]:
             problems.append(f"{where}: INT4 in an int8 variant")
         if w["op"] not in COMPRESSED_OPS[kind]:
             continue
-        if kind == "pruned" and np.mean(w["values"] == 0) < 0.75:
+        if kind in SPARSE_KINDS and np.mean(w["values"] == 0) < 0.75:
             problems.append(f"{where}: only {np.mean(w['values'] == 0):.1%} zeros")
-        if kind == "clustered" and distinct_per_channel(w) > CLUSTERS:
+        if kind in CLUSTERED_KINDS and distinct_per_channel(w) > CLUSTERS:
             problems.append(f"{where}: {distinct_per_channel(w)} distinct values in one output channel")
         if kind == "int4" and not (w["values"].min() >= -8 and w["values"].max() <= 7):
             problems.append(f"{where}: values outside [-8, 7]")
@@ -360,6 +369,15 @@ def _fine_tune(keras, model, x, y, classifier: bool, callbacks=()) -> None:
     model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=True, verbose=0, callbacks=list(callbacks))
 
 
+def _prune(tfmot, keras, model, x, y, classifier: bool):
+    """prune_low_magnitude to SPARSITY on every layer tfmot prunes, fine-tune, strip_pruning."""
+    sparsity = tfmot.sparsity.keras
+    schedule = sparsity.ConstantSparsity(SPARSITY, begin_step=0, frequency=1)
+    wrapped = sparsity.prune_low_magnitude(model, pruning_schedule=schedule)
+    _fine_tune(keras, wrapped, x, y, classifier, callbacks=[sparsity.UpdatePruningStep()])
+    return sparsity.strip_pruning(wrapped)
+
+
 def _convert(tf, model, calib: np.ndarray | None) -> bytes:
     """Batch-1 concrete function -> TFLite with int8 input and output (full-integer PTQ with a
     representative dataset when calib is given; a QAT model carries its own ranges)."""
@@ -426,11 +444,20 @@ def build(model: str, kind: str) -> tuple[bytes, dict]:
 
     t = time.monotonic()
     if kind == "pruned":
-        sparsity = tfmot.sparsity.keras
-        schedule = sparsity.ConstantSparsity(SPARSITY, begin_step=0, frequency=1)
-        wrapped = sparsity.prune_low_magnitude(float_model, pruning_schedule=schedule)
-        _fine_tune(keras, wrapped, x, y, classifier, callbacks=[sparsity.UpdatePruningStep()])
-        final = sparsity.strip_pruning(wrapped)
+        final = _prune(tfmot, keras, float_model, x, y, classifier)
+    elif kind == "pruned-clustered":
+        # preserve_sparsity is in the experimental API only, and tfmot.clustering.keras.experimental is an
+        # empty package in tfmot 0.8.1 (no cluster_weights attribute): import its cluster module itself.
+        # tfmot takes the mask from the weights the initial clustering maps to the zero centroid, so the
+        # pruned zeros (and any weight nearest zero) stay zero; it resets that centroid to zero each call.
+        from tensorflow_model_optimization.python.core.clustering.keras.experimental import cluster as experimental
+
+        clustering = tfmot.clustering.keras
+        wrapped = experimental.cluster_weights(
+            _prune(tfmot, keras, float_model, x, y, classifier), number_of_clusters=CLUSTERS,
+            cluster_centroids_init=clustering.CentroidInitialization.KMEANS_PLUS_PLUS, preserve_sparsity=True)
+        _fine_tune(keras, wrapped, x, y, classifier)
+        final = clustering.strip_clustering(wrapped)
     elif kind == "clustered":
         clustering = tfmot.clustering.keras
         wrapped = clustering.cluster_weights(

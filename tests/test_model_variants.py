@@ -1,9 +1,9 @@
-"""Compressed variants of the three MLPerf Tiny models (tests/model_variants.py): each of the nine
+"""Compressed variants of the three MLPerf Tiny models (tests/model_variants.py): each of the twelve
 builds, runs in its reference interpreter, and has the property its kind claims.
 
 int8 variants run in LiteRT's reference kernels (BUILTIN_REF); int4 ones in TFLite Micro's Python
 interpreter (LiteRT's BUILTIN_REF has no DEPTHWISE_CONV_2D version 7, the int4 one). The first run
-builds all nine in one child process (about a minute) and caches them; later runs read the cache.
+builds all twelve in one child process (about a minute and a half) and caches them; later runs read the cache.
 """
 from __future__ import annotations
 
@@ -143,6 +143,71 @@ def test_clustered_variant_has_at_most_16_values_per_channel(model, shared_model
     # Not a vacuous bound: the reference model has more distinct values per channel.
     reference = mv.weight_tensors((shared_models / mv.MODELS[model][1]).read_bytes())
     assert max(mv.distinct_per_channel(w) for w in reference) > 2 * mv.CLUSTERS
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("model", list(mv.MODELS))
+def test_pruned_clustered_variant_is_sparse_and_has_at_most_16_values_per_channel(model, shared_models):
+    """Deep Compression's pruning then sparsity-preserving clustering: both properties at once, in every
+    CONV_2D and FULLY_CONNECTED (the zero tfmot holds as one of the 16 centroids counts as a value)."""
+    weights = mv.weight_tensors(_variant(model, "pruned-clustered"))
+    compressed = [w for w in weights if w["op"] in ("CONV_2D", "FULLY_CONNECTED")]
+    assert len(compressed) == sum(op != "DEPTHWISE_CONV_2D" for op in LAYERS[model])
+    for w in compressed:
+        where = f"{w['op']} {list(w['shape'])}"
+        assert w["type"] == 9, where   # INT8
+        zeros = float(np.mean(w["values"] == 0))
+        assert zeros >= 0.75, f"{where}: {zeros:.1%} zeros"
+        assert mv.distinct_per_channel(w) <= mv.CLUSTERS, where
+    # tfmot neither prunes nor clusters DepthwiseConv2D.
+    for w in weights:
+        if w["op"] == "DEPTHWISE_CONV_2D":
+            assert np.mean(w["values"] == 0) < 0.5
+    # Not a vacuous bound: pruning alone leaves more distinct values per channel.
+    pruned = mv.weight_tensors(_variant(model, "pruned"))
+    assert max(mv.distinct_per_channel(w) for w in pruned if w["op"] != "DEPTHWISE_CONV_2D") > mv.CLUSTERS
+    assert mv.check_variant(_variant(model, "pruned-clustered"), "pruned-clustered") == []
+
+
+def test_check_variant_wants_both_properties_for_pruned_clustered():
+    """A weight tensor that is only sparse, or only clustered, fails the pruned-clustered check."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    def one_fc(values: np.ndarray) -> bytes:
+        m = schema.ModelT()
+        m.version = 3
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.FULLY_CONNECTED
+        m.operatorCodes = [code]
+        empty, data = schema.BufferT(), schema.BufferT()
+        data.data = values.astype(np.int8).view(np.uint8).ravel()
+        m.buffers = [empty, data]
+        tensors = []
+        for name, shape, buffer in (("x", [1, values.shape[1]], 0), ("w", list(values.shape), 1),
+                                    ("y", [1, values.shape[0]], 0)):
+            t = schema.TensorT()
+            t.name, t.shape, t.type, t.buffer = name, shape, schema.TensorType.INT8, buffer
+            tensors.append(t)
+        op = schema.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = 0, [0, 1], [2]
+        graph = schema.SubGraphT()
+        graph.tensors, graph.inputs, graph.outputs, graph.operators = tensors, [0], [2], [op]
+        m.subgraphs = [graph]
+        builder = flatbuffers.Builder(1024)
+        builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+        return bytes(builder.Output())
+
+    rng = np.random.default_rng(3)
+    dense = rng.integers(-127, 128, size=(8, 256))
+    few = rng.integers(-7, 9, size=(8, 256))            # 16 values: -7..8, zero among them
+    sparse_mask = rng.random((8, 256)) < 0.8
+    both = one_fc(np.where(sparse_mask, 0, few))
+    assert mv.check_variant(both, "pruned-clustered") == []
+    only_sparse = mv.check_variant(one_fc(np.where(sparse_mask, 0, dense)), "pruned-clustered")
+    assert len(only_sparse) == 1 and "distinct values" in only_sparse[0]
+    only_clustered = mv.check_variant(one_fc(np.where(few == 0, 1, few)), "pruned-clustered")
+    assert len(only_clustered) == 1 and "zeros" in only_clustered[0]
 
 
 @pytest.mark.shared
