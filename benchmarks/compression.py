@@ -6,8 +6,9 @@ on the emulated Cortex-M4, for each model variant and each `--weights` format.
         [--target cortex-m4] [--json F]
 
 Variants: the shared int8 model itself, and tests/model_variants.py's tfmot variants (pruned to
-80 %, clustered to 16 clusters, QAT 4-bit with INT4 weight tensors; short fine-tuning on synthetic
-data: the figures are about size and exactness, not accuracy). Each (variant, format) is exported
+80 %, clustered to 16 clusters, pruned to 80 % then clustered to 16 with the zeros kept (Deep
+Compression's pipeline), QAT 4-bit with INT4 weight tensors; short fine-tuning on synthetic data:
+the figures are about size and exactness, not accuracy). Each (variant, format) is exported
 with `--weights FORMAT` (`auto` = `--weights auto --optimize size`), built with arm-none-eabi-gcc
 -O2 and run by `edgekit bench --emulate` (QEMU -icount: instructions are exact and repeatable);
 every output is checked against the reference (LiteRT's reference kernels, TFLite Micro for INT4
@@ -33,7 +34,7 @@ MODELS_DIR = REPO.parent / "shared" / "models" / "mlperf-tiny"
 MODELS = {"kws": ("KWS DS-CNN", "kws_ref_model.tflite"),
           "resnet": ("ResNet-8", "pretrainedResnet_quant.tflite"),
           "ad": ("FC autoencoder", "ad01_int8.tflite")}
-VARIANTS = ("int8", "pruned", "clustered", "int4")
+VARIANTS = ("int8", "pruned", "clustered", "pruned-clustered", "int4")
 FORMATS = ("int8", "int4", "lut4", "lut8", "sparse", "huffman", "auto")
 
 

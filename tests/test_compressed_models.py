@@ -1,11 +1,12 @@
 """Compressed weight formats on whole models: pruned, clustered and 4-bit QAT variants of the three
 MLPerf Tiny models (tests/model_variants.py, made with tensorflow-model-optimization).
 
-Each variant is exported with the format its compression suits (sparse, lut4, int4), with
-Huffman, and with `--weights auto --optimize size`; the host build (ASan/UBSan) and the emulated
+Each variant is exported with the format its compression suits (sparse, lut4, int4; lut4 for
+the pruned-and-clustered one), with Huffman, and with `--weights auto --optimize size`; the host build (ASan/UBSan) and the emulated
 Cortex-M4 must equal the reference interpreter byte for byte: LiteRT's reference kernels for
 the int8 variants, TFLite Micro for the INT4 ones (edgekit.reference picks it). The formats must
-also deliver what they are for: fewer weight bytes than int8.
+also deliver what they are for: fewer weight bytes than int8, and Huffman (of codebook
+indices) fewer than lut4 on the clustered variants.
 """
 from __future__ import annotations
 
@@ -21,10 +22,13 @@ from edgekit.reference import reference_outputs
 from edgekit.targets import get_target
 
 MODELS = ("kws", "resnet", "ad")
-NATURAL = {"pruned": "sparse", "clustered": "lut4", "int4": "int4"}
+NATURAL = {"pruned": "sparse", "clustered": "lut4", "pruned-clustered": "lut4", "int4": "int4"}
 # (variant, format) -> the largest weights/int8 byte ratio over the layers that took the format.
 MAX_RATIO = {("pruned", "sparse"): 0.6, ("clustered", "lut4"): 0.8, ("int4", "int4"): 0.55,
-             ("clustered", "huffman"): 0.8}
+             ("clustered", "huffman"): 0.8, ("pruned-clustered", "lut4"): 0.8,
+             ("pruned-clustered", "huffman"): 0.4}
+# Huffman on top of lut4 (codebook indices coded by frequency): its weight bytes over lut4's, at most.
+HUFFMAN_OVER_LUT4 = {"clustered": 0.99, "pruned-clustered": 0.6}
 
 pytestmark = pytest.mark.shared
 
@@ -88,3 +92,30 @@ def test_compressed_variant_bit_exact_on_cortex_m4(model, variant, fmt, variants
     y, machine = run_firmware(compiled, x)
     assert machine == "mps2-an386"
     assert_bit_exact(y, reference_outputs(path, x), f"{model} {variant} {fmt} on cortex-m4")
+
+
+@pytest.mark.parametrize("variant", sorted(HUFFMAN_OVER_LUT4))
+@pytest.mark.parametrize("model", MODELS)
+def test_huffman_on_top_of_lut4_is_smaller(model, variant, variants):
+    """On clustered layers Huffman codes the per-channel codebook indices, so it is smaller than
+    lut4 (whose indices take 4 bits each): a little on the clustered variants (the 16 clusters
+    are used about evenly), about half on the pruned-and-clustered ones (80 % of the indices
+    name the zero centroid)."""
+    import numpy as np
+
+    from edgekit.importers.tflite import load_tflite
+    from edgekit.wformats import encode
+    from edgekit.wselect import weight_rows
+    graph = load_tflite(str(variants[model, variant]))
+    lut4 = huffman = 0
+    for op in graph.ops:
+        if op.kind not in ("CONV_2D", "FULLY_CONNECTED"):
+            continue
+        rows = weight_rows(graph, op)
+        enc = encode("lut4", rows)
+        assert not isinstance(enc, str), f"{op.location}: {enc}"
+        coded = encode("huffman", rows, layout="dsp")
+        assert np.array_equal(coded.decode(), rows)
+        lut4 += enc.nbytes
+        huffman += coded.nbytes
+    assert huffman <= HUFFMAN_OVER_LUT4[variant] * lut4, f"Huffman {huffman:,} bytes, lut4 {lut4:,}"
