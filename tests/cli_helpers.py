@@ -1,5 +1,6 @@
-"""Running the edgekit CLI in tests and checking its one-line user errors (shared by
-test_bad_inputs.py and test_cli.py)."""
+"""Running the edgekit CLI in tests, checking its one-line user errors and that a failed export
+wrote nothing, and editing .tflite files (shared by test_bad_inputs.py, test_cli.py and
+test_refusals_direct.py)."""
 from __future__ import annotations
 
 import os
@@ -8,6 +9,28 @@ import sys
 from pathlib import Path
 
 from edgekit.cli import main
+
+
+def leftovers(out: Path) -> list[str]:
+    """Temp or backup directories an export left beside `out` (.out.tmp-*, .out.old-*)."""
+    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}."))
+
+
+def assert_not_written(out: Path) -> None:
+    assert not out.exists(), f"a failed export created {out}: {sorted(os.listdir(out))}"
+    assert leftovers(out) == [], f"a failed export left {leftovers(out)} beside {out}"
+
+
+def patched(tflite: bytes, edit) -> bytes:
+    """Parse a .tflite into the object API, let `edit(model)` change it, re-serialize."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    edit(model)
+    builder = flatbuffers.Builder(len(tflite) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def run_edgekit(*args, cwd: Path) -> subprocess.CompletedProcess:

@@ -19,13 +19,12 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
-import flatbuffers
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 
 import edgekit
-from cli_helpers import assert_user_error, call, run_edgekit
+from cli_helpers import assert_not_written, assert_user_error, call, leftovers, patched, run_edgekit
 from conftest import assert_bit_exact, test_inputs
 from edgekit.cli import main
 from edgekit.reference import reference_outputs
@@ -39,29 +38,10 @@ MULTI = "add_conv_conv"      # CONV_2D x2 + ADD: intermediate tensors in the are
 # Helpers
 # --------------------------------------------------------------------------
 
-def leftovers(out: Path) -> list[str]:
-    """Temp or backup directories an export left beside `out` (.out.tmp-*, .out.old-*)."""
-    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}."))
-
-
-def assert_not_written(out: Path) -> None:
-    assert not out.exists(), f"a failed export created {out}: {sorted(os.listdir(out))}"
-    assert leftovers(out) == []
-
-
 def snapshot(d: Path) -> dict[str, str]:
     """Every file under d (relative path -> sha256) to show a directory was left untouched."""
     return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(d.rglob("*")) if p.is_file()}
-
-
-def patched(tflite: bytes, edit) -> bytes:
-    """Parse a .tflite into the object API, let `edit(model)` change it, re-serialize."""
-    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
-    edit(model)
-    builder = flatbuffers.Builder(len(tflite) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
 
 
 @pytest.fixture

@@ -13,15 +13,12 @@ proves the refusal is conditional (so the test fails if the condition were dropp
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
-import flatbuffers
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 
-from cli_helpers import assert_user_error, call, run_edgekit
+from cli_helpers import assert_not_written, assert_user_error, call, patched, run_edgekit
 from edgekit.errors import UnsupportedModelError
 from edgekit.export import export
 from edgekit.importers.tflite import load_tflite
@@ -32,21 +29,6 @@ from opmodels import op_model
 MULTI = "add_conv_conv"   # CONV_2D a, CONV_2D b, ADD: two intermediate int8 tensors
 INT4 = schema.TensorType.INT4
 WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
-
-
-def patched(tflite: bytes, edit) -> bytes:
-    """Parse a .tflite into the object API, let `edit(model)` change it, re-serialize."""
-    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
-    edit(model)
-    builder = flatbuffers.Builder(len(tflite) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-def assert_not_written(out: Path) -> None:
-    assert not out.exists(), f"a failed export created {out}: {sorted(os.listdir(out))}"
-    left = sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}."))
-    assert left == [], f"a failed export left {left} beside {out}"
 
 
 # --------------------------------------------------------------------------
