@@ -27,11 +27,12 @@ int8 values, or indices into per-row codebooks (`wbook`, ordered by value or by 
 row: huff_books), whichever of the three encodings is smallest: a layer clustered to 16 values
 and quantized per channel holds 30-40 values but at most 16 per row, so its indices code shorter.
 
-Layouts: `encode(..., layout="dsp")` writes the arrays the _dsp kernel variants read
-(DSP_KERNELS; ek_wcode.h documents both layouts), of the same size: int4 permutes the nibbles
-within groups of eight weights and interleaves pairs of rows, huffman codes the rows of each
-block in interleaved pairs (block_rows then even). lut4, lut8 and sparse have one layout for
-both kernels.
+Layouts: `encode(..., layout="dsp")` writes the arrays that the _dsp kernel variants of
+DSP_LAYOUT_KERNELS read (kernel_layout(op, fmt, dsp) says which layout a kernel reads;
+ek_wcode.h documents both), of the same size: int4 permutes the nibbles within groups of eight
+weights and interleaves pairs of rows, huffman codes the rows of each block in interleaved pairs
+(block_rows then even) for the FC kernel. lut4, lut8 and sparse have one layout for both
+kernels, and the _dsp Huffman convolution reads the portable one.
 """
 from __future__ import annotations
 
@@ -54,6 +55,17 @@ HUFF_STREAM_PAD = 3         # zero bytes after the Huffman bitstream (the decode
 # The (op, format) pairs with a _dsp kernel variant (Armv7E-M SIMD; same signature). The variant
 # reads the "dsp" layout of encode().
 DSP_KERNELS = frozenset((op, fmt) for op in ("conv2d", "fc") for fmt in ("int4", "lut4", "lut8", "sparse", "huffman"))
+
+
+# The (op, format) kernels that read the "dsp" layout of encode(): the rest read the portable one,
+# _dsp variants included (ek_conv2d_s8_huff_dsp runs plain decoded rows through the folded GEMM).
+DSP_LAYOUT_KERNELS = frozenset({("conv2d", "int4"), ("fc", "int4"), ("fc", "huffman")})
+
+
+def kernel_layout(op: str, fmt: str, dsp: bool) -> str:
+    """The layout of encode() that the (op, format) kernel reads: "dsp" for the _dsp variants
+    in DSP_LAYOUT_KERNELS, "portable" otherwise."""
+    return "dsp" if dsp and (op, fmt) in DSP_LAYOUT_KERNELS else "portable"
 
 
 def kernel_name(op: str, fmt: str, dsp: bool = False) -> str:
@@ -510,20 +522,31 @@ def conv_needs_patch(k_h: int, k_w: int, pad_top: int, pad_left: int) -> bool:
     return not (k_h == 1 and k_w == 1 and pad_top == 0 and pad_left == 0)
 
 
-def scratch_bytes(kernel_kind: str, enc: Encoded, needs_patch: bool, out_channels: int = 0) -> int:
+def scratch_bytes(kernel_kind: str, enc: Encoded, needs_patch: bool, out_channels: int = 0,
+                  dsp: bool = False) -> int:
     """Scratch bytes of a format kernel (the table in ek_wcode.h). kernel_kind: 'conv2d', 'fc'
     or 'dwconv'; needs_patch: conv_needs_patch(...) for conv2d, ignored otherwise; out_channels:
-    the depthwise layer's out_c (its accumulators), ignored otherwise."""
+    the depthwise layer's out_c (its accumulators), ignored otherwise; dsp: the _dsp variant."""
     if kernel_kind not in OPS:
         raise ValueError(f"unknown kernel kind {kernel_kind!r}; expected one of {', '.join(OPS)}")
     k = enc.row_len
     if kernel_kind == "dwconv":       # int32 accumulators of one output pixel: 4 * out_c
         return 4 * out_channels
-    if kernel_kind == "conv2d" and enc.format == "sparse" and enc.layout == "dsp":
+    if kernel_kind == "conv2d" and dsp and enc.format == "sparse":
         return sparse_dsp_conv_scratch(enc.rows, k, needs_patch)
+    if kernel_kind == "conv2d" and dsp and enc.format == "huffman":
+        return huff_dsp_conv_scratch(enc.rows, k, int(enc.fields["block_rows"]), needs_patch)
     rows = enc.fields["block_rows"] * k if enc.format == "huffman" else 0
     patch = k if kernel_kind == "conv2d" and needs_patch else 0
     return rows + patch
+
+
+def huff_dsp_conv_scratch(out_c: int, k: int, block_rows: int, needs_patch: bool) -> int:
+    """Scratch of ek_conv2d_s8_huff_dsp (ek_wcode.h): the per-channel requantization blocks (4
+    int32 each), the 4-pixel buffer (two int32 per patch value, in groups of four), the decoded
+    rows (each padded to whole groups of four), then, when patches are built, one int8 patch."""
+    groups = -(-k // 4)
+    return 16 * out_c + 32 * groups + block_rows * 4 * groups + (k if needs_patch else 0)
 
 
 def sparse_dsp_conv_scratch(out_c: int, k: int, needs_patch: bool) -> int:

@@ -14,7 +14,7 @@ auto picks per layer, among the formats the layer can take:
                        sparse format, which is smaller and faster);
   --optimize balanced  the fewest bytes among formats estimated at most 2x int8's instructions.
 The estimates (instructions per layer) come from COST, per-MAC / per-entry figures measured on
-the emulated Cortex-M4 by benchmarks/compression.py; they rank formats, they are not promises.
+the emulated Cortex-M4 by benchmarks/format_costs.py; they rank formats, they are not promises.
 """
 from __future__ import annotations
 
@@ -32,33 +32,32 @@ COMPRESSIBLE = ("CONV_2D", "FULLY_CONNECTED", "DEPTHWISE_CONV_2D")
 DEPTHWISE_FORMATS = ("int8", "int4")
 BALANCED_SLOWDOWN = 2.0
 
-# Estimated instructions: per MAC for dense formats, per stored entry (fillers included) and
-# output pixel for sparse, and the Huffman decode per weight per inference on top of its dense
-# compute (huff_mac). Measured as the instructions of one kernel call in QEMU under -icount (a
-# bare-metal firmware timing each call with the board timer, 5 instructions per tick) on four
-# layers: FC 640->128 and 128->128, a 1x1 convolution 64->64 on 25x5 pixels, a 3x3 convolution
-# 16->32 on 12x12; random weights each format can hold (uniform int4, 16 levels per channel for
-# lut4, Laplace for lut8 and huffman, 80 % zeros for sparse); the mean over the four layers.
-# Each figure includes its kernel's requantization and loop overheads, so per entry is larger
-# for short rows. The "dsp" sparse figure was re-measured when ek_conv2d_s8_sparse_dsp began
-# computing four output pixels per pass, on the pruned MLPerf Tiny layers (per entry and output
-# pixel): FC 640->128 5.0, FC 128->128 7.3, KWS's 1x1 64->64 3.9, ResNet-8's 3x3 16->32 3.4 and
-# 16->16 4.4 (patches included); 5.0 is their mean (4.8) rounded up.
-#   "dsp":      Cortex-M4 (mps2-an386), the _dsp kernels (int8: ek_fc_s8_dsp, ek_conv2d_s8_1x1_dsp,
-#               ek_conv2d_s8_dsp; the formats: ek_*_s8_<w>_dsp).
-#   "portable": Cortex-M3 (mps2-an385), the portable kernels (ek_conv2d_s8, ek_fc_s8, ek_*_s8_<w>).
-# huff_decode and huff_mac are solved from the FC 128->128 layer (each weight used once) and the
-# 1x1 convolution (each weight used 125 times). huff_books (a Huffman code over codebook indices:
-# mapping each decoded index through its row's codebook, per weight) is the difference of whole-
-# model instructions between index and value codes on the clustered FC autoencoder and ResNet-8
-# (2.2 and 2.4 per index-coded weight on the M4, rounded up; the portable kernels run the same C
-# loop). patch (building a conv patch, per value) is the earlier estimate, not re-measured.
+# Estimated instructions, per kernel set ("dsp": the _dsp kernels, Cortex-M4/M7; "portable": the
+# portable C kernels) and op kind: per MAC for the dense formats (patches, requantization and loop
+# overheads included); per stored entry (fillers included) and output pixel for sparse; for
+# Huffman, huff_decode per weight per inference plus huff_mac per MAC on the decoded rows (a
+# convolution's includes rebuilding its patches for every decoded block), and huff_books per
+# weight when the code is over codebook indices (each mapped back through its channel's codebook).
+# Measured by `.venv/bin/python benchmarks/format_costs.py` (every format on the MLPerf Tiny models
+# and their tfmot variants, per layer, on the emulated Cortex-M4 with QEMU -icount: the _dsp and the
+# portable kernels), whose summary prints this table; huff_books is the difference of whole-model
+# instructions between index and value codes on the clustered FC autoencoder and ResNet-8 (2.2 and
+# 2.4 per index-coded weight, rounded up). Short rows cost more per MAC than these means; they
+# only rank a layer's formats against each other and int8.
 COST = {
-    "dsp": dict(int8=2.0, int4=2.25, lut4=4.5, lut8=4.6, sparse_entry=5.0, huff_mac=2.7,
-                huff_decode=14.0, huff_books=2.5, patch=2.0),
-    "portable": dict(int8=7.6, int4=6.1, lut4=7.1, lut8=6.6, sparse_entry=10.8, huff_mac=5.4,
-                     huff_decode=13.7, huff_books=2.5, patch=2.0),
+    ("dsp", "conv"): dict(int8=1.11, int4=2.38, lut4=4.76, lut8=4.85, sparse_entry=3.82, huff_decode=12.05,
+                          huff_mac=1.51),
+    ("dsp", "fc"): dict(int8=1.98, int4=2.21, lut4=4.70, lut8=4.81, sparse_entry=6.76, huff_decode=12.05,
+                        huff_mac=1.98),
+    ("dsp", "dwconv"): dict(int8=4.18, int4=13.62),
+    ("portable", "conv"): dict(int8=8.56, int4=6.20, lut4=7.22, lut8=6.66, sparse_entry=11.58, huff_decode=9.23,
+                               huff_mac=5.08),
+    ("portable", "fc"): dict(int8=7.36, int4=5.95, lut4=6.87, lut8=6.35, sparse_entry=9.69, huff_decode=9.23,
+                             huff_mac=7.36),
+    ("portable", "dwconv"): dict(int8=32.49, int4=13.62),
 }
+HUFF_BOOKS_COST = 2.5
+KINDS = {"CONV_2D": "conv", "FULLY_CONNECTED": "fc", "DEPTHWISE_CONV_2D": "dwconv"}
 
 
 @dataclass
@@ -99,31 +98,27 @@ def output_pixels(graph: Graph, op: Op) -> int:
     return int(np.prod(out.shape[1:3])) if len(out.shape) == 4 else 1
 
 
-def decode_instructions(fmt: str, enc, rows: np.ndarray, dsp: bool) -> int:
+def decode_instructions(fmt: str, enc, rows: np.ndarray, dsp: bool, kind: str = "fc") -> int:
     """Huffman's decoding work per inference (every weight is decoded once per inference, and
     mapped through its row's codebook when the code is over codebook indices)."""
     if fmt != "huffman":
         return 0
-    c = COST["dsp" if dsp else "portable"]
-    per_weight = c["huff_decode"] + (c["huff_books"] if "book" in enc.fields else 0.0)
+    per_weight = COST["dsp" if dsp else "portable", kind]["huff_decode"]
+    per_weight += HUFF_BOOKS_COST if "book" in enc.fields else 0.0
     return int(rows.size * per_weight)
 
 
-def estimate_instructions(fmt: str, enc, rows: np.ndarray, pixels: int, dsp: bool,
-                          patch: bool) -> int:
-    c = COST["dsp" if dsp else "portable"]
-    n_rows, k = rows.shape
-    macs = pixels * n_rows * k
-    patch_cost = pixels * k * c["patch"] if patch else 0
-    if fmt == "int8":
-        return int(macs * c["int8"])
+def estimate_instructions(fmt: str, enc, rows: np.ndarray, pixels: int, dsp: bool, kind: str) -> int:
+    """The layer's estimated instructions per inference in format fmt (COST); kind: 'conv', 'fc'
+    or 'dwconv'."""
+    c = COST["dsp" if dsp else "portable", kind]
+    macs = pixels * rows.size
     if fmt == "sparse":
         entries = int(enc.array("windex")[-1])     # stored entries, fillers included
-        return int(pixels * entries * c["sparse_entry"] + patch_cost)
+        return int(pixels * entries * c["sparse_entry"])
     if fmt == "huffman":
-        blocks = -(-n_rows // max(1, int(enc.fields.get("block_rows", n_rows))))
-        return int(decode_instructions(fmt, enc, rows, dsp) + macs * c["huff_mac"] + patch_cost * blocks)
-    return int(macs * c[fmt] + patch_cost)
+        return int(decode_instructions(fmt, enc, rows, dsp, kind) + macs * c["huff_mac"])
+    return int(macs * c[fmt])
 
 
 HUFFMAN_DECODE = ("layer", "boot")
@@ -149,8 +144,7 @@ def choose_weight_formats(graph: Graph, mode: str = "auto", optimize: str = "spe
             continue     # the lowering refuses it with its own message
         rows = weight_rows(graph, op)
         pixels = output_pixels(graph, op)
-        w_shape = graph.t(op.inputs[1]).shape    # a 1x1 filter never pads
-        patch = op.kind == "CONV_2D" and wformats.conv_needs_patch(int(w_shape[1]), int(w_shape[2]), 0, 0)
+        kind = KINDS[op.kind]
         allowed = ("int8",) + wformats.FORMATS
         if op.kind == "DEPTHWISE_CONV_2D":   # no depthwise kernel reads codebooks, sparse or Huffman
             allowed = DEPTHWISE_FORMATS + (("huffman",) if boot else ())
@@ -170,7 +164,7 @@ def choose_weight_formats(graph: Graph, mode: str = "auto", optimize: str = "spe
                 continue
             nbytes = rows.size if fmt == "int8" else enc.nbytes
             at_boot = boot and fmt == "huffman"      # then the layer runs its int8 kernel
-            cost = estimate_instructions("int8" if at_boot else fmt, enc, rows, pixels, dsp, patch)
+            cost = estimate_instructions("int8" if at_boot else fmt, enc, rows, pixels, dsp, kind)
             candidates[fmt] = (nbytes, cost, enc)
         int8_bytes, int8_cost, _ = candidates["int8"]
         note = ""
@@ -196,6 +190,6 @@ def choose_weight_formats(graph: Graph, mode: str = "auto", optimize: str = "spe
         choices.append(LayerFormat(op=op, kind=op.kind, requested=mode, chosen=chosen, bytes=nbytes,
                                    int8_bytes=int8_bytes, instructions=cost, int8_instructions=int8_cost,
                                    note=note, decode_instructions=0 if op.options["weights_boot"]
-                                   else decode_instructions(chosen, enc, rows, dsp)))
+                                   else decode_instructions(chosen, enc, rows, dsp, kind)))
     return choices
 

@@ -33,7 +33,8 @@ from edgekit.ops.compressed import conv_inplace, uses_dsp_kernel  # noqa: E402
 from edgekit.ops.conv import fold_input_offset  # noqa: E402
 from edgekit.targets import get_target  # noqa: E402
 from edgekit.wformats import (DSP_KERNELS, FORMATS, HUFF_MAX_BITS, LAYOUTS, W4_DSP_ORDER, Encoded,  # noqa: E402
-                              canonical_codes, conv_needs_patch, encode, huff_books, huff_table_bits, kernel_name,
+                              canonical_codes, conv_needs_patch, encode, huff_books, huff_table_bits, kernel_layout,
+                              kernel_name,
                               limited_code_lengths, scratch_bytes)
 
 KERNELS = REPO / "firmware" / "kernels"
@@ -336,9 +337,17 @@ def test_scratch_bytes_table():
         enc = encode(fmt, w)
         assert (scratch_bytes("conv2d", enc, True), scratch_bytes("conv2d", enc, False),
                 scratch_bytes("fc", enc, False)) == (30, 0, 0)
-    sp = encode("sparse", w, layout="dsp")       # blocks, the 4-pixel buffer of 32 values, two patches
-    assert (scratch_bytes("conv2d", sp, True), scratch_bytes("conv2d", sp, False),
-            scratch_bytes("fc", sp, False)) == (16 * 10 + 32 * 8 + 2 * 30, 16 * 10 + 32 * 8, 0)
+    sp = encode("sparse", w)       # _dsp: blocks, the 4-pixel buffer of 32 values, two patches
+    assert (scratch_bytes("conv2d", sp, True, dsp=True), scratch_bytes("conv2d", sp, False, dsp=True),
+            scratch_bytes("fc", sp, False, dsp=True)) == (16 * 10 + 32 * 8 + 2 * 30, 16 * 10 + 32 * 8, 0)
+    # the _dsp Huffman convolution: blocks, the 4-pixel buffer, 3 decoded rows of 32, a patch
+    assert (scratch_bytes("conv2d", hf, True, dsp=True), scratch_bytes("conv2d", hf, False, dsp=True),
+            scratch_bytes("fc", hf, False, dsp=True)) == (16 * 10 + 32 * 8 + 3 * 32 + 30, 16 * 10 + 32 * 8 + 3 * 32,
+                                                          3 * 30)
+    assert [kernel_layout(op, fmt, True) for op, fmt in [("conv2d", "int4"), ("fc", "int4"), ("fc", "huffman"),
+                                                         ("conv2d", "huffman"), ("conv2d", "lut4")]] == \
+        ["dsp", "dsp", "dsp", "portable", "portable"]
+    assert kernel_layout("fc", "huffman", False) == "portable"
     assert scratch_bytes("dwconv", encode("int4", w[:1]), True, out_channels=10) == 40
     assert conv_needs_patch(1, 1, 0, 0) is False and conv_needs_patch(1, 1, 1, 0) and conv_needs_patch(3, 3, 0, 0)
     assert kernel_name("fc", "huffman") == "ek_fc_s8_huff" and kernel_name("dwconv", "int4") == "ek_dwconv_s8_w4"
@@ -561,9 +570,9 @@ def _geometry(rng, in_hw, pointwise: bool):
     return k, stride, dil, out_hw, pads
 
 
-def _conv_case(rng, fmt: str, dsp: bool, extreme: bool, in_place: bool = False):
+def _conv_case(rng, fmt: str, dsp: bool, extreme: bool, in_place: bool = False, big_bias: bool = False):
     """A random convolution; in_place: a pointwise one run at the declared gap (None when the
-    kernel declares none for it)."""
+    kernel declares none for it); big_bias: biases up to 2^29 (past the folded form's 2^28)."""
     in_c = int(rng.choice([1, 3, 4, 7, 8, 16, 33, 70]))
     out_c = int(rng.choice([1, 2, 3, 8, 17]))
     if in_place:
@@ -577,7 +586,7 @@ def _conv_case(rng, fmt: str, dsp: bool, extreme: bool, in_place: bool = False):
     K = k[0] * k[1] * in_c
     w = weights_for(fmt, rng, (out_c, K))
     budget = 4096 if in_place else int(rng.choice([1, 50, 300, 4096]))
-    enc = encode(fmt, w, huff_scratch_budget=budget, layout="dsp" if dsp else "portable")
+    enc = encode(fmt, w, huff_scratch_budget=budget, layout=kernel_layout("conv2d", fmt, dsp))
     assert isinstance(enc, Encoded), enc
     needs_patch = conv_needs_patch(*k, *pads)
     gap = -1
@@ -587,8 +596,10 @@ def _conv_case(rng, fmt: str, dsp: bool, extreme: bool, in_place: bool = False):
             return None
         gap = declared[0].gap
     x, bias = _inputs(rng, in_h * in_w * in_c, extreme), _bias(rng, out_c)
+    if big_bias:
+        bias = rng.choice([1 << 28, -(1 << 28), (1 << 28) + (1 << 8), -(1 << 29), 5], out_c).astype(np.int32)
     out_n = out_hw[0] * out_hw[1] * out_c
-    scratch = scratch_bytes("conv2d", enc, needs_patch)
+    scratch = scratch_bytes("conv2d", enc, needs_patch, dsp=dsp)
     data = (_head("conv2d", fmt, dsp, ints, gap) + _arr(mult, "<i4") + _arr(shift, "<i4")
             + _arr(x, "i1") + _arr(enc.decode(), "i1") + _arr(bias, "<i4")
             + _arr(fold_input_offset(bias, w, q[0]), "<i4") + _wcode(enc, scratch, out_n))
@@ -608,13 +619,13 @@ def _fc_case(rng, fmt: str, dsp: bool, extreme: bool):
     ints = [rows, in_n, out_n, q[0], 0, q[1], q[2], q[3], int(per_tensor), int(double_round)]
     w = weights_for(fmt, rng, (out_n, in_n))
     enc = encode(fmt, w, huff_scratch_budget=int(rng.choice([1, 100, 1000, 4096])),
-                 layout="dsp" if dsp else "portable")
+                 layout=kernel_layout("fc", fmt, dsp))
     assert isinstance(enc, Encoded), enc
     x, bias = _inputs(rng, rows * in_n, extreme), _bias(rng, out_n)
     data = (_head("fc", fmt, dsp, ints) + _arr(mult, "<i4") + _arr(shift, "<i4")
             + _arr(x, "i1") + _arr(enc.decode(), "i1") + _arr(bias, "<i4")
             + _arr(fold_input_offset(bias, w, q[0]), "<i4")
-            + _wcode(enc, scratch_bytes("fc", enc, False), rows * out_n))
+            + _wcode(enc, scratch_bytes("fc", enc, False, dsp=dsp), rows * out_n))
     return data, rows * out_n, dict(rows=rows, in_n=in_n, out_n=out_n, double_round=double_round)
 
 
@@ -664,6 +675,19 @@ def test_kernel_equals_int8_reference(driver, op, fmt, dsp):
 
 
 @pytest.mark.parametrize("fmt, dsp", [(fmt, dsp) for op, fmt, dsp in KERNEL_CASES if op == "conv2d"])
+def test_conv_kernels_with_biases_past_the_folded_form(driver, fmt, dsp):
+    """Folded biases beyond 2^28 (ek_conv2d_s8_huff_dsp then runs its portable loops; the other
+    kernels take them as they come), and at exactly +-2^28 (still folded)."""
+    rng = np.random.default_rng(4242 + FMT_CODE[fmt] + 100 * dsp)
+    cases = []
+    while len(cases) < 40:
+        case = _conv_case(rng, fmt, dsp, extreme=False, big_bias=True)
+        if case is not None:
+            cases.append(case)
+    _run(driver, cases, kernel_name("conv2d", fmt, dsp) + " with large biases")
+
+
+@pytest.mark.parametrize("fmt, dsp", [(fmt, dsp) for op, fmt, dsp in KERNEL_CASES if op == "conv2d"])
 def test_pointwise_kernel_in_place_at_the_declared_gap(driver, fmt, dsp):
     """Every compressed pointwise convolution, run with its output starting exactly the gap
     edgekit.ops.compressed.conv_inplace declares below its input, gives the out-of-place bytes."""
@@ -683,7 +707,7 @@ def test_inplace_declarations():
     w = np.ones((8, 16), np.int8)
     for fmt in ("int4", "lut4", "lut8", "sparse", "huffman"):
         for dsp in (False, True):
-            enc = encode(fmt, w, layout="dsp" if dsp else "portable")
+            enc = encode(fmt, w, layout=kernel_layout("conv2d", fmt, dsp))
             gap = 16 if (dsp and fmt in ("lut4", "lut8")) else 0 if (dsp and fmt == "sparse") else 8
             assert conv_inplace(fmt, dsp, enc, 16, 8, False) == (InPlace(0, gap),), (fmt, dsp)
             assert conv_inplace(fmt, dsp, enc, 16, 8, True) == ()
@@ -721,6 +745,11 @@ def test_lowering_picks_the_variant_and_its_layout():
                            "huffman", macs=0, target=get_target("cortex-m4"))
     assert call.kernel == "ek_fc_s8_huff_dsp" and call.inplace == ()
     assert call.params["w.block_rows"] == 4 and call.scratch_bytes == 4 * 16     # two pairs of rows
+    call = compressed_call("conv2d", op, params, w, None, [], "huffman", macs=0, target=get_target("cortex-m4"))
+    assert call.kernel == "ek_conv2d_s8_huff_dsp" and call.inplace == (InPlace(0, 8),)
+    codes = next(a for a in call.arrays if a.name == "wcodes").values     # rows in order
+    assert codes.tolist() == encode("huffman", w, huff_scratch_budget=4096).array("wcodes").tolist()
+    assert call.scratch_bytes == 16 * 8 + 32 * 4 + 8 * 16     # blocks, the 4-pixel buffer, the 8 rows
 
 
 def test_dsp_variant_predicate():
@@ -750,12 +779,12 @@ def test_kernels_on_edge_layers(driver, dsp):
             out_n, in_n = w.shape
             mult, shift, q = _quant(rng, out_n, double_round=False, extreme=False)
             ints = [2, in_n, out_n, q[0], 0, q[1], q[2], q[3], 0, 0]
-            enc = encode(fmt, w, huff_scratch_budget=in_n * 2, layout="dsp" if dsp else "portable")
+            enc = encode(fmt, w, huff_scratch_budget=in_n * 2, layout=kernel_layout("fc", fmt, dsp))
             x, bias = _inputs(rng, 2 * in_n, False), _bias(rng, out_n)
             data = (_head("fc", fmt, dsp, ints) + _arr(mult, "<i4") + _arr(shift, "<i4")
                     + _arr(x, "i1") + _arr(enc.decode(), "i1") + _arr(bias, "<i4")
                     + _arr(fold_input_offset(bias, w, q[0]), "<i4")
-                    + _wcode(enc, scratch_bytes("fc", enc, False), 2 * out_n))
+                    + _wcode(enc, scratch_bytes("fc", enc, False, dsp=dsp), 2 * out_n))
             cases.append((data, 2 * out_n, dict(fmt=fmt, shape=w.shape)))
     _run(driver, cases, "edge layers" + (" (_dsp)" if dsp else ""))
 
@@ -779,14 +808,14 @@ def test_sparse_conv_long_rows(driver, dsp):
             mult, shift, q = _quant(rng, out_c, double_round=True, extreme=extreme)
             in_h, in_w = 2, 5
             ints = [in_h, in_w, in_c, in_h, in_w, out_c, 1, 1, 1, 1, 1, 1, 0, 0, *q]
-            enc = encode("sparse", w, layout="dsp" if dsp else "portable")
+            enc = encode("sparse", w, layout=kernel_layout("conv2d", "sparse", dsp))
             gap = conv_inplace("sparse", dsp, enc, in_c, out_c, False)[0].gap if in_place else -1
             x, bias = _inputs(rng, in_h * in_w * in_c, extreme), _bias(rng, out_c)
             out_n = in_h * in_w * out_c
             data = (_head("conv2d", "sparse", dsp, ints, gap) + _arr(mult, "<i4") + _arr(shift, "<i4")
                     + _arr(x, "i1") + _arr(enc.decode(), "i1") + _arr(bias, "<i4")
                     + _arr(fold_input_offset(bias, w, q[0]), "<i4")
-                    + _wcode(enc, scratch_bytes("conv2d", enc, False), out_n))
+                    + _wcode(enc, scratch_bytes("conv2d", enc, False, dsp=dsp), out_n))
             cases.append((data, out_n, dict(shape=w.shape, delta_bits=enc.fields["delta_bits"], gap=gap)))
     assert {c[2]["delta_bits"] for c in cases} == {4, 8}
     _run(driver, cases, "sparse conv long rows" + (" (_dsp)" if dsp else ""))

@@ -9,7 +9,8 @@ point from the patch they build in scratch); the depthwise kernel keeps ek_dwcon
 
 On a core with the DSP extension (target.has_dsp) convolution and FC layers take the _dsp variant
 of their kernel (same signature and results, SMLAD inner loops; wformats.DSP_KERNELS), which
-reads the "dsp" layout of the encoding (the same bytes re-ordered where the variant needs it).
+reads the layout wformats.kernel_layout names (the same bytes re-ordered where the variant needs
+it).
 
 A pointwise convolution (1x1 filter, no padding) may run in place (edgekit.ops.base.InPlace):
 see conv_inplace for the argument.
@@ -94,7 +95,7 @@ def compressed_call(name: str, op: Op, params: dict, rows: np.ndarray, bias: np.
     needs_patch = name == "conv2d" and wformats.conv_needs_patch(params["k_h"], params["k_w"],
                                                                   params["pad_top"], params["pad_left"])
     dsp = uses_dsp_kernel(name, fmt, target)
-    enc = wformats.encode(fmt, rows, layout="dsp" if dsp else "portable",
+    enc = wformats.encode(fmt, rows, layout=wformats.kernel_layout(name, fmt, dsp),
                           huff_scratch_budget=huff_scratch_budget(name, rows.shape[1]))
     if isinstance(enc, str):    # wselect only chooses formats the layer can take
         raise ValueError(f"{fmt} weights: {enc}")
@@ -111,7 +112,7 @@ def compressed_call(name: str, op: Op, params: dict, rows: np.ndarray, bias: np.
     inplace = (conv_inplace(fmt, dsp, enc, int(params["in_c"]), int(params["out_c"]), needs_patch)
                if name == "conv2d" else ())
     kernel = wformats.kernel_name(name, fmt, dsp)
-    scratch = wformats.scratch_bytes(name, enc, needs_patch, out_channels=int(params.get("out_c", 0)))
+    scratch = wformats.scratch_bytes(name, enc, needs_patch, out_channels=int(params.get("out_c", 0)), dsp=dsp)
     return KernelCall(kernel=kernel, header="ek_wcode.h", sources=(f"{kernel}.c",),
                       params_type=params_type, params=fields,
                       args=[TensorArg(op.inputs[0]), bias_arg, TensorArg(op.outputs[0]), ScratchArg()],

@@ -3,6 +3,7 @@
 #include <stddef.h>
 
 #include "ek_conv2d.h"
+#include "ek_conv2d_fold_dsp.h"
 #include "ek_dot_s8_dsp.h"
 
 /* ---- Pair form: folded bias, p->mult / p->shift, filter rows interleaved by pairs ---- */
@@ -70,71 +71,10 @@ static void ek_conv2d_1x1_pairs(const ek_conv2d_params *p, const int8_t *input,
 
 int32_t ek_conv2d_dsp_buf[EK_CONV2D_DSP_BUF_BYTES / 4];
 
-#if defined(__GNUC__)
-#define EK_FOLD_INLINE static inline __attribute__((always_inline))
-#else
-#define EK_FOLD_INLINE static inline
-#endif
-
-#if defined(__GNUC__) && !defined(__clang__)
-#define EK_FOLD_UNROLL _Pragma("GCC unroll 4")
-#else
-#define EK_FOLD_UNROLL
-#endif
-
-/* A channel whose shift (held in its block's k) is outside [-23, -1]: ek_requantize_pos on the
- * halved (exact) accumulators, as the pair form does. */
-#if defined(__GNUC__)
-__attribute__((noinline))
-#endif
-static void ek_fold_out_long(const ek_conv2d_params *p, int8_t *op, int32_t count, int32_t a0, int32_t a1,
-                             int32_t a2, int32_t a3, int32_t m, int32_t shift)
-{
-    const int32_t acc[4] = {a0, a1, a2, a3};   /* by value: the caller's stay in registers */
-    for (int32_t i = 0; i < count; ++i) {
-        const int32_t y = ek_requantize_pos(acc[i] >> 1, m, shift) + p->output_offset;
-        op[i * p->out_c] = (int8_t)ek_clamp_i32(y, p->act_min, p->act_max);
-    }
-}
-
-/* Every output channel of `count` (1..4; a constant 4 in the main copies) pixels whose values
- * are in `x` (the 4-pixel buffer, `groups` groups); out: the first pixel's outputs.  full_range
- * is a constant in each inlined copy: the common clamp [-128, 127] is one SSAT. */
-EK_FOLD_INLINE void ek_fold_gemm_body(const ek_conv2d_params *p, const int32_t *x, int32_t groups,
-                                      int32_t count, const int8_t *filter, const int32_t *block,
-                                      int8_t *out, int full_range, int32_t act_min, int32_t act_max)
-{
-    const int32_t out_c = p->out_c;
-    const int8_t *w = filter;                 /* rows of 4 * groups bytes, walked by the dot */
-    for (int8_t *op = out, *const op_end = out + out_c; op != op_end; ++op, block += 4) {
-        int32_t acc[4] = {block[0], block[0], block[0], block[0]};     /* 2 * bias */
-        w = ek_dot_fold_4x1(x, w, groups, acc);
-        /* m, k, r read after the dot product (fewer live registers), before the stores */
-        const int32_t m = block[1], k = block[2], r = block[3];
-        if (r == 0) {
-            ek_fold_out_long(p, op, count, acc[0], acc[1], acc[2], acc[3], m, k);
-            continue;
-        }
-        EK_FOLD_UNROLL
-        for (int32_t i = 0; i < count; ++i) {
-            const int32_t y = ek_fold_requantize(acc[i], m, k, r);
-            op[i * out_c] = (int8_t)(full_range ? ek_ssat8(y) : ek_clamp_i32(y, act_min, act_max));
-        }
-    }
-}
-
 void ek_conv2d_fold_gemm_dsp(const ek_conv2d_params *p, const int32_t *x, int32_t count,
                              const int8_t *filter, const int32_t *block, int8_t *out)
 {
-    const int32_t groups = (p->k_h * p->k_w * p->in_c + 3) >> 2;
-    const int full = p->act_min == EK_INT8_MIN && p->act_max == EK_INT8_MAX;
-    if (count == 4 && full) {
-        ek_fold_gemm_body(p, x, groups, 4, filter, block, out, 1, EK_INT8_MIN, EK_INT8_MAX);
-    } else if (count == 4) {
-        ek_fold_gemm_body(p, x, groups, 4, filter, block, out, 0, p->act_min, p->act_max);
-    } else {
-        ek_fold_gemm_body(p, x, groups, count, filter, block, out, 0, p->act_min, p->act_max);
-    }
+    ek_fold_gemm(p, x, (p->k_h * p->k_w * p->in_c + 3) >> 2, count, filter, block, out, p->out_c);
 }
 
 static void ek_conv2d_1x1_fold(const ek_conv2d_params *p, const int8_t *input,

@@ -23,12 +23,14 @@
  * Every conv and FC kernel has a _dsp variant (ek_conv2d_s8_w4_dsp, ...) for
  * cores with the Armv7E-M DSP extension: the same results with SMLAD inner
  * loops (ek_wdot_dsp.h; through ek_dsp.h's exact C twins elsewhere, so the host
- * runs them too).  w4 and huff variants read the "_dsp layout" of their format
- * (below): the same bytes (w4) or the same code (huff) in another order;
- * lut4, lut8 and sparse read the one layout.  ek_conv2d_s8_sparse_dsp works on
- * four output pixels at a time, their inputs copied once into a buffer in
- * scratch, so that each entry's delta and value are read once for the four
- * (ek_conv2d_s8_sparse_dsp.c).  edgekit.wformats.encode(...,
+ * runs them too).  The w4 variants and ek_fc_s8_huff_dsp read the "_dsp layout"
+ * of their format (below): the same bytes (w4) or the same code (huff) in
+ * another order; lut4, lut8, sparse and ek_conv2d_s8_huff_dsp read the one
+ * (portable) layout.  ek_conv2d_s8_sparse_dsp works on four output pixels at a
+ * time, their inputs copied once into a buffer in scratch, so that each entry's
+ * delta and value are read once for the four (ek_conv2d_s8_sparse_dsp.c);
+ * ek_conv2d_s8_huff_dsp runs its decoded rows through the int8 kernels' folded
+ * GEMM (ek_conv2d_fold_dsp.h), four pixels at a time.  edgekit.wformats.encode(...,
  * layout="dsp") writes it.
  *
  * Conv and FC kernels take the FOLDED bias (never NULL), computed at export by
@@ -63,6 +65,11 @@
  *                                   patches (not k_h = k_w = 1 with pad_top = pad_left
  *                                   = 0); 4-byte aligned: the int32 requantization
  *                                   blocks, the 4-pixel buffer, then two int8 patches
+ *   ek_conv2d_s8_huff_dsp           16*out_c + 32*ceil(K/4) + block_rows*4*ceil(K/4),
+ *                                   plus K when it builds patches; 4-byte aligned: the
+ *                                   int32 requantization blocks, the 4-pixel buffer,
+ *                                   the decoded rows (zero-padded to whole words), the
+ *                                   patch
  *   other _dsp variants             as their portable kernel
  *
  * edgekit.wformats.scratch_bytes() returns the same numbers.
@@ -176,7 +183,7 @@
  *       bits 0 0 0 11 0 10 0 0 -> codes [0x1A, 0x00, 0, 0, 0];
  *       table_bits 2, table [0x100, 0x100, 0x2FD, 0x205]
  *
- *   _dsp layout: the rows of each block are coded in the order of
+ *   _dsp layout (ek_fc_s8_huff_dsp): the rows of each block are coded in the order of
  *   ek_dot_s8_dsp.h's pairs (rows 2p and 2p+1 of the block interleaved by four
  *   weights, then both rows' K % 4 last weights; an odd last row as it is), so
  *   the decoded block is the _dsp GEMM's filter; block_rows is even unless one

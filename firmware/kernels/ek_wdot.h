@@ -17,6 +17,7 @@
  *   ek_huff_init, ek_huff_decode   the next n weights of a Huffman bitstream
  *   ek_huff_block     the next block of rows of a Huffman bitstream
  *   ek_huff_books     a decoded block of codebook indices mapped to weights
+ *   ek_huff_rows      the next block of rows, each on a stride of its own (zero-padded)
  *   ek_wrows          a walk over a layer's weight rows in one format (EK_WF_*)
  *   ek_wrows_dot      dot(x, the walk's row), the walk moved to the next row
  *   ek_wc_conv, ek_wc_fc   the portable kernels' layer loops, one per op for
@@ -475,6 +476,23 @@ static inline int32_t ek_huff_block(const ek_wcode *w, ek_huff_state *s, int8_t 
     ek_huff_decode(w, s, dst, n * w->row_len);
     if (w->book != NULL) {
         ek_huff_books(w, dst, o0, n, pairs);
+    }
+    return n;
+}
+
+/* The block of a Huffman layer of `rows` rows that starts at row o0, its rows (plain, in
+ * row-major stream order) decoded `stride` bytes apart into dst (stride >= K; the bytes past
+ * each row's K are set to 0), as weights; returns the number of rows n. */
+static inline int32_t ek_huff_rows(const ek_wcode *w, ek_huff_state *s, int8_t *dst, int32_t o0, int32_t rows,
+                                   int32_t stride)
+{
+    const int32_t n = ek_min_i32(w->block_rows, rows - o0), K = w->row_len;
+    for (int32_t r = 0; r < n; ++r, dst += stride) {
+        ek_huff_decode(w, s, dst, K);
+        if (w->book != NULL) {
+            ek_huff_remap(w->book + (int64_t)(o0 + r) * w->levels, dst, K);
+        }
+        memset(dst + K, 0, (size_t)(stride - K));
     }
     return n;
 }

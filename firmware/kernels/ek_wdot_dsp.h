@@ -23,6 +23,8 @@
  *   ek_wc_rows_dsp       every output channel of one input vector (or two)
  *   ek_wc_conv_dsp, ek_wc_fc_dsp   the _dsp kernels' layer loops, one per op for every
  *                        format (the format a compile-time constant, EK_WF_*)
+ *   ek_wc_conv_huff_dsp  the Huffman convolution: decoded blocks through the folded GEMM
+ *                        (ek_conv2d_fold_dsp.h), as the int8 ek_conv2d_s8_dsp runs
  *
  * w4: a group's word holds weight ORDER[j] in nibble j (ek_wcode.h), so
  * (word << 12), (word << 8), (word << 4) and word, masked with 0xF000F000, are
@@ -56,6 +58,7 @@
 #ifndef EK_WDOT_DSP_H
 #define EK_WDOT_DSP_H
 
+#include "ek_conv2d_fold_dsp.h"
 #include "ek_dot_s8_dsp.h"
 #include "ek_dsp.h"
 #include "ek_wdot.h"
@@ -476,26 +479,82 @@ static EK_ALWAYS_INLINE void ek_wc_fc_rows_dsp(const ek_wc_q *q, const ek_wrows 
     }
 }
 
-/* The _dsp conv kernel of format fmt (W4, LUT4, LUT8 or HUFF; the layouts and scratch of
- * ek_wcode.h): as ek_wc_conv.  (The sparse one, ek_conv2d_s8_sparse_dsp, has its own loops.) */
+/* The folded form (ek_conv2d.h) for a Huffman convolution, when every channel's doubled
+ * accumulator stays within int32 (|bias_folded| <= 2^28 and K < 2^15: |2a| < 2^29 + 2^30) and
+ * the output offset is an int8: then ek_wc_huff_fold_blocks writes each channel's block
+ * {2 * bias, M, k, R} (as the exporter's pack_conv_fold does for int8 layers) into `block`. */
+static inline int ek_wc_huff_fold_blocks(const ek_conv2d_params *c, const int32_t *bias, int32_t K,
+                                         int32_t *block)
+{
+    const int32_t off = c->output_offset;
+    if (K >= 32768 || off < EK_INT8_MIN || off > EK_INT8_MAX) {
+        return 0;
+    }
+    for (int32_t o = 0; o < c->out_c; ++o) {
+        if (bias[o] < -(1 << 28) || bias[o] > (1 << 28)) {
+            return 0;
+        }
+    }
+    for (int32_t o = 0; o < c->out_c; ++o, block += 4) {
+        const int32_t sh = c->shift[o];
+        const int fold = sh >= -23 && sh <= -1;
+        block[0] = 2 * bias[o];
+        block[1] = c->mult[o];
+        block[2] = fold ? (1 << (-sh - 1)) + off * (1 << -sh) : sh;
+        block[3] = fold ? -sh : 0;
+    }
+    return 1;
+}
+
+/* The _dsp Huffman convolution: block_rows rows at a time decoded into scratch, zero-padded to
+ * whole groups of four, then every output pixel's patch, four pixels at a time, split into the
+ * 4-pixel buffer and run through the folded GEMM against the block's channels.  scratch (ek_wcode.h):
+ * the channel blocks (16 * out_c bytes), the 4-pixel buffer (32 * ceil(K / 4)), the decoded rows
+ * (block_rows * 4 * ceil(K / 4)), then the K-byte patch when ek_wc_needs_patch.  A layer outside
+ * the folded form's range (ek_wc_huff_fold_blocks) runs the portable loops on plain decoded rows
+ * in the same scratch (its patch after them).  Patches are rebuilt for every block. */
+static inline void ek_wc_conv_huff_dsp(const ek_conv2d_wc_params *p, const int8_t *input, const int32_t *bias,
+                                       int8_t *output, int8_t *scratch)
+{
+    const ek_conv2d_params *c = &p->conv;
+    const ek_wcode *w = &p->w;
+    const int32_t K = w->row_len, groups = (K + 3) >> 2, out_c = c->out_c, out_w = c->out_w;
+    const int32_t pixels = c->out_h * out_w;
+    int32_t *block = (int32_t *)(void *)scratch;
+    int32_t *buf = block + 4 * out_c;
+    int8_t *rows = (int8_t *)(buf + EK_FOLD_GROUP_WORDS * groups);
+    int8_t *col = rows + (int64_t)w->block_rows * 4 * groups;
+    ek_huff_state bits;
+    ek_huff_init(w, &bits);
+    if (!ek_wc_huff_fold_blocks(c, bias, K, block)) {
+        for (int32_t o0 = 0; o0 < out_c; o0 += w->block_rows) {
+            const int32_t n = ek_huff_rows(w, &bits, rows, o0, out_c, K);
+            ek_wc_conv_rows(c, ek_wrows_s8(rows, K), EK_WF_S8, input, bias, output, col, o0, n);
+        }
+        return;
+    }
+    for (int32_t o0 = 0; o0 < out_c; o0 += w->block_rows) {
+        const int32_t n = ek_huff_rows(w, &bits, rows, o0, out_c, 4 * groups);
+        for (int32_t px = 0; px < pixels; px += 4) {
+            const int32_t count = pixels - px >= 4 ? 4 : pixels - px;
+            for (int32_t i = 0; i < count; ++i) {
+                const int8_t *patch = ek_wc_patch(c, input, (px + i) / out_w, (px + i) % out_w, col);
+                ek_fold_split(buf + 2 * i, patch, K);
+            }
+            ek_fold_gemm(c, buf, groups, count, rows, block + 4 * o0, output + (int64_t)px * out_c + o0, n);
+        }
+    }
+}
+
+/* The _dsp conv kernel of format fmt (W4, LUT4 or LUT8; the layouts and scratch of
+ * ek_wcode.h): as ek_wc_conv.  (The sparse and Huffman ones have their own loops:
+ * ek_conv2d_s8_sparse_dsp, ek_wc_conv_huff_dsp.) */
 static EK_ALWAYS_INLINE void ek_wc_conv_dsp(const ek_conv2d_wc_params *p, const int8_t *input,
                                             const int32_t *bias, int8_t *output, int8_t *scratch, const int fmt)
 {
     const ek_conv2d_params *c = &p->conv;
-    const ek_wcode *w = &p->w;
     const ek_wc_q q = ek_wc_q_conv(c);
-    if (fmt == EK_WF_HUFF) {
-        int8_t *col = scratch + (int64_t)w->block_rows * w->row_len;
-        ek_huff_state bits;
-        ek_huff_init(w, &bits);
-        for (int32_t o0 = 0; o0 < c->out_c; o0 += w->block_rows) {
-            const int32_t end = o0 + ek_huff_block(w, &bits, scratch, o0, c->out_c, 1);
-            ek_wc_conv_rows_dsp(c, &q, ek_wrows_s8(scratch, w->row_len), EK_WF_S8, input, bias, output, col,
-                                o0, end);
-        }
-    } else {
-        ek_wc_conv_rows_dsp(c, &q, ek_wrows_start(w, fmt), fmt, input, bias, output, scratch, 0, c->out_c);
-    }
+    ek_wc_conv_rows_dsp(c, &q, ek_wrows_start(&p->w, fmt), fmt, input, bias, output, scratch, 0, c->out_c);
 }
 
 /* The _dsp FC kernel of format fmt (W4, LUT4, LUT8, SPARSE or HUFF; scratch: the Huffman block

@@ -1,0 +1,164 @@
+"""Measured instructions of every weight format's kernels, layer by layer, on the MLPerf Tiny
+models and their tfmot variants: the source of edgekit.wselect.COST (the estimates `--weights
+auto` compares formats with).
+
+    .venv/bin/python benchmarks/format_costs.py [--models kws resnet ad] [--json F] [--layers]
+
+Each (variant, format) pair below is exported for cortex-m4 with `--weights FORMAT`, once with
+the _dsp kernels and once with the portable ones (`get_target(..., portable=True)`), built with
+PROFILE=1 and run by `edgekit bench --emulate` (QEMU -icount: exact, repeatable instruction
+counts per layer; every output checked against the reference). Each layer that took the format
+gives one measurement; the summary fits, per kernel set (dsp / portable), op kind and format:
+  dense formats (int8, int4, lut4, lut8): instructions per MAC, the sum over the layers'
+      instructions over the sum of their MACs (patches, requantization and loop overheads
+      included, so short rows cost more per MAC);
+  sparse: instructions per stored entry (fillers included) and output pixel;
+  huffman: least squares of instructions = decode * weights + mac * MACs over the layers (a
+      fully connected layer uses each weight once, a convolution once per output pixel), on
+      layers whose code is over int8 values (huff_books, the codebook-index remap, is measured
+      apart: see COST).
+--layers prints every layer: measured, estimated by wselect (est) and their ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from compression import MODELS, MODELS_DIR, model_path  # noqa: E402  (one place for the model list)
+
+# (variant, format): each format on the variant whose layers can all take it.
+PAIRS = [("int8", "int8"), ("int4", "int4"), ("clustered", "lut4"), ("clustered", "lut8"),
+         ("pruned", "sparse"), ("pruned", "huffman"), ("int8", "huffman")]
+KIND = {"CONV_2D": "conv", "FULLY_CONNECTED": "fc", "DEPTHWISE_CONV_2D": "dwconv"}
+
+
+def layer_units(path: Path) -> list[dict]:
+    """Weights, output pixels, stored sparse entries (fillers included) and whether Huffman codes
+    codebook indices, of each conv / FC / depthwise layer of the model in order."""
+    from edgekit import wformats
+    from edgekit.importers.tflite import load_tflite
+    from edgekit.wselect import output_pixels, weight_rows
+    graph = load_tflite(path)
+    units = []
+    for op in graph.ops:
+        if op.kind not in KIND:
+            continue
+        rows = weight_rows(graph, op)
+        sparse = wformats.encode("sparse", rows)
+        units.append(dict(weights=int(rows.size), pixels=output_pixels(graph, op),
+                          entries=int(sparse.array("windex")[-1]),
+                          huff_books="book" in wformats.encode("huffman", rows).fields))
+    return units
+
+
+def measure(path: Path, fmt: str, dsp: bool, tmp: Path) -> list[dict]:
+    from edgekit.bench import BenchConfig, bench
+    from edgekit.export import export
+    from edgekit.targets import get_target
+
+    out = tmp / f"{path.stem}-{fmt}-{'dsp' if dsp else 'portable'}"
+    result = export(path, out, get_target("cortex-m4", portable=not dsp), weights=fmt, optimize="speed")
+    r = bench(out, BenchConfig(runs=1, warmup=0, count=1, profile=True), emulate=True, progress=False)
+    if r.matched != len(r.per_input):
+        raise SystemExit(f"{path.name} --weights {fmt}: outputs differ from the reference")
+    measured = {l["index"]: l["value"] for l in r.layers}
+    layers = [l for l in result.report["layers"] if l["op"] in KIND]
+    units = layer_units(path)           # the program keeps the model's conv / FC / depthwise order
+    if len(units) != len(layers):
+        raise SystemExit(f"{path.name}: {len(layers)} weighted layers in the report, {len(units)} in the model")
+    rows = []
+    for layer, u in zip(layers, units):
+        w = layer.get("weights")
+        if not w or w["format"] != fmt:
+            continue
+        rows.append(dict(kind=KIND[layer["op"]], format=fmt, kernel=layer["kernel"], macs=layer["macs"],
+                         measured=measured[layer["index"]], est=w["est_instructions"], **u))
+    return rows
+
+
+def fit(groups: dict) -> dict:
+    """wselect.COST from the measured layers, grouped by (kernels, kind, format) (see the
+    docstring). Huffman: an FC layer decodes and multiplies each weight once, so its decoding
+    cost per weight is its instructions per weight less its kernel set's int8 FC cost per MAC
+    (the same dot products run on the decoded rows); a convolution's cost per MAC is what its
+    instructions leave after that decoding. Layers coded over codebook indices are left out."""
+    cost: dict = defaultdict(dict)
+    for (kernels, kind, fmt), rows in sorted(groups.items()):
+        measured = sum(r["measured"] for r in rows)
+        if fmt == "sparse":
+            cost[kernels, kind]["sparse_entry"] = measured / sum(r["entries"] * r["pixels"] for r in rows)
+        elif fmt != "huffman":
+            cost[kernels, kind][fmt] = measured / sum(r["macs"] for r in rows)
+    for kernels in ("dsp", "portable"):
+        fc = [r for r in groups.get((kernels, "fc", "huffman"), []) if not r["huff_books"]]
+        conv = [r for r in groups.get((kernels, "conv", "huffman"), []) if not r["huff_books"]]
+        if not fc or "int8" not in cost[kernels, "fc"]:
+            continue
+        decode = sum(r["measured"] for r in fc) / sum(r["weights"] for r in fc) - cost[kernels, "fc"]["int8"]
+        cost[kernels, "fc"].update(huff_decode=decode, huff_mac=cost[kernels, "fc"]["int8"])
+        if conv:
+            rest = sum(r["measured"] - decode * r["weights"] for r in conv)
+            cost[kernels, "conv"].update(huff_decode=decode, huff_mac=rest / sum(r["macs"] for r in conv))
+    return cost
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("--layers", action="store_true")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    if not MODELS_DIR.is_dir():
+        print(f"the MLPerf Tiny models are not at {MODELS_DIR}", file=sys.stderr)
+        return 2
+    print("$ .venv/bin/python benchmarks/format_costs.py --models " + " ".join(args.models) +
+          (" --layers" if args.layers else "") + "\n")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for dsp in (True, False):
+            for model in args.models:
+                for variant, fmt in PAIRS:
+                    for r in measure(model_path(model, variant), fmt, dsp, Path(tmp)):
+                        rows.append(dict(r, kernels="dsp" if dsp else "portable", model=model, variant=variant))
+    if args.layers:
+        print("| kernels | model | variant | kernel | MACs | measured | instr./MAC | est | est / measured |")
+        print("|---|---|---|---|---:|---:|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r['kernels']} | {r['model']} | {r['variant']} | {r['kernel']} | {r['macs']:,} | "
+                  f"{r['measured']:,.0f} | {r['measured'] / r['macs']:.2f} | {r['est']:,} | "
+                  f"{r['est'] / r['measured']:.2f} |")
+        print()
+    groups = defaultdict(list)
+    for r in rows:
+        groups[r["kernels"], r["kind"], r["format"]].append(r)
+    print("| kernels | kind | format | layers | instructions | est / measured |")
+    print("|---|---|---|---:|---:|---:|")
+    for (kernels, kind, fmt), rs in sorted(groups.items()):
+        measured = sum(r["measured"] for r in rs)
+        print(f"| {kernels} | {kind} | {fmt} | {len(rs)} | {measured:,.0f} | "
+              f"{sum(r['est'] for r in rs) / measured:.2f} |")
+    cost = fit(groups)
+    print("\nCOST (edgekit/wselect.py):")
+    for kernels in ("dsp", "portable"):
+        for kind in ("conv", "fc", "dwconv"):
+            figures = ", ".join(f"{k}={v:.2f}" for k, v in sorted(cost.get((kernels, kind), {}).items()))
+            print(f"    {kernels:9s} {kind:7s} {figures}")
+    summary = [dict(kernels=k, kind=kind, **v) for (k, kind), v in sorted(cost.items())]
+    if args.json:
+        Path(args.json).write_text(json.dumps(dict(layers=rows, summary=summary), indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
