@@ -31,8 +31,8 @@ Layouts: `encode(..., layout="dsp")` writes the arrays that the _dsp kernel vari
 DSP_LAYOUT_KERNELS read (kernel_layout(op, fmt, dsp) says which layout a kernel reads;
 ek_wcode.h documents both), of the same size: int4 permutes the nibbles within groups of eight
 weights and interleaves pairs of rows, huffman codes the rows of each block in interleaved pairs
-(block_rows then even) for the FC kernel. lut4, lut8 and sparse have one layout for both
-kernels, and the _dsp Huffman convolution reads the portable one.
+(block_rows then even); only the _dsp FC kernels read it. lut4, lut8 and sparse have one
+layout for both kernels, and the _dsp convolutions read the portable one.
 """
 from __future__ import annotations
 
@@ -58,8 +58,11 @@ DSP_KERNELS = frozenset((op, fmt) for op in ("conv2d", "fc") for fmt in ("int4",
 
 
 # The (op, format) kernels that read the "dsp" layout of encode(): the rest read the portable one,
-# _dsp variants included (ek_conv2d_s8_huff_dsp runs plain decoded rows through the folded GEMM).
-DSP_LAYOUT_KERNELS = frozenset({("conv2d", "int4"), ("fc", "int4"), ("fc", "huffman")})
+# _dsp variants included (the _dsp convolutions unpack or decode rows in order into scratch and
+# run them through the folded GEMM).
+DSP_LAYOUT_KERNELS = frozenset({("fc", "int4"), ("fc", "huffman")})
+# The _dsp convolutions' rows unpacked at a time (EK_WC_FOLD_ROWS in ek_wdot_dsp.h).
+WC_FOLD_ROWS = 4
 
 
 def kernel_layout(op: str, fmt: str, dsp: bool) -> str:
@@ -534,19 +537,21 @@ def scratch_bytes(kernel_kind: str, enc: Encoded, needs_patch: bool, out_channel
         return 4 * out_channels
     if kernel_kind == "conv2d" and dsp and enc.format == "sparse":
         return sparse_dsp_conv_scratch(enc.rows, k, needs_patch)
-    if kernel_kind == "conv2d" and dsp and enc.format == "huffman":
-        return huff_dsp_conv_scratch(enc.rows, k, int(enc.fields["block_rows"]), needs_patch)
+    if kernel_kind == "conv2d" and dsp:         # int4, lut4, lut8, huffman: the folded GEMM
+        rows = int(enc.fields["block_rows"]) if enc.format == "huffman" else WC_FOLD_ROWS
+        return fold_dsp_conv_scratch(enc.rows, k, rows, needs_patch)
     rows = enc.fields["block_rows"] * k if enc.format == "huffman" else 0
     patch = k if kernel_kind == "conv2d" and needs_patch else 0
     return rows + patch
 
 
-def huff_dsp_conv_scratch(out_c: int, k: int, block_rows: int, needs_patch: bool) -> int:
-    """Scratch of ek_conv2d_s8_huff_dsp (ek_wcode.h): the per-channel requantization blocks (4
-    int32 each), the 4-pixel buffer (two int32 per patch value, in groups of four), the decoded
-    rows (each padded to whole groups of four), then, when patches are built, one int8 patch."""
+def fold_dsp_conv_scratch(out_c: int, k: int, rows: int, needs_patch: bool) -> int:
+    """Scratch of the _dsp int4, lut4, lut8 and Huffman convolutions (ek_wcode.h): the per-channel
+    requantization blocks (4 int32 each), the 4-pixel buffer (two int32 per patch value, in groups
+    of four), `rows` unpacked or decoded rows (each padded to whole groups of four: WC_FOLD_ROWS,
+    or a Huffman layer's block_rows), then, when patches are built, one int8 patch."""
     groups = -(-k // 4)
-    return 16 * out_c + 32 * groups + block_rows * 4 * groups + (k if needs_patch else 0)
+    return 16 * out_c + 32 * groups + rows * 4 * groups + (k if needs_patch else 0)
 
 
 def sparse_dsp_conv_scratch(out_c: int, k: int, needs_patch: bool) -> int:

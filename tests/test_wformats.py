@@ -346,7 +346,12 @@ def test_scratch_bytes_table():
                                                           3 * 30)
     assert [kernel_layout(op, fmt, True) for op, fmt in [("conv2d", "int4"), ("fc", "int4"), ("fc", "huffman"),
                                                          ("conv2d", "huffman"), ("conv2d", "lut4")]] == \
-        ["dsp", "dsp", "dsp", "portable", "portable"]
+        ["portable", "dsp", "dsp", "portable", "portable"]
+    for fmt in ("int4", "lut4", "lut8"):       # _dsp: blocks, the 4-pixel buffer, 4 unpacked rows, a patch
+        enc = encode(fmt, w)
+        assert (scratch_bytes("conv2d", enc, True, dsp=True), scratch_bytes("conv2d", enc, False, dsp=True),
+                scratch_bytes("fc", enc, False, dsp=True)) == (16 * 10 + 32 * 8 + 4 * 32 + 30,
+                                                               16 * 10 + 32 * 8 + 4 * 32, 0)
     assert kernel_layout("fc", "huffman", False) == "portable"
     assert scratch_bytes("dwconv", encode("int4", w[:1]), True, out_channels=10) == 40
     assert conv_needs_patch(1, 1, 0, 0) is False and conv_needs_patch(1, 1, 1, 0) and conv_needs_patch(3, 3, 0, 0)
@@ -727,14 +732,16 @@ def test_lowering_picks_the_variant_and_its_layout():
                   dil_h=1, dil_w=1, pad_top=0, pad_left=0, input_offset=5, output_offset=0, act_min=-128,
                   act_max=127)
     op = Op(kind="CONV_2D", inputs=[0, 1], outputs=[2])
-    for target, kernel, layout in [(get_target("cortex-m4"), "ek_conv2d_s8_w4_dsp", "dsp"),
-                                   (get_target("cortex-m3"), "ek_conv2d_s8_w4", "portable"),
-                                   (None, "ek_conv2d_s8_w4", "portable")]:
-        call = compressed_call("conv2d", op, params, w, None, [], "int4", macs=0, target=target)
+    # the _dsp convolution reads the portable layout (rows unpacked four at a time), FC the "dsp" one
+    for target, kernel, op_kind, layout, scratch in [
+            (get_target("cortex-m4"), "ek_conv2d_s8_w4_dsp", "conv2d", "portable", 16 * 8 + 32 * 4 + 4 * 16),
+            (get_target("cortex-m3"), "ek_conv2d_s8_w4", "conv2d", "portable", 0),
+            (None, "ek_conv2d_s8_w4", "conv2d", "portable", 0)]:
+        call = compressed_call(op_kind, op, params, w, None, [], "int4", macs=0, target=target)
         assert call.kernel == kernel and call.sources == (f"{kernel}.c",)
         codes = next(a for a in call.arrays if a.name == "wcodes").values
         assert codes.tolist() == encode("int4", w, layout=layout).array("wcodes").tolist()
-        assert call.inplace == (InPlace(0, 8),) and call.scratch_bytes == 0
+        assert call.inplace == (InPlace(0, 8),) and call.scratch_bytes == scratch
     call = compressed_call("conv2d", op, params, w, None, [], "sparse", macs=0,
                            target=get_target("cortex-m4"))
     assert call.kernel == "ek_conv2d_s8_sparse_dsp" and call.inplace == (InPlace(0, 0),)
@@ -744,6 +751,11 @@ def test_lowering_picks_the_variant_and_its_layout():
     call = compressed_call("fc", Op(kind="FULLY_CONNECTED", inputs=[0, 1], outputs=[2]), fc, w, None, [],
                            "huffman", macs=0, target=get_target("cortex-m4"))
     assert call.kernel == "ek_fc_s8_huff_dsp" and call.inplace == ()
+    w4 = compressed_call("fc", Op(kind="FULLY_CONNECTED", inputs=[0, 1], outputs=[2]), fc, w, None, [], "int4",
+                         macs=0, target=get_target("cortex-m4"))
+    assert w4.kernel == "ek_fc_s8_w4_dsp" and w4.scratch_bytes == 0
+    assert next(a for a in w4.arrays if a.name == "wcodes").values.tolist() == \
+        encode("int4", w, layout="dsp").array("wcodes").tolist()
     assert call.params["w.block_rows"] == 4 and call.scratch_bytes == 4 * 16     # two pairs of rows
     call = compressed_call("conv2d", op, params, w, None, [], "huffman", macs=0, target=get_target("cortex-m4"))
     assert call.kernel == "ek_conv2d_s8_huff_dsp" and call.inplace == (InPlace(0, 8),)

@@ -68,9 +68,12 @@ def conv_inplace(fmt: str, dsp: bool, enc, in_c: int, out_c: int, needs_patch: b
     out_c bytes below the input (gap out_c).
       - huffman decodes block_rows filter rows and runs them over every pixel before the next
         block: in place only when one block holds every row.
-      - the lut4 and lut8 _dsp kernels work on pairs of pixels (p, p+1), writing their
-        outputs channel by channel; the highest byte written so far is (p+1)*out_c + o <
-        (p+2)*out_c while input bytes >= p*in_c are still to be read: gap 2*out_c.
+      - the lut4 and lut8 _dsp kernels, for a layer outside the folded form (see
+        ek_wc_conv_dsp), work on pairs of pixels (p, p+1), writing their outputs channel by
+        channel; the highest byte written so far is (p+1)*out_c + o < (p+2)*out_c while input
+        bytes >= p*in_c are still to be read: gap 2*out_c. (In the folded form every _dsp
+        format kernel splits four pixels' inputs into scratch before it writes their outputs,
+        which any of these gaps allows.)
       - the sparse _dsp kernel copies the inputs of four pixels p..p+3 into scratch before it
         writes any of their outputs; the highest byte it writes, below (p+4)*out_c, is below every
         input byte still to be read (>= (p+4)*in_c): gap 0.

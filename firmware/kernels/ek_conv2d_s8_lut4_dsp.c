@@ -1,10 +1,8 @@
 /* ek_conv2d_s8_lut4_dsp.c - 2-D convolution with lut4 weights (4-bit indices into int8
- * codebooks; the portable layout, ek_wcode.h): two codebook values packed per SMLAD
- * (ek_wdot_dsp.h).  Same results and scratch as ek_conv2d_s8_lut4.
- *
- * A 1x1 filter without padding reads the input pixels themselves: two output pixels (in
- * raster order) share each pair of codebook values, their outputs written channel by channel
- * (out0[o], out1[o], then o + 1).  Other filters build one patch at a time in scratch.
+ * codebooks; the portable layout, ek_wcode.h): four output pixels' patches split once, then four
+ * rows at a time unpacked from flash (each index looked up in its codebook) into scratch and run
+ * through the int8 kernels' folded GEMM (ek_conv2d_fold_dsp.h).  Same results as
+ * ek_conv2d_s8_lut4; scratch as ek_wcode.h's table says.
  * The loops: ek_wc_conv_dsp (ek_wdot_dsp.h). */
 #include "ek_wdot_dsp.h"
 

@@ -1,7 +1,8 @@
-/* ek_conv2d_s8_w4_dsp.c - 2-D convolution with w4 weights in the _dsp layout (nibbles
- * permuted within groups of eight, rows interleaved by pairs; ek_wcode.h), SMLAD on the
- * masked nibbles (ek_wdot_dsp.h).  Same results and scratch as ek_conv2d_s8_w4: one output
- * pixel at a time, its patch (or the input pixel itself) against every row pair.
+/* ek_conv2d_s8_w4_dsp.c - 2-D convolution with w4 weights (two per byte, the portable layout;
+ * ek_wcode.h): four output pixels' patches split once, then four rows at a time unpacked from
+ * flash (nibbles sign-extended) into scratch and run through the int8 kernels' folded GEMM
+ * (ek_conv2d_fold_dsp.h: SMLAD on the split patches, one SMMLAR requantization).  Same results as
+ * ek_conv2d_s8_w4; scratch as ek_wcode.h's table says.
  * The loops: ek_wc_conv_dsp (ek_wdot_dsp.h). */
 #include "ek_wdot_dsp.h"
 

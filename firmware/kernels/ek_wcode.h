@@ -23,15 +23,17 @@
  * Every conv and FC kernel has a _dsp variant (ek_conv2d_s8_w4_dsp, ...) for
  * cores with the Armv7E-M DSP extension: the same results with SMLAD inner
  * loops (ek_wdot_dsp.h; through ek_dsp.h's exact C twins elsewhere, so the host
- * runs them too).  The w4 variants and ek_fc_s8_huff_dsp read the "_dsp layout"
- * of their format (below): the same bytes (w4) or the same code (huff) in
- * another order; lut4, lut8, sparse and ek_conv2d_s8_huff_dsp read the one
- * (portable) layout.  ek_conv2d_s8_sparse_dsp works on four output pixels at a
- * time, their inputs copied once into a buffer in scratch, so that each entry's
- * delta and value are read once for the four (ek_conv2d_s8_sparse_dsp.c);
- * ek_conv2d_s8_huff_dsp runs its decoded rows through the int8 kernels' folded
- * GEMM (ek_conv2d_fold_dsp.h), four pixels at a time.  edgekit.wformats.encode(...,
- * layout="dsp") writes it.
+ * runs them too).  ek_fc_s8_w4_dsp and ek_fc_s8_huff_dsp read the "_dsp
+ * layout" of their format (below): the same bytes (w4) or the same code (huff)
+ * in another order; every other kernel reads the one (portable) layout.  The
+ * _dsp convolutions work on four output pixels at a time, their patches split
+ * once into a buffer in scratch: ek_conv2d_s8_sparse_dsp reads each entry's
+ * delta and value once for the four (ek_conv2d_s8_sparse_dsp.c); the w4, lut4,
+ * lut8 and huff ones unpack a few rows at a time (EK_WC_FOLD_ROWS = 4; huff:
+ * its decoded block) into scratch and run them through the int8 kernels'
+ * folded GEMM (ek_conv2d_fold_dsp.h).  edgekit.wformats.encode(...,
+ * layout="dsp") writes the _dsp layout; wformats.kernel_layout(op, fmt, dsp)
+ * names the layout a kernel reads.
  *
  * Conv and FC kernels take the FOLDED bias (never NULL), computed at export by
  * edgekit.ops.conv.fold_input_offset:
@@ -65,11 +67,12 @@
  *                                   patches (not k_h = k_w = 1 with pad_top = pad_left
  *                                   = 0); 4-byte aligned: the int32 requantization
  *                                   blocks, the 4-pixel buffer, then two int8 patches
- *   ek_conv2d_s8_huff_dsp           16*out_c + 32*ceil(K/4) + block_rows*4*ceil(K/4),
- *                                   plus K when it builds patches; 4-byte aligned: the
- *                                   int32 requantization blocks, the 4-pixel buffer,
- *                                   the decoded rows (zero-padded to whole words), the
- *                                   patch
+ *   ek_conv2d_s8_{w4,lut4,lut8}_dsp 16*out_c + 32*ceil(K/4) + R*4*ceil(K/4), plus K
+ *   ek_conv2d_s8_huff_dsp           when it builds patches, with R = 4 (EK_WC_FOLD_ROWS)
+ *                                   or, for huff, block_rows; 4-byte aligned: the int32
+ *                                   requantization blocks, the 4-pixel buffer, the
+ *                                   unpacked or decoded rows (zero-padded to whole
+ *                                   words), the patch
  *   other _dsp variants             as their portable kernel
  *
  * edgekit.wformats.scratch_bytes() returns the same numbers.
@@ -95,7 +98,7 @@
  *       -> codes [0xE1, 0x83, 0x07]
  *   A nibble is sign-extended as (int8_t)(b << 4) >> 4 (low), (int8_t)b >> 4 (high).
  *
- *   _dsp layout: the same rows*((K + 1) / 2) bytes.  A row is q = K / 8 groups
+ *   _dsp layout (ek_fc_s8_w4_dsp): the same rows*((K + 1) / 2) bytes.  A row is q = K / 8 groups
  *   of eight weights, each group one 4-byte little-endian word whose nibble j
  *   (bits 4j..4j+3) holds the group's weight ORDER[j], ORDER = {0, 1, 4, 5, 2,
  *   3, 6, 7}, then a tail of the last K % 8 weights packed as above
@@ -258,7 +261,7 @@ void ek_dwconv_s8_w4(const ek_dwconv_wc_params *p, const int8_t *input, const in
                      int8_t *output, int8_t *scratch);
 
 /* _dsp variants (Armv7E-M SIMD through ek_dsp.h; exact C twins elsewhere): the same signature
- * and results; w4 and huff read the _dsp layout (see above). */
+ * and results; ek_fc_s8_w4_dsp and ek_fc_s8_huff_dsp read the _dsp layout (see above). */
 void ek_conv2d_s8_w4_dsp(const ek_conv2d_wc_params *p, const int8_t *input, const int32_t *bias,
                          int8_t *output, int8_t *scratch);
 void ek_conv2d_s8_lut4_dsp(const ek_conv2d_wc_params *p, const int8_t *input, const int32_t *bias,

@@ -19,6 +19,7 @@
  *   ek_huff_books     a decoded block of codebook indices mapped to weights
  *   ek_huff_rows      the next block of rows, each on a stride of its own (zero-padded)
  *   ek_wrows          a walk over a layer's weight rows in one format (EK_WF_*)
+ *   ek_wrows_unpack   the walk's current row as int8 weights (W4, LUT4, LUT8)
  *   ek_wrows_dot      dot(x, the walk's row), the walk moved to the next row
  *   ek_wc_conv, ek_wc_fc   the portable kernels' layer loops, one per op for
  *                     every format (the format a compile-time constant)
@@ -390,6 +391,61 @@ static EK_ALWAYS_INLINE void ek_wrows_next(ek_wrows *r, const int fmt)
             r->table += r->table_step;
         }
     }
+}
+
+/* The current row (W4, LUT4 or LUT8) as its K int8 weights into dst, zeros after them up to n
+ * (>= K); the walk moved to the next row. */
+static EK_ALWAYS_INLINE void ek_wrows_unpack(ek_wrows *r, const int fmt, int8_t *dst, int32_t n)
+{
+    const uint8_t *c = r->codes;
+    const int8_t *t = r->table;
+    const int32_t K = r->K;
+    int32_t j = 0;
+    if (fmt == EK_WF_LUT8) {                   /* four indices (one word) to one word */
+        for (; j + 4 <= K; j += 4) {
+            uint32_t b;
+            memcpy(&b, c + j, 4);
+            const uint32_t word = (uint32_t)(uint8_t)t[b & 255u] | (uint32_t)(uint8_t)t[(b >> 8) & 255u] << 8 |
+                                  (uint32_t)(uint8_t)t[(b >> 16) & 255u] << 16 |
+                                  (uint32_t)(uint8_t)t[b >> 24] << 24;
+            memcpy(dst + j, &word, 4);
+        }
+        for (; j < K; ++j) {
+            dst[j] = t[c[j]];
+        }
+    } else {
+        if (fmt == EK_WF_W4) {                 /* four nibbles (two bytes) to one word */
+            for (; j + 4 <= K; j += 4, c += 2) {
+                const uint32_t b = (uint32_t)c[0] | (uint32_t)c[1] << 8;
+                const uint32_t word = (uint32_t)(uint8_t)ek_nib_lo(b) | (uint32_t)(uint8_t)ek_nib_hi(b & 255u) << 8 |
+                                      (uint32_t)(uint8_t)ek_nib_lo(b >> 8) << 16 |
+                                      (uint32_t)(uint8_t)ek_nib_hi(b >> 8) << 24;
+                memcpy(dst + j, &word, 4);
+            }
+        }
+        if (fmt == EK_WF_LUT4) {               /* four indices (two bytes) to one word */
+            for (; j + 4 <= K; j += 4, c += 2) {
+                const uint32_t b = (uint32_t)c[0] | (uint32_t)c[1] << 8;
+                const uint32_t word = (uint32_t)(uint8_t)t[b & 15u] | (uint32_t)(uint8_t)t[(b >> 4) & 15u] << 8 |
+                                      (uint32_t)(uint8_t)t[(b >> 8) & 15u] << 16 |
+                                      (uint32_t)(uint8_t)t[b >> 12] << 24;
+                memcpy(dst + j, &word, 4);
+            }
+        }
+        for (; j + 2 <= K; j += 2) {
+            const uint32_t b = *c++;
+            dst[j] = (int8_t)(fmt == EK_WF_W4 ? ek_nib_lo(b) : t[b & 15u]);
+            dst[j + 1] = (int8_t)(fmt == EK_WF_W4 ? ek_nib_hi(b) : t[b >> 4]);
+        }
+        if (j < K) {
+            dst[j] = (int8_t)(fmt == EK_WF_W4 ? ek_nib_lo(*c) : t[*c & 15u]);
+            ++j;
+        }
+    }
+    for (; j < n; ++j) {
+        dst[j] = 0;
+    }
+    ek_wrows_next(r, fmt);
 }
 
 /* dot(x, the current row), the walk moved to the next row. */

@@ -479,11 +479,11 @@ static EK_ALWAYS_INLINE void ek_wc_fc_rows_dsp(const ek_wc_q *q, const ek_wrows 
     }
 }
 
-/* The folded form (ek_conv2d.h) for a Huffman convolution, when every channel's doubled
+/* The folded form (ek_conv2d.h) for a format convolution, when every channel's doubled
  * accumulator stays within int32 (|bias_folded| <= 2^28 and K < 2^15: |2a| < 2^29 + 2^30) and
- * the output offset is an int8: then ek_wc_huff_fold_blocks writes each channel's block
+ * the output offset is an int8: then ek_wc_fold_blocks writes each channel's block
  * {2 * bias, M, k, R} (as the exporter's pack_conv_fold does for int8 layers) into `block`. */
-static inline int ek_wc_huff_fold_blocks(const ek_conv2d_params *c, const int32_t *bias, int32_t K,
+static inline int ek_wc_fold_blocks(const ek_conv2d_params *c, const int32_t *bias, int32_t K,
                                          int32_t *block)
 {
     const int32_t off = c->output_offset;
@@ -511,7 +511,7 @@ static inline int ek_wc_huff_fold_blocks(const ek_conv2d_params *c, const int32_
  * 4-pixel buffer and run through the folded GEMM against the block's channels.  scratch (ek_wcode.h):
  * the channel blocks (16 * out_c bytes), the 4-pixel buffer (32 * ceil(K / 4)), the decoded rows
  * (block_rows * 4 * ceil(K / 4)), then the K-byte patch when ek_wc_needs_patch.  A layer outside
- * the folded form's range (ek_wc_huff_fold_blocks) runs the portable loops on plain decoded rows
+ * the folded form's range (ek_wc_fold_blocks) runs the portable loops on plain decoded rows
  * in the same scratch (its patch after them).  Patches are rebuilt for every block. */
 static inline void ek_wc_conv_huff_dsp(const ek_conv2d_wc_params *p, const int8_t *input, const int32_t *bias,
                                        int8_t *output, int8_t *scratch)
@@ -526,7 +526,7 @@ static inline void ek_wc_conv_huff_dsp(const ek_conv2d_wc_params *p, const int8_
     int8_t *col = rows + (int64_t)w->block_rows * 4 * groups;
     ek_huff_state bits;
     ek_huff_init(w, &bits);
-    if (!ek_wc_huff_fold_blocks(c, bias, K, block)) {
+    if (!ek_wc_fold_blocks(c, bias, K, block)) {
         for (int32_t o0 = 0; o0 < out_c; o0 += w->block_rows) {
             const int32_t n = ek_huff_rows(w, &bits, rows, o0, out_c, K);
             ek_wc_conv_rows(c, ek_wrows_s8(rows, K), EK_WF_S8, input, bias, output, col, o0, n);
@@ -546,15 +546,54 @@ static inline void ek_wc_conv_huff_dsp(const ek_conv2d_wc_params *p, const int8_
     }
 }
 
-/* The _dsp conv kernel of format fmt (W4, LUT4 or LUT8; the layouts and scratch of
- * ek_wcode.h): as ek_wc_conv.  (The sparse and Huffman ones have their own loops:
- * ek_conv2d_s8_sparse_dsp, ek_wc_conv_huff_dsp.) */
+/* Rows unpacked at a time by ek_wc_conv_dsp: the folded GEMM's call and loop overheads spread
+ * over this many channels. */
+#define EK_WC_FOLD_ROWS 4
+
+/* The _dsp conv kernel of format fmt (W4, LUT4 or LUT8; the portable layouts of ek_wcode.h):
+ * four output pixels' patches split once into the 4-pixel buffer, then EK_WC_FOLD_ROWS rows at
+ * a time unpacked from flash into a small buffer (indices looked up in their codebook, nibbles
+ * sign-extended; a few rows, never the layer) and run through the int8 kernels' folded GEMM
+ * (ek_conv2d_fold_dsp.h) against the four.  scratch (ek_wcode.h): the channel blocks (16 * out_c
+ * bytes), the 4-pixel buffer (32 * ceil(K / 4)), the unpacked rows (EK_WC_FOLD_ROWS * 4 *
+ * ceil(K / 4)), then the K-byte patch when ek_wc_needs_patch.  A layer outside the folded form's
+ * range (ek_wc_fold_blocks) takes the row-by-row dot products of ek_wc_conv_rows_dsp (lut4,
+ * lut8) or ek_wc_conv_rows (w4) straight from flash, its patch in the same place. */
 static EK_ALWAYS_INLINE void ek_wc_conv_dsp(const ek_conv2d_wc_params *p, const int8_t *input,
                                             const int32_t *bias, int8_t *output, int8_t *scratch, const int fmt)
 {
     const ek_conv2d_params *c = &p->conv;
-    const ek_wc_q q = ek_wc_q_conv(c);
-    ek_wc_conv_rows_dsp(c, &q, ek_wrows_start(&p->w, fmt), fmt, input, bias, output, scratch, 0, c->out_c);
+    const int32_t K = p->w.row_len, groups = (K + 3) >> 2, out_c = c->out_c, out_w = c->out_w;
+    const int32_t pixels = c->out_h * out_w;
+    int32_t *block = (int32_t *)(void *)scratch;
+    int32_t *buf = block + 4 * out_c;
+    int8_t *rows = (int8_t *)(buf + EK_FOLD_GROUP_WORDS * groups);
+    int8_t *col = rows + EK_WC_FOLD_ROWS * 4 * groups;
+    if (!ek_wc_fold_blocks(c, bias, K, block)) {
+        if (fmt == EK_WF_W4) {
+            ek_wc_conv_rows(c, ek_wrows_start(&p->w, fmt), fmt, input, bias, output, col, 0, out_c);
+        } else {
+            const ek_wc_q q = ek_wc_q_conv(c);
+            ek_wc_conv_rows_dsp(c, &q, ek_wrows_start(&p->w, fmt), fmt, input, bias, output, col, 0, out_c);
+        }
+        return;
+    }
+    for (int32_t px = 0; px < pixels; px += 4) {
+        const int32_t count = pixels - px >= 4 ? 4 : pixels - px;
+        for (int32_t i = 0; i < count; ++i) {
+            const int8_t *patch = ek_wc_patch(c, input, (px + i) / out_w, (px + i) % out_w, col);
+            ek_fold_split(buf + 2 * i, patch, K);
+        }
+        ek_wrows r = ek_wrows_start(&p->w, fmt);
+        int8_t *out = output + (int64_t)px * out_c;
+        for (int32_t o0 = 0; o0 < out_c; o0 += EK_WC_FOLD_ROWS) {
+            const int32_t n = ek_min_i32(EK_WC_FOLD_ROWS, out_c - o0);
+            for (int32_t j = 0; j < n; ++j) {
+                ek_wrows_unpack(&r, fmt, rows + j * 4 * groups, 4 * groups);
+            }
+            ek_fold_gemm(c, buf, groups, count, rows, block + 4 * o0, out + o0, n);
+        }
+    }
 }
 
 /* The _dsp FC kernel of format fmt (W4, LUT4, LUT8, SPARSE or HUFF; scratch: the Huffman block
