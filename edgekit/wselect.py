@@ -49,7 +49,9 @@ COST = {
                           huff_mac=1.51),
     ("dsp", "fc"): dict(int8=1.98, int4=2.21, lut4=4.70, lut8=4.81, sparse_entry=6.76, huff_decode=12.05,
                         huff_mac=1.98),
-    ("dsp", "dwconv"): dict(int8=4.18, int4=13.62),
+    ("dsp", "dwconv"): dict(int8=4.18, int4=8.09),
+    # other depthwise shapes (not dw_3x3_dsp) run the portable kernels on a DSP core too
+    ("dsp", "dwconv_other"): dict(int8=32.49, int4=13.62),
     ("portable", "conv"): dict(int8=8.56, int4=6.20, lut4=7.22, lut8=6.66, sparse_entry=11.58, huff_decode=9.23,
                                huff_mac=5.08),
     ("portable", "fc"): dict(int8=7.36, int4=5.95, lut4=6.87, lut8=6.35, sparse_entry=9.69, huff_decode=9.23,
@@ -57,6 +59,16 @@ COST = {
     ("portable", "dwconv"): dict(int8=32.49, int4=13.62),
 }
 HUFF_BOOKS_COST = 2.5
+
+
+def dw_3x3_dsp(graph: Graph, op: Op) -> bool:
+    """Whether a depthwise layer has the shape of the 3x3 _dsp kernels' int4 form
+    (edgekit.ops.dwconv: 3x3, channel multiplier 1, no dilation, channels a multiple of 4), for
+    which ("dsp", "dwconv") holds; other depthwise layers run int4 on the portable kernel."""
+    w = graph.t(op.inputs[1]).shape
+    in_c = graph.t(op.inputs[0]).shape[-1]
+    dilated = int(op.options.get("dilationHFactor", 1)) != 1 or int(op.options.get("dilationWFactor", 1)) != 1
+    return tuple(w[1:3]) == (3, 3) and w[3] == in_c and w[3] % 4 == 0 and not dilated
 KINDS = {"CONV_2D": "conv", "FULLY_CONNECTED": "fc", "DEPTHWISE_CONV_2D": "dwconv"}
 
 
@@ -145,6 +157,8 @@ def choose_weight_formats(graph: Graph, mode: str = "auto", optimize: str = "spe
         rows = weight_rows(graph, op)
         pixels = output_pixels(graph, op)
         kind = KINDS[op.kind]
+        if kind == "dwconv" and dsp and not dw_3x3_dsp(graph, op):
+            kind = "dwconv_other"     # int4 takes the portable ek_dwconv_s8_w4 there
         allowed = ("int8",) + wformats.FORMATS
         if op.kind == "DEPTHWISE_CONV_2D":   # no depthwise kernel reads codebooks, sparse or Huffman
             allowed = DEPTHWISE_FORMATS + (("huffman",) if boot else ())

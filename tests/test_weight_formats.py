@@ -193,6 +193,38 @@ def test_export_verify_checks_every_layer_of_a_compressed_export(tmp_path):
     assert "all 1 layers match edgekit's integer reference" in proc.stdout
 
 
+# 3x3 depthwise layers of ek_dwconv_s8_3x3_fold_dsp (channel multiplier 1, C % 4 == 0): with int4
+# weights on a DSP core they take ek_dwconv_s8_w4_3x3_dsp (the nibbles unpacked per call; the
+# MLPerf KWS 4-bit variant, tests/test_compressed_models.py, runs its other form).
+DW_FOLD_CASES = ["dw_3x3_same_c4_m1", "dw_3x3_same_c4_m1_relu", "dw_3x3_same_c4_m1_nobias"]
+
+
+@pytest.mark.parametrize("case", DW_FOLD_CASES)
+def test_int4_depthwise_takes_the_3x3_dsp_kernel(case, tmp_path):
+    """The cortex-m4 export (its C run on the host through the DSP twins, ASan/UBSan): the kernel,
+    int4 bytes in the report equal to the nibbles in flash, every output byte TFLite's."""
+    tflite, report = export_case(case, "int4", "cortex-m4", tmp_path)
+    layer = next(l for l in report["layers"] if l["op"] == "DEPTHWISE_CONV_2D")
+    assert layer["kernel"] == "ek_dwconv_s8_w4_3x3_dsp" and layer["weights"]["format"] == "int4"
+    assert layer["weights"]["weight_format_bytes"] * 2 == layer["weights"]["int8_weight_bytes"]
+    model = load(tmp_path / "out", sanitize=True)
+    x = test_inputs(model.input_shape[1:], n=6, seed=8)
+    assert_bit_exact(model.predict(x), reference_outputs(tflite, x), f"{case} int4 3x3 fold")
+    # a channel count that is not a multiple of 4 keeps the portable int4 kernel
+    (tmp_path / "c7").mkdir()
+    _, other = export_case("dw_3x3_s2_same_c7_m1", "int4", "cortex-m4", tmp_path / "c7")
+    assert next(l for l in other["layers"] if l["op"] == "DEPTHWISE_CONV_2D")["kernel"] == "ek_dwconv_s8_w4"
+
+
+@pytest.mark.emulator
+def test_int4_depthwise_3x3_dsp_kernel_on_device(tmp_path, qemu):
+    tflite, _ = export_case(DW_FOLD_CASES[0], "int4", "cortex-m4", tmp_path)
+    model = load(tmp_path / "out")
+    x = test_inputs(model.input_shape[1:], n=3, seed=9)
+    y, _ = run_firmware(model, x)
+    assert_bit_exact(y, reference_outputs(tflite, x), "int4 3x3 fold depthwise on cortex-m4")
+
+
 BOOT_CASES = ["conv_3x3_s2_valid_c8_f16", "conv_1x1_c8_f16", "dw_3x3_s2_same_c7_m2_relu6",
               "dw_3x3_same_c4_m1", "fc_1d_u64_relu6", "fc_2d_last_axis_u7"]
 

@@ -5,8 +5,8 @@ import numpy as np
 
 from ..ir import Graph, Op
 from ..targets import Target
-from .base import (ArrayArg, ConstArray, InPlace, KernelCall, TensorArg, lowering, nhwc, require_int8,
-                   unsupported)
+from .base import (ArrayArg, ConstArray, InPlace, KernelCall, ScratchArg, TensorArg, lowering, nhwc,
+                   require_int8, unsupported)
 from .compressed import compressed_call, weights_format
 from .conv import conv_call, conv_geometry, conv_weights_and_quant
 
@@ -63,6 +63,39 @@ def fold_shifts_ok(shifts: np.ndarray) -> bool:
     return bool(np.all((shifts >= FOLD_SHIFTS[0]) & (shifts <= FOLD_SHIFTS[1])))
 
 
+def w4_3x3_call(op: Op, params: dict, filter_1hwo: np.ndarray, bias, arrays, macs: int, fold: bool,
+                inplace) -> KernelCall:
+    """ek_dwconv_s8_w4_3x3_dsp: a layer ek_dwconv_s8_3x3_fold_dsp (fold) or ek_dwconv_s8_3x3_dsp
+    takes, with int4 weights (C % 4 == 0, so the nibbles are exactly the layer's int4 bytes):
+    pack_dw3x3_filter's int16 halves, one nibble each (wformats int4, one row), unpacked into
+    scratch at every call; the bias blocks of pack_dw3x3_fold (fold), or the bias and the
+    multipliers and shifts as ek_dwconv_s8_3x3_dsp takes them."""
+    from .. import wformats
+    c4 = -(-params["out_c"] // 4) * 4
+    halves = pack_dw3x3_filter(filter_1hwo).view("<i2").astype(np.int8)   # the int16 halves' values
+    enc = wformats.encode("int4", halves.reshape(1, -1))
+    if isinstance(enc, str):    # wselect chose int4 for these weights
+        raise ValueError(f"int4 weights: {enc}")
+    if fold:
+        mults = next(a.values for a in arrays if a.name == "mult")
+        shifts = next(a.values for a in arrays if a.name == "shift")
+        _, block = pack_dw3x3_fold(filter_1hwo, None if bias is None else bias.values, mults, shifts,
+                                   params["input_offset"], params["output_offset"])
+        dw, extra, bias_arg = {**params, "mult": 0, "shift": 0}, [ConstArray("bias", "int32_t", block)], "bias"
+    else:
+        dw, extra = params, ([bias] if bias is not None else []) + list(arrays)
+        bias_arg = "bias" if bias is not None else None
+    fields = {f"dw.{k}": v for k, v in dw.items()}
+    fields.update({f"w.{k}": v for k, v in enc.fields.items()})
+    return KernelCall(kernel="ek_dwconv_s8_w4_3x3_dsp", header="ek_wcode.h",
+                      sources=("ek_dwconv_s8_w4_3x3_dsp.c", "ek_dwconv_s8_3x3_fold_dsp.c", "ek_dwconv_s8_3x3_dsp.c"),
+                      params_type="ek_dwconv_wc_params", params=fields,
+                      args=[TensorArg(op.inputs[0]), ArrayArg(bias_arg), TensorArg(op.outputs[0]),
+                            ScratchArg()],
+                      arrays=list(enc.arrays) + extra, macs=macs,
+                      scratch_bytes=2 * halves.size + (c4 if fold else 0), inplace=inplace if fold else ())
+
+
 @lowering("DEPTHWISE_CONV_2D")
 def lower_dwconv(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     require_int8(graph, op, op.inputs[0], op.outputs[0])
@@ -82,14 +115,6 @@ def lower_dwconv(graph: Graph, op: Op, target: Target | None = None) -> KernelCa
     macs = out_h * out_w * out_c * k_h * k_w
     dilation = (geometry["dil_h"], geometry["dil_w"])
     fmt = weights_format(op)
-    if fmt != "int8":
-        return compressed_call("dwconv", op, params, w.data.reshape(1, -1).astype(np.int8),
-                               None if bias is None else bias.values, arrays, fmt,
-                               macs=macs, target=target)
-
-    # ek_dwconv_s8_3x3_dsp's short requantization needs |accumulator| < 2^30 (ek_dwconv.h).
-    max_bias = int(np.abs(bias.values.astype(np.int64)).max()) if bias is not None else 0
-    accumulator_fits = max_bias + k_h * k_w * 255 * 128 < 2 ** 30
     # ek_dwconv_s8_3x3_fold_dsp's one-multiply requantization needs right shifts of 2..23 bits.
     shifts = next(a.values for a in arrays if a.name == "shift")
     use_3x3_fold = (target is not None and target.has_dsp and (k_h, k_w) == (3, 3) and ch_mult == 1
@@ -99,6 +124,19 @@ def lower_dwconv(graph: Graph, op: Op, target: Target | None = None) -> KernelCa
     # it still has to read never lies below what it has written once the output starts
     # in_c * (pad_top * in_w + pad_left + 1) bytes below the input (taps outside the image read
     # the zero-point row stored with the weights, not the input).
+    fold_inplace = (InPlace(0, in_c * (params["pad_top"] * in_w + params["pad_left"] + 1)),)
+    # ek_dwconv_s8_3x3_dsp's short requantization needs |accumulator| < 2^30 (ek_dwconv.h).
+    max_bias = int(np.abs(bias.values.astype(np.int64)).max()) if bias is not None else 0
+    accumulator_fits = max_bias + k_h * k_w * 255 * 128 < 2 ** 30
+    use_3x3 = (target is not None and target.has_dsp and (k_h, k_w) == (3, 3) and ch_mult == 1
+               and dilation == (1, 1) and accumulator_fits)
+    if fmt == "int4" and (use_3x3_fold or use_3x3) and out_c % 4 == 0:
+        return w4_3x3_call(op, params, w.data, bias, arrays, macs, use_3x3_fold, fold_inplace)
+    if fmt != "int8":
+        return compressed_call("dwconv", op, params, w.data.reshape(1, -1).astype(np.int8),
+                               None if bias is None else bias.values, arrays, fmt,
+                               macs=macs, target=target)
+
     if use_3x3_fold:
         mults = next(a.values for a in arrays if a.name == "mult")
         filt_bytes, block = pack_dw3x3_fold(w.data, None if bias is None else bias.values, mults, shifts,
@@ -109,10 +147,7 @@ def lower_dwconv(graph: Graph, op: Op, target: Target | None = None) -> KernelCa
                           args=[TensorArg(op.inputs[0]), ArrayArg("filter"), ArrayArg("bias"),
                                 TensorArg(op.outputs[0])],
                           arrays=[ConstArray("filter", "int8_t", filt_bytes),
-                                  ConstArray("bias", "int32_t", block)], macs=macs,
-                          inplace=(InPlace(0, in_c * (params["pad_top"] * in_w + params["pad_left"] + 1)),))
-    use_3x3 = (target is not None and target.has_dsp and (k_h, k_w) == (3, 3) and ch_mult == 1
-               and dilation == (1, 1) and accumulator_fits)
+                                  ConstArray("bias", "int32_t", block)], macs=macs, inplace=fold_inplace)
     if use_3x3:
         filt = ConstArray("filter", "int8_t", pack_dw3x3_filter(w.data))
         return KernelCall(kernel="ek_dwconv_s8_3x3_dsp", header="ek_dwconv.h",

@@ -63,6 +63,9 @@
  *   ek_fc_s8_huff                   block_rows*K
  *   ek_dwconv_s8_w4                 4*out_c, 4-byte aligned (int32 accumulators;
  *                                   edgekit's planner aligns every arena buffer to 4)
+ *   ek_dwconv_s8_w4_3x3_dsp         2*row_len, plus row_len/9 in the folded form
+ *                                   (dw.mult NULL), 4-byte aligned: the unpacked int16
+ *                                   filter, the zero-point row
  *   ek_conv2d_s8_sparse_dsp         16*out_c + 32*ceil(K/4), plus 2*K when it builds
  *                                   patches (not k_h = k_w = 1 with pad_top = pad_left
  *                                   = 0); 4-byte aligned: the int32 requantization
@@ -259,6 +262,11 @@ void ek_fc_s8_huff(const ek_fc_wc_params *p, const int8_t *input, const int32_t 
 
 void ek_dwconv_s8_w4(const ek_dwconv_wc_params *p, const int8_t *input, const int32_t *bias,
                      int8_t *output, int8_t *scratch);
+/* The 3x3 layers of ek_dwconv_s8_3x3_dsp / ek_dwconv_s8_3x3_fold_dsp with int4 weights: the
+ * nibbles in those kernels' filter order, unpacked into scratch at every call
+ * (ek_dwconv_s8_w4_3x3_dsp.c). */
+void ek_dwconv_s8_w4_3x3_dsp(const ek_dwconv_wc_params *p, const int8_t *input, const int32_t *bias,
+                             int8_t *output, int8_t *scratch);
 
 /* _dsp variants (Armv7E-M SIMD through ek_dsp.h; exact C twins elsewhere): the same signature
  * and results; ek_fc_s8_w4_dsp and ek_fc_s8_huff_dsp read the _dsp layout (see above). */
