@@ -23,8 +23,9 @@ from edgekit.report import build_report
 from edgekit.targets import get_target
 from edgekit.trace import run_traced_host
 
-# Seeds 0-7, and five that bring the kernels no earlier seed uses (checked below).
-SEEDS = [0, 1, 2, 3, 4, 5, 6, 7, 22, 30, 44, 218, 300]
+# Seeds 0-7, and six that bring the kernels no earlier seed uses (checked below; 2890: the int4
+# 3x3 depthwise of DSP cores).
+SEEDS = [0, 1, 2, 3, 4, 5, 6, 7, 22, 30, 44, 218, 300, 2890]
 ACTS = ["NONE", "NONE", "RELU", "RELU6"]
 
 
