@@ -61,8 +61,26 @@ DSP_KERNELS = frozenset((op, fmt) for op in ("conv2d", "fc") for fmt in ("int4",
 # _dsp variants included (the _dsp convolutions unpack or decode rows in order into scratch and
 # run them through the folded GEMM).
 DSP_LAYOUT_KERNELS = frozenset({("fc", "int4"), ("fc", "huffman")})
-# The _dsp convolutions' rows unpacked at a time (EK_WC_FOLD_ROWS in ek_wdot_dsp.h).
+# The _dsp lut4 / lut8 convolutions' rows unpacked at a time, for every four output pixels
+# (EK_WC_FOLD_ROWS in ek_wdot_dsp.h).
 WC_FOLD_ROWS = 4
+# The _dsp int4 convolution unpacks blocks of rows once per call, each run over every output pixel:
+# block_rows = w4_conv_block_rows(...) rows of whole words within this many bytes (at least one).
+W4_CONV_BLOCK_BYTES = 4096
+
+
+def for_kernel(enc: "Encoded", op: str, dsp: bool) -> "Encoded":
+    """The encoding with the fields its kernel reads beyond encode()'s: block_rows for the _dsp
+    int4 convolution (w4_conv_block_rows)."""
+    if op == "conv2d" and dsp and enc.format == "int4":
+        return replace(enc, fields={**enc.fields, "block_rows": w4_conv_block_rows(enc.rows, enc.row_len)})
+    return enc
+
+
+def w4_conv_block_rows(rows: int, k: int) -> int:
+    """Rows per block of ek_conv2d_s8_w4_dsp (its ek_wcode block_rows): as many rows, each padded
+    to whole groups of four, as W4_CONV_BLOCK_BYTES holds, at least 1, at most `rows`."""
+    return min(rows, max(1, W4_CONV_BLOCK_BYTES // (4 * -(-k // 4))))
 
 
 def kernel_layout(op: str, fmt: str, dsp: bool) -> str:
@@ -538,7 +556,8 @@ def scratch_bytes(kernel_kind: str, enc: Encoded, needs_patch: bool, out_channel
     if kernel_kind == "conv2d" and dsp and enc.format == "sparse":
         return sparse_dsp_conv_scratch(enc.rows, k, needs_patch)
     if kernel_kind == "conv2d" and dsp:         # int4, lut4, lut8, huffman: the folded GEMM
-        rows = int(enc.fields["block_rows"]) if enc.format == "huffman" else WC_FOLD_ROWS
+        rows = (int(enc.fields["block_rows"]) if enc.format == "huffman"
+                else w4_conv_block_rows(enc.rows, k) if enc.format == "int4" else WC_FOLD_ROWS)
         return fold_dsp_conv_scratch(enc.rows, k, rows, needs_patch)
     rows = enc.fields["block_rows"] * k if enc.format == "huffman" else 0
     patch = k if kernel_kind == "conv2d" and needs_patch else 0

@@ -45,7 +45,7 @@ BALANCED_SLOWDOWN = 2.0
 # 2.4 per index-coded weight, rounded up). Short rows cost more per MAC than these means; they
 # only rank a layer's formats against each other and int8.
 COST = {
-    ("dsp", "conv"): dict(int8=1.11, int4=2.29, lut4=2.22, lut8=2.21, sparse_entry=3.82, huff_decode=12.05,
+    ("dsp", "conv"): dict(int8=1.11, int4=1.38, lut4=2.22, lut8=2.21, sparse_entry=3.82, huff_decode=12.05,
                           huff_mac=1.51),
     ("dsp", "fc"): dict(int8=1.98, int4=2.21, lut4=4.70, lut8=4.81, sparse_entry=6.76, huff_decode=12.05,
                         huff_mac=1.98),

@@ -33,9 +33,9 @@ from edgekit.ops.compressed import conv_inplace, uses_dsp_kernel  # noqa: E402
 from edgekit.ops.conv import fold_input_offset  # noqa: E402
 from edgekit.targets import get_target  # noqa: E402
 from edgekit.wformats import (DSP_KERNELS, FORMATS, HUFF_MAX_BITS, LAYOUTS, W4_DSP_ORDER, Encoded,  # noqa: E402
-                              canonical_codes, conv_needs_patch, encode, huff_books, huff_table_bits, kernel_layout,
-                              kernel_name,
-                              limited_code_lengths, scratch_bytes)
+                              canonical_codes, conv_needs_patch, encode, for_kernel, huff_books, huff_table_bits,
+                              kernel_layout, kernel_name,
+                              limited_code_lengths, scratch_bytes, w4_conv_block_rows)
 
 KERNELS = REPO / "firmware" / "kernels"
 FORMAT_SOURCES = [f"{kernel_name(op, fmt)}.c" for op in ("conv2d", "fc") for fmt in FORMATS] + \
@@ -349,11 +349,16 @@ def test_scratch_bytes_table():
     assert [kernel_layout(op, fmt, True) for op, fmt in [("conv2d", "int4"), ("fc", "int4"), ("fc", "huffman"),
                                                          ("conv2d", "huffman"), ("conv2d", "lut4")]] == \
         ["portable", "dsp", "dsp", "portable", "portable"]
-    for fmt in ("int4", "lut4", "lut8"):       # _dsp: blocks, the 4-pixel buffer, 4 unpacked rows, a patch
+    for fmt in ("int4", "lut4", "lut8"):       # _dsp: blocks, the 4-pixel buffer, unpacked rows, a patch
         enc = encode(fmt, w)
+        rows = 10 if fmt == "int4" else 4       # int4: every row (4096 bytes hold 128 of 32)
         assert (scratch_bytes("conv2d", enc, True, dsp=True), scratch_bytes("conv2d", enc, False, dsp=True),
-                scratch_bytes("fc", enc, False, dsp=True)) == (16 * 10 + 32 * 8 + 4 * 32 + 30,
-                                                               16 * 10 + 32 * 8 + 4 * 32, 0)
+                scratch_bytes("fc", enc, False, dsp=True)) == (16 * 10 + 32 * 8 + rows * 32 + 30,
+                                                               16 * 10 + 32 * 8 + rows * 32, 0)
+    assert w4_conv_block_rows(10, 30) == 10 and w4_conv_block_rows(300, 1024) == 4 and w4_conv_block_rows(3, 5000) == 1
+    assert for_kernel(encode("int4", w), "conv2d", True).fields["block_rows"] == 10
+    assert "block_rows" not in for_kernel(encode("int4", w), "conv2d", False).fields
+    assert "block_rows" not in for_kernel(encode("int4", w), "fc", True).fields
     assert kernel_layout("fc", "huffman", False) == "portable"
     assert scratch_bytes("dwconv", encode("int4", w[:1]), True, out_channels=10) == 40
     assert conv_needs_patch(1, 1, 0, 0) is False and conv_needs_patch(1, 1, 1, 0) and conv_needs_patch(3, 3, 0, 0)
@@ -595,6 +600,7 @@ def _conv_case(rng, fmt: str, dsp: bool, extreme: bool, in_place: bool = False, 
     budget = 4096 if in_place else int(rng.choice([1, 50, 300, 4096]))
     enc = encode(fmt, w, huff_scratch_budget=budget, layout=kernel_layout("conv2d", fmt, dsp))
     assert isinstance(enc, Encoded), enc
+    enc = for_kernel(enc, "conv2d", dsp)
     needs_patch = conv_needs_patch(*k, *pads)
     gap = -1
     if in_place:
@@ -736,7 +742,7 @@ def test_lowering_picks_the_variant_and_its_layout():
     op = Op(kind="CONV_2D", inputs=[0, 1], outputs=[2])
     # the _dsp convolution reads the portable layout (rows unpacked four at a time), FC the "dsp" one
     for target, kernel, op_kind, layout, scratch in [
-            (get_target("cortex-m4"), "ek_conv2d_s8_w4_dsp", "conv2d", "portable", 16 * 8 + 32 * 4 + 4 * 16),
+            (get_target("cortex-m4"), "ek_conv2d_s8_w4_dsp", "conv2d", "portable", 16 * 8 + 32 * 4 + 8 * 16),
             (get_target("cortex-m3"), "ek_conv2d_s8_w4", "conv2d", "portable", 0),
             (None, "ek_conv2d_s8_w4", "conv2d", "portable", 0)]:
         call = compressed_call(op_kind, op, params, w, None, [], "int4", macs=0, target=target)

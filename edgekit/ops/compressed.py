@@ -66,8 +66,8 @@ def conv_inplace(fmt: str, dsp: bool, enc, in_c: int, out_c: int, needs_patch: b
     pixel p's out_c bytes are written while input bytes >= q(p)*in_c >= p*in_c are still to be
     read, and output byte p*out_c + o (o < out_c) lies below p*in_c once the output starts
     out_c bytes below the input (gap out_c).
-      - huffman decodes block_rows filter rows and runs them over every pixel before the next
-        block: in place only when one block holds every row.
+      - huffman (and the int4 _dsp kernel) decode (unpack) block_rows filter rows and run them
+        over every pixel before the next block: in place only when one block holds every row.
       - the lut4 and lut8 _dsp kernels, for a layer outside the folded form (see
         ek_wc_conv_dsp), work on pairs of pixels (p, p+1), writing their outputs channel by
         channel; the highest byte written so far is (p+1)*out_c + o < (p+2)*out_c while input
@@ -80,7 +80,7 @@ def conv_inplace(fmt: str, dsp: bool, enc, in_c: int, out_c: int, needs_patch: b
     tests/test_wformats.py runs every kernel in place at exactly this gap."""
     if needs_patch or out_c > in_c:
         return ()
-    if fmt == "huffman" and enc.fields["block_rows"] < enc.rows:
+    if fmt in ("huffman", "int4") and enc.fields.get("block_rows", enc.rows) < enc.rows:
         return ()
     if dsp and fmt in BUFFERED_FORMATS:
         return (InPlace(0, 0),)
@@ -102,6 +102,7 @@ def compressed_call(name: str, op: Op, params: dict, rows: np.ndarray, bias: np.
                           huff_scratch_budget=huff_scratch_budget(name, rows.shape[1]))
     if isinstance(enc, str):    # wselect only chooses formats the layer can take
         raise ValueError(f"{fmt} weights: {enc}")
+    enc = wformats.for_kernel(enc, name, dsp)
     params_type, outer = OPS[name]
     fields = {f"{outer}.{k}": v for k, v in params.items()}
     fields.update({f"w.{k}": v for k, v in enc.fields.items()})

@@ -1,8 +1,8 @@
 /* ek_conv2d_s8_w4_dsp.c - 2-D convolution with w4 weights (two per byte, the portable layout;
- * ek_wcode.h): four output pixels' patches split once, then four rows at a time unpacked from
- * flash (nibbles sign-extended) into scratch and run through the int8 kernels' folded GEMM
- * (ek_conv2d_fold_dsp.h: SMLAD on the split patches, one SMMLAR requantization).  Same results as
- * ek_conv2d_s8_w4; scratch as ek_wcode.h's table says.
+ * ek_wcode.h): block_rows rows at a time unpacked from flash (nibbles sign-extended) into
+ * scratch, then every output pixel's patch, four at a time, split once and run through the int8
+ * kernels' folded GEMM against them (ek_conv2d_fold_dsp.h: SMLAD on the split patches, one SMMLAR
+ * requantization).  Same results as ek_conv2d_s8_w4; scratch as ek_wcode.h's table says.
  * The loops: ek_wc_conv_dsp (ek_wdot_dsp.h). */
 #include "ek_wdot_dsp.h"
 

@@ -72,7 +72,9 @@
  *                                   blocks, the 4-pixel buffer, then two int8 patches
  *   ek_conv2d_s8_{w4,lut4,lut8}_dsp 16*out_c + 32*ceil(K/4) + R*4*ceil(K/4), plus K
  *   ek_conv2d_s8_huff_dsp           when it builds patches, with R = 4 (EK_WC_FOLD_ROWS)
- *                                   or, for huff, block_rows; 4-byte aligned: the int32
+ *                                   or, for w4 and huff, block_rows (w4: as many rows of
+ *                                   4*ceil(K/4) bytes as 4096 holds, at least one, at
+ *                                   most out_c: wformats.w4_conv_block_rows); 4-byte aligned: the int32
  *                                   requantization blocks, the 4-pixel buffer, the
  *                                   unpacked or decoded rows (zero-padded to whole
  *                                   words), the patch
@@ -219,7 +221,8 @@ typedef struct {
     int32_t levels;            /* lut: entries per codebook; huff with `book`: entries per row's codebook */
     int32_t per_channel;       /* lut: 1 = one codebook per row, 0 = one for the layer */
     int32_t delta_bits;        /* sparse: 4 or 8 */
-    int32_t block_rows;        /* huff: rows decoded into scratch per block, 1..rows */
+    int32_t block_rows;        /* huff: rows decoded into scratch per block, 1..rows;
+                                  ek_conv2d_s8_w4_dsp: rows unpacked per block, 1..rows */
     int32_t table_bits;        /* huff: bits indexing `table`, 1..EK_HUFF_TABLE_MAX_BITS */
 } ek_wcode;
 

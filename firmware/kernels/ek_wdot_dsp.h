@@ -550,13 +550,16 @@ static inline void ek_wc_conv_huff_dsp(const ek_conv2d_wc_params *p, const int8_
  * over this many channels. */
 #define EK_WC_FOLD_ROWS 4
 
-/* The _dsp conv kernel of format fmt (W4, LUT4 or LUT8; the portable layouts of ek_wcode.h):
- * four output pixels' patches split once into the 4-pixel buffer, then EK_WC_FOLD_ROWS rows at
- * a time unpacked from flash into a small buffer (indices looked up in their codebook, nibbles
- * sign-extended; a few rows, never the layer) and run through the int8 kernels' folded GEMM
- * (ek_conv2d_fold_dsp.h) against the four.  scratch (ek_wcode.h): the channel blocks (16 * out_c
- * bytes), the 4-pixel buffer (32 * ceil(K / 4)), the unpacked rows (EK_WC_FOLD_ROWS * 4 *
- * ceil(K / 4)), then the K-byte patch when ek_wc_needs_patch.  A layer outside the folded form's
+/* The _dsp conv kernel of format fmt (W4, LUT4 or LUT8; the portable layouts of ek_wcode.h).
+ * lut4, lut8: four output pixels' patches split once into the 4-pixel buffer, then
+ * EK_WC_FOLD_ROWS rows at a time unpacked from flash into a small buffer (indices looked up in
+ * their codebook; a few rows, never the layer) and run through the int8 kernels' folded GEMM
+ * (ek_conv2d_fold_dsp.h) against the four.  w4: w->block_rows rows at a time unpacked once
+ * (nibbles sign-extended), then every output pixel's patch, four at a time, against them (the
+ * patches rebuilt for every block, as the Huffman kernel does).  scratch (ek_wcode.h): the
+ * channel blocks (16 * out_c bytes), the 4-pixel buffer (32 * ceil(K / 4)), the unpacked rows
+ * (EK_WC_FOLD_ROWS or block_rows, times 4 * ceil(K / 4)), then the K-byte patch when
+ * ek_wc_needs_patch.  A layer outside the folded form's
  * range (ek_wc_fold_blocks) takes the row-by-row dot products of ek_wc_conv_rows_dsp (lut4,
  * lut8) or ek_wc_conv_rows (w4) straight from flash, its patch in the same place. */
 static EK_ALWAYS_INLINE void ek_wc_conv_dsp(const ek_conv2d_wc_params *p, const int8_t *input,
@@ -568,13 +571,32 @@ static EK_ALWAYS_INLINE void ek_wc_conv_dsp(const ek_conv2d_wc_params *p, const 
     int32_t *block = (int32_t *)(void *)scratch;
     int32_t *buf = block + 4 * out_c;
     int8_t *rows = (int8_t *)(buf + EK_FOLD_GROUP_WORDS * groups);
-    int8_t *col = rows + EK_WC_FOLD_ROWS * 4 * groups;
+    int8_t *col = rows + (fmt == EK_WF_W4 ? p->w.block_rows : EK_WC_FOLD_ROWS) * 4 * groups;
     if (!ek_wc_fold_blocks(c, bias, K, block)) {
         if (fmt == EK_WF_W4) {
             ek_wc_conv_rows(c, ek_wrows_start(&p->w, fmt), fmt, input, bias, output, col, 0, out_c);
         } else {
             const ek_wc_q q = ek_wc_q_conv(c);
             ek_wc_conv_rows_dsp(c, &q, ek_wrows_start(&p->w, fmt), fmt, input, bias, output, col, 0, out_c);
+        }
+        return;
+    }
+    if (fmt == EK_WF_W4) {                 /* blocks of rows unpacked once, run over every pixel */
+        const int32_t block_rows = p->w.block_rows > 0 ? p->w.block_rows : 1;
+        ek_wrows r = ek_wrows_start(&p->w, fmt);
+        for (int32_t o0 = 0; o0 < out_c; o0 += block_rows) {
+            const int32_t n = ek_min_i32(block_rows, out_c - o0);
+            for (int32_t j = 0; j < n; ++j) {
+                ek_wrows_unpack(&r, fmt, rows + j * 4 * groups, 4 * groups);
+            }
+            for (int32_t px = 0; px < pixels; px += 4) {
+                const int32_t count = pixels - px >= 4 ? 4 : pixels - px;
+                for (int32_t i = 0; i < count; ++i) {
+                    const int8_t *patch = ek_wc_patch(c, input, (px + i) / out_w, (px + i) % out_w, col);
+                    ek_fold_split(buf + 2 * i, patch, K);
+                }
+                ek_fold_gemm(c, buf, groups, count, rows, block + 4 * o0, output + (int64_t)px * out_c + o0, n);
+            }
         }
         return;
     }
