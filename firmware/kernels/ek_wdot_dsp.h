@@ -506,6 +506,32 @@ static inline int ek_wc_fold_blocks(const ek_conv2d_params *c, const int32_t *bi
     return 1;
 }
 
+/* The patches of output pixels px .. px+count-1 (count 1..4) split into the 4-pixel buffer buf;
+ * col: scratch for a patch that is built. */
+static inline void ek_wc_fold_patches(const ek_conv2d_params *c, const int8_t *input, int32_t px, int32_t count,
+                                      int32_t K, int32_t *buf, int8_t *col)
+{
+    for (int32_t i = 0; i < count; ++i) {
+        const int8_t *patch = ek_wc_patch(c, input, (px + i) / c->out_w, (px + i) % c->out_w, col);
+        ek_fold_split(buf + 2 * i, patch, K);
+    }
+}
+
+/* Channels o0 .. o0+n-1 of every output pixel, four at a time, from the block's n rows (4 *
+ * groups bytes each, zero-padded) through the folded GEMM; block: their {2 * bias, M, k, R}
+ * blocks; output: the layer's output (channel o0 of pixel 0 at output + o0). */
+static inline void ek_wc_fold_rows(const ek_conv2d_params *c, const int8_t *input, int32_t K, int32_t groups,
+                                   const int8_t *rows, const int32_t *block, int8_t *output, int32_t o0,
+                                   int32_t n, int32_t *buf, int8_t *col)
+{
+    const int32_t pixels = c->out_h * c->out_w;
+    for (int32_t px = 0; px < pixels; px += 4) {
+        const int32_t count = pixels - px >= 4 ? 4 : pixels - px;
+        ek_wc_fold_patches(c, input, px, count, K, buf, col);
+        ek_fold_gemm(c, buf, groups, count, rows, block + 4 * o0, output + (int64_t)px * c->out_c + o0, n);
+    }
+}
+
 /* The _dsp Huffman convolution: block_rows rows at a time decoded into scratch, zero-padded to
  * whole groups of four, then every output pixel's patch, four pixels at a time, split into the
  * 4-pixel buffer and run through the folded GEMM against the block's channels.  scratch (ek_wcode.h):
@@ -518,8 +544,7 @@ static inline void ek_wc_conv_huff_dsp(const ek_conv2d_wc_params *p, const int8_
 {
     const ek_conv2d_params *c = &p->conv;
     const ek_wcode *w = &p->w;
-    const int32_t K = w->row_len, groups = (K + 3) >> 2, out_c = c->out_c, out_w = c->out_w;
-    const int32_t pixels = c->out_h * out_w;
+    const int32_t K = w->row_len, groups = (K + 3) >> 2, out_c = c->out_c;
     int32_t *block = (int32_t *)(void *)scratch;
     int32_t *buf = block + 4 * out_c;
     int8_t *rows = (int8_t *)(buf + EK_FOLD_GROUP_WORDS * groups);
@@ -535,14 +560,7 @@ static inline void ek_wc_conv_huff_dsp(const ek_conv2d_wc_params *p, const int8_
     }
     for (int32_t o0 = 0; o0 < out_c; o0 += w->block_rows) {
         const int32_t n = ek_huff_rows(w, &bits, rows, o0, out_c, 4 * groups);
-        for (int32_t px = 0; px < pixels; px += 4) {
-            const int32_t count = pixels - px >= 4 ? 4 : pixels - px;
-            for (int32_t i = 0; i < count; ++i) {
-                const int8_t *patch = ek_wc_patch(c, input, (px + i) / out_w, (px + i) % out_w, col);
-                ek_fold_split(buf + 2 * i, patch, K);
-            }
-            ek_fold_gemm(c, buf, groups, count, rows, block + 4 * o0, output + (int64_t)px * out_c + o0, n);
-        }
+        ek_wc_fold_rows(c, input, K, groups, rows, block, output, o0, n, buf, col);
     }
 }
 
@@ -559,15 +577,15 @@ static inline void ek_wc_conv_huff_dsp(const ek_conv2d_wc_params *p, const int8_
  * patches rebuilt for every block, as the Huffman kernel does).  scratch (ek_wcode.h): the
  * channel blocks (16 * out_c bytes), the 4-pixel buffer (32 * ceil(K / 4)), the unpacked rows
  * (EK_WC_FOLD_ROWS or block_rows, times 4 * ceil(K / 4)), then the K-byte patch when
- * ek_wc_needs_patch.  A layer outside the folded form's
- * range (ek_wc_fold_blocks) takes the row-by-row dot products of ek_wc_conv_rows_dsp (lut4,
- * lut8) or ek_wc_conv_rows (w4) straight from flash, its patch in the same place. */
+ * ek_wc_needs_patch.  A layer outside the folded form's range (ek_wc_fold_blocks) takes the
+ * row-by-row dot products of ek_wc_conv_rows_dsp (lut4, lut8) or ek_wc_conv_rows (w4) straight
+ * from flash, its patch in the same place. */
 static EK_ALWAYS_INLINE void ek_wc_conv_dsp(const ek_conv2d_wc_params *p, const int8_t *input,
                                             const int32_t *bias, int8_t *output, int8_t *scratch, const int fmt)
 {
     const ek_conv2d_params *c = &p->conv;
-    const int32_t K = p->w.row_len, groups = (K + 3) >> 2, out_c = c->out_c, out_w = c->out_w;
-    const int32_t pixels = c->out_h * out_w;
+    const int32_t K = p->w.row_len, groups = (K + 3) >> 2, out_c = c->out_c;
+    const int32_t pixels = c->out_h * c->out_w;
     int32_t *block = (int32_t *)(void *)scratch;
     int32_t *buf = block + 4 * out_c;
     int8_t *rows = (int8_t *)(buf + EK_FOLD_GROUP_WORDS * groups);
@@ -589,23 +607,13 @@ static EK_ALWAYS_INLINE void ek_wc_conv_dsp(const ek_conv2d_wc_params *p, const 
             for (int32_t j = 0; j < n; ++j) {
                 ek_wrows_unpack(&r, fmt, rows + j * 4 * groups, 4 * groups);
             }
-            for (int32_t px = 0; px < pixels; px += 4) {
-                const int32_t count = pixels - px >= 4 ? 4 : pixels - px;
-                for (int32_t i = 0; i < count; ++i) {
-                    const int8_t *patch = ek_wc_patch(c, input, (px + i) / out_w, (px + i) % out_w, col);
-                    ek_fold_split(buf + 2 * i, patch, K);
-                }
-                ek_fold_gemm(c, buf, groups, count, rows, block + 4 * o0, output + (int64_t)px * out_c + o0, n);
-            }
+            ek_wc_fold_rows(c, input, K, groups, rows, block, output, o0, n, buf, col);
         }
         return;
     }
     for (int32_t px = 0; px < pixels; px += 4) {
         const int32_t count = pixels - px >= 4 ? 4 : pixels - px;
-        for (int32_t i = 0; i < count; ++i) {
-            const int8_t *patch = ek_wc_patch(c, input, (px + i) / out_w, (px + i) % out_w, col);
-            ek_fold_split(buf + 2 * i, patch, K);
-        }
+        ek_wc_fold_patches(c, input, px, count, K, buf, col);
         ek_wrows r = ek_wrows_start(&p->w, fmt);
         int8_t *out = output + (int64_t)px * out_c;
         for (int32_t o0 = 0; o0 < out_c; o0 += EK_WC_FOLD_ROWS) {
