@@ -3,21 +3,42 @@
 #               QEMU and compare every output with TFLite's reference interpreter
 #   make test   the whole test suite
 # Both are idempotent: the system packages and the virtualenv are installed once.
+# For developers:
+#   make test-fast  the fast tier (pytest -m "not slow", tests/conftest.py): planner, weight
+#                   formats, integer reference, every kernel through its host build; no QEMU,
+#                   no ../shared, no TensorFlow once its small test models are cached
+#   make test-data  Debian's dataset-fashion-mnist, for the tests on the whole Fashion-MNIST
+#                   test set (they skip without it; CI installs it and makes them mandatory)
 
 PYTHON      ?= python3.11
 VENV        := .venv
 PY          := $(VENV)/bin/python
 APT_PKGS    := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm make gcc
+DATA_PKGS   := dataset-fashion-mnist
+FASHION     := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+OBJ_CACHE   ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/edgekit/objs
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup system-deps python-deps clean
+.PHONY: demo test test-fast test-data setup system-deps python-deps clean
 
 demo: setup
 	$(PY) examples/demo.py
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The inner loop keeps compiled kernel objects between runs (edgekit/objcache.py: keyed by the
+# sources, every header, compiler and flags); make test gives each session a fresh cache.
+test-fast: python-deps
+	EDGEKIT_OBJ_CACHE="$${EDGEKIT_OBJ_CACHE:-$(OBJ_CACHE)}" $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-data:
+	@if ! [ -f $(FASHION) ]; then \
+	    echo "installing $(DATA_PKGS)"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DATA_PKGS); \
+	fi
 
 setup: system-deps python-deps
 

@@ -1,6 +1,6 @@
 """Measured instructions of every weight format's kernels, layer by layer, on the MLPerf Tiny
-models and their tfmot variants: the source of edgekit.wselect.COST (the estimates `--weights
-auto` compares formats with).
+models and their tfmot variants: the source of the kernel registry's costs (edgekit/ops/kernels.py,
+Kernel.cost: the estimates `--weights auto` compares formats with).
 
     .venv/bin/python benchmarks/format_costs.py [--models kws resnet ad] [--json F] [--layers]
 
@@ -8,11 +8,12 @@ Each (variant, format) pair below is exported for cortex-m4 with `--weights FORM
 the _dsp kernels and once with the portable ones (`get_target(..., portable=True)`), built with
 PROFILE=1 and run by `edgekit bench --emulate` (QEMU -icount: exact, repeatable instruction
 counts per layer; every output checked against the reference). Each layer that took the format
-gives one measurement; the summary fits, per kernel set (dsp / portable), op kind and format:
+gives one measurement; the summary fits, per kernel (the C function the layer ran):
   dense formats (int8, int4, lut4, lut8): instructions per MAC, the sum over the layers'
       instructions over the sum of their MACs (patches, requantization and loop overheads
       included, so short rows cost more per MAC);
-  sparse: instructions per stored entry (fillers included) and output pixel;
+  sparse: least squares of instructions = per_entry * stored entries (fillers included) * output
+      pixels + per_output * output values (each output row's setup and requantization);
   huffman: least squares of instructions = decode * weights + mac * MACs over the layers (a
       fully connected layer uses each weight once, a convolution once per output pixel), on
       layers whose code is over int8 values (huff_books, the codebook-index remap, is measured
@@ -36,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from compression import MODELS, MODELS_DIR, model_path  # noqa: E402  (one place for the model list)
+from edgekit.ops.kernels import kernel  # noqa: E402
 
 # (variant, format): each format on the variant whose layers can all take it.
 PAIRS = [("int8", "int8"), ("int4", "int4"), ("clustered", "lut4"), ("clustered", "lut8"),
@@ -57,7 +59,7 @@ def layer_units(path: Path) -> list[dict]:
         rows = weight_rows(graph, op)
         sparse = wformats.encode("sparse", rows)
         units.append(dict(weights=int(rows.size), pixels=output_pixels(graph, op),
-                          entries=int(sparse.array("windex")[-1]),
+                          entries=int(sparse.array("windex")[-1]), rows=int(rows.shape[0]),
                           huff_books="book" in wformats.encode("huffman", rows).fields))
     return units
 
@@ -87,29 +89,35 @@ def measure(path: Path, fmt: str, dsp: bool, tmp: Path) -> list[dict]:
     return rows
 
 
-def fit(groups: dict) -> dict:
-    """wselect.COST from the measured layers, grouped by (kernels, kind, format) (see the
-    docstring). Huffman: an FC layer decodes and multiplies each weight once, so its decoding
-    cost per weight is its instructions per weight less its kernel set's int8 FC cost per MAC
-    (the same dot products run on the decoded rows); a convolution's cost per MAC is what its
-    instructions leave after that decoding. Layers coded over codebook indices are left out."""
-    cost: dict = defaultdict(dict)
-    for (kernels, kind, fmt), rows in sorted(groups.items()):
-        measured = sum(r["measured"] for r in rows)
+def fit(rows: list[dict]) -> dict:
+    """Kernel.cost of each measured kernel (see the docstring). Huffman: an FC layer decodes and
+    multiplies each weight once, so its decoding cost per weight is its instructions per weight
+    less the int8 FC kernel's cost per MAC of the same kernel set (the same dot products run on
+    the decoded rows); a convolution's cost per MAC is what its instructions leave after that
+    decoding. Layers coded over codebook indices are left out."""
+    by_kernel: dict = defaultdict(list)
+    for r in rows:
+        by_kernel[r["kernel"]].append(r)
+    cost: dict = {}
+    for name, rs in sorted(by_kernel.items()):
+        fmt = rs[0]["format"]
         if fmt == "sparse":
-            cost[kernels, kind]["sparse_entry"] = measured / sum(r["entries"] * r["pixels"] for r in rows)
+            a = np.array([[r["entries"] * r["pixels"], r["rows"] * r["pixels"]] for r in rs], np.float64)
+            b = np.array([r["measured"] for r in rs], np.float64)
+            (per_entry, per_output), *_ = np.linalg.lstsq(a, b, rcond=None)
+            cost[name] = dict(per_entry=per_entry, per_output=per_output)
         elif fmt != "huffman":
-            cost[kernels, kind][fmt] = measured / sum(r["macs"] for r in rows)
-    for kernels in ("dsp", "portable"):
-        fc = [r for r in groups.get((kernels, "fc", "huffman"), []) if not r["huff_books"]]
-        conv = [r for r in groups.get((kernels, "conv", "huffman"), []) if not r["huff_books"]]
-        if not fc or "int8" not in cost[kernels, "fc"]:
+            cost[name] = dict(per_mac=sum(r["measured"] for r in rs) / sum(r["macs"] for r in rs))
+    for suffix, fc_int8 in (("_dsp", "ek_fc_s8_dsp"), ("", "ek_fc_s8")):
+        fc = [r for r in by_kernel.get(f"ek_fc_s8_huff{suffix}", []) if not r["huff_books"]]
+        conv = [r for r in by_kernel.get(f"ek_conv2d_s8_huff{suffix}", []) if not r["huff_books"]]
+        if not fc or fc_int8 not in cost:
             continue
-        decode = sum(r["measured"] for r in fc) / sum(r["weights"] for r in fc) - cost[kernels, "fc"]["int8"]
-        cost[kernels, "fc"].update(huff_decode=decode, huff_mac=cost[kernels, "fc"]["int8"])
+        decode = sum(r["measured"] for r in fc) / sum(r["weights"] for r in fc) - cost[fc_int8]["per_mac"]
+        cost[f"ek_fc_s8_huff{suffix}"] = dict(per_mac=cost[fc_int8]["per_mac"], decode=decode)
         if conv:
             rest = sum(r["measured"] - decode * r["weights"] for r in conv)
-            cost[kernels, "conv"].update(huff_decode=decode, huff_mac=rest / sum(r["macs"] for r in conv))
+            cost[f"ek_conv2d_s8_huff{suffix}"] = dict(per_mac=rest / sum(r["macs"] for r in conv), decode=decode)
     return cost
 
 
@@ -118,17 +126,20 @@ def main() -> int:
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--layers", action="store_true")
     ap.add_argument("--json")
+    ap.add_argument("--formats", nargs="+", help="only the (variant, format) pairs of these formats")
     args = ap.parse_args()
     if not MODELS_DIR.is_dir():
         print(f"the MLPerf Tiny models are not at {MODELS_DIR}", file=sys.stderr)
         return 2
     print("$ .venv/bin/python benchmarks/format_costs.py --models " + " ".join(args.models) +
-          (" --layers" if args.layers else "") + "\n")
+          (" --formats " + " ".join(args.formats) if args.formats else "") + (" --layers" if args.layers else "") + "\n")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for dsp in (True, False):
             for model in args.models:
                 for variant, fmt in PAIRS:
+                    if args.formats and fmt not in args.formats:
+                        continue
                     for r in measure(model_path(model, variant), fmt, dsp, Path(tmp)):
                         rows.append(dict(r, kernels="dsp" if dsp else "portable", model=model, variant=variant))
     if args.layers:
@@ -141,20 +152,19 @@ def main() -> int:
         print()
     groups = defaultdict(list)
     for r in rows:
-        groups[r["kernels"], r["kind"], r["format"]].append(r)
-    print("| kernels | kind | format | layers | instructions | est / measured |")
-    print("|---|---|---|---:|---:|---:|")
-    for (kernels, kind, fmt), rs in sorted(groups.items()):
+        groups[r["kernel"]].append(r)
+    print("| kernel | layers | instructions | est / measured |")
+    print("|---|---:|---:|---:|")
+    for name, rs in sorted(groups.items()):
         measured = sum(r["measured"] for r in rs)
-        print(f"| {kernels} | {kind} | {fmt} | {len(rs)} | {measured:,.0f} | "
-              f"{sum(r['est'] for r in rs) / measured:.2f} |")
-    cost = fit(groups)
-    print("\nCOST (edgekit/wselect.py):")
-    for kernels in ("dsp", "portable"):
-        for kind in ("conv", "fc", "dwconv"):
-            figures = ", ".join(f"{k}={v:.2f}" for k, v in sorted(cost.get((kernels, kind), {}).items()))
-            print(f"    {kernels:9s} {kind:7s} {figures}")
-    summary = [dict(kernels=k, kind=kind, **v) for (k, kind), v in sorted(cost.items())]
+        print(f"| {name} | {len(rs)} | {measured:,.0f} | {sum(r['est'] for r in rs) / measured:.2f} |")
+    cost = fit(rows)
+    print("\nKernel.cost (edgekit/ops/kernels.py), measured vs registered:")
+    for name, figures in sorted(cost.items()):
+        registered = kernel(name).cost
+        text = ", ".join(f"{k}={v:.2f} ({getattr(registered, k):.2f})" for k, v in sorted(figures.items()))
+        print(f"    {name:28s} {text}")
+    summary = [dict(kernel=name, **v) for name, v in sorted(cost.items())]
     if args.json:
         Path(args.json).write_text(json.dumps(dict(layers=rows, summary=summary), indent=2) + "\n")
     return 0

@@ -3,8 +3,8 @@
 The same host code drives a real board (`--port /dev/ttyACM0`, any pyserial URL) and the emulated
 one (`--emulate`: QEMU started here, under `-icount shift=3,sleep=off`, so its timers count guest
 instructions deterministically). For every input it loads the input, runs W untimed warm-ups and
-N timed inferences, reads each run's time and the output, and compares the output byte for byte
-with TFLite's reference interpreter on out/model.tflite.
+N timed inferences, reads each run's time and the output buffer (every output of the model), and
+compares it byte for byte with TFLite's reference interpreter on out/model.tflite.
 
 Units are honest: QEMU gives *instructions* (never cycles or ms); the DWT counter of a real
 Cortex-M3/M4/M7/M33 gives *cycles* (ms when the clock is known); other timers give ms.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .api import CompiledModel
+from .api import CompiledModel, saved_outputs
 from .errors import EdgekitError
 
 PROTOCOLS = ("edgekit", "mlperf-tiny")
@@ -69,9 +69,11 @@ class BenchResults:
     clock_hz: int | None = None
     device: dict = field(default_factory=dict)
     sizes: dict = field(default_factory=dict)
-    per_input: list[dict] = field(default_factory=list)   # {index, times, match, first_diff}
+    # {index, times, match, first_diff (index in the output), first_diff_output (which output)}
+    per_input: list[dict] = field(default_factory=list)
     layers: list[dict] | None = None
-    outputs: list[np.ndarray] = field(default_factory=list)
+    outputs: list[np.ndarray] = field(default_factory=list)   # per input: [*output_shape], or all bytes
+    num_outputs: int = 1
     retries: int = 0                    # requests the link sent again (damaged or lost frames)
     complete: bool = False
     error: str | None = None
@@ -172,8 +174,7 @@ def _check_device(info, model: CompiledModel) -> None:
         raise EdgekitError(
             f"the board runs model '{info.model_name}' with weights hash {info.weights_hash}, but "
             f"{model.out_dir} holds {expected_hash}: flash {model.out_dir}/build/firmware.elf first")
-    in_size = int(np.prod(model.input_shape))
-    out_size = int(np.prod(model.output_shape))
+    in_size, out_size = int(np.prod(model.input_shape)), model.output_size
     if (info.input_size, info.output_size) != (in_size, out_size):
         raise EdgekitError(
             f"the board's model '{info.model_name}' takes {info.input_size} input and gives "
@@ -188,9 +189,8 @@ def bench(out_dir: str | Path, config: BenchConfig, *, emulate: bool = False, po
     the partial results to json_path."""
     from .build import firmware_elf, firmware_size
     from .emulate import Emulator, tick_units
-    from .reference import reference_outputs
     from .targets import get_target
-    from .verify import boundary_qparams, load_inputs
+    from .verify import Comparison, load_inputs, reference_flat
 
     config.check()
     if emulate == (port is not None):
@@ -204,9 +204,10 @@ def bench(out_dir: str | Path, config: BenchConfig, *, emulate: bool = False, po
     progress = sys.stderr.isatty() if progress is None else progress
 
     x = load_inputs(config.inputs, model, config.count, config.seed)
-    reference = reference_outputs(model.tflite_path, x, **boundary_qparams(model.report))
+    reference = reference_flat(model, x)
     where = f"{target.qemu_machine} (QEMU)" if emulate else str(port)
-    results = BenchResults(model=model.report["model"], target=target.name, where=where, config=config)
+    results = BenchResults(model=model.report["model"], target=target.name, where=where, config=config,
+                           num_outputs=len(model.output_layout))
 
     if emulate:
         elf = firmware_elf(model.out_dir, profile=config.profile, protocol=config.protocol)
@@ -246,7 +247,6 @@ def bench(out_dir: str | Path, config: BenchConfig, *, emulate: bool = False, po
                                   protocol_version=info.protocol_version, cpuid=f"0x{info.cpuid:08x}")
             results.scale, results.unit = tick_units(1, info.timer_source, info.timer_hz, per_tick)
             results.clock_hz = config.clock_hz or (info.cpu_hz if not emulate else None) or None
-            out_size = int(np.prod(model.output_shape[1:]))
             _progress(0, len(x), "inputs", progress)
             for i, sample in enumerate(x):
                 link.set_input(sample.tobytes())
@@ -255,12 +255,13 @@ def bench(out_dir: str | Path, config: BenchConfig, *, emulate: bool = False, po
                     ticks = link.timings(done)
                 else:     # the MLPerf Tiny protocol reports the total of the N runs only
                     ticks = [link.last_inference.ticks / max(done, 1)]
-                got = np.frombuffer(link.get_output(out_size), dtype=np.int8).reshape(reference.shape[1:])
-                diff = np.argwhere(got != reference[i])
-                results.outputs.append(got)
+                got = np.frombuffer(link.get_output(model.output_size), dtype=np.int8)
+                diff = Comparison(got[None], reference[i:i + 1], model.output_layout).first_difference()
+                results.outputs.append(saved_outputs(got[None], model.output_layout)[0])
                 results.per_input.append(dict(
-                    index=i, times=[t * results.scale for t in ticks], match=not len(diff),
-                    first_diff=[int(v) for v in diff[0]] if len(diff) else None))
+                    index=i, times=[t * results.scale for t in ticks], match=diff is None,
+                    first_diff=None if diff is None else diff.index,
+                    first_diff_output=None if diff is None else diff.output))
                 save()
                 _progress(i + 1, len(x), "inputs", progress)
             if config.profile:
@@ -322,7 +323,9 @@ def format_summary(r: BenchResults) -> str:
                      "(damaged or lost frames: the serial line is unreliable)")
     for entry in r.per_input:
         if not entry["match"]:
-            lines.append(f"  input {entry['index']}: first difference at {entry['first_diff']}")
+            k = entry.get("first_diff_output")
+            where = f"output {k}, index {entry['first_diff']}" if r.num_outputs > 1 else f"{entry['first_diff']}"
+            lines.append(f"  input {entry['index']}: first difference at {where}")
     s = r.sizes
     if s.get("flash_bytes") is not None:
         lines.append(f"flash {s['flash_bytes']:,} bytes, RAM {s['ram_bytes']:,} bytes "

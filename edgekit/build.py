@@ -1,9 +1,12 @@
 """Building an export directory with make, and finding the tools it needs."""
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from .errors import EdgekitError, ToolMissingError
@@ -25,6 +28,35 @@ def require_tool(name: str) -> str:
     return path
 
 
+def obj_cache_dir() -> Path | None:
+    """Where compiled kernel objects are cached (edgekit/objcache.py): $EDGEKIT_OBJ_CACHE, or
+    $XDG_CACHE_HOME/edgekit/objs (~/.cache/edgekit/objs); None if EDGEKIT_OBJ_CACHE is empty,
+    0 or off."""
+    env = os.environ.get("EDGEKIT_OBJ_CACHE")
+    if env is not None:
+        return None if env.strip().lower() in ("", "0", "off", "no", "false") else Path(env).expanduser().absolute()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "edgekit" / "objs"
+
+
+def _cached_compilers(variables: dict[str, str]) -> dict[str, str]:
+    """make variables that put the generated Makefile's compilers (HOSTCC, ARM_CC) behind the
+    object cache; nothing when the cache is off or the caller sets them itself. A plain
+    `make -C out` compiles as before."""
+    cache = obj_cache_dir()
+    if cache is None or not sys.executable:
+        return {}
+    script = Path(__file__).with_name("objcache.py")
+    wrapper = " ".join(shlex.quote(str(a)).replace("$", "$$")
+                       for a in (sys.executable, "-I", "-S", script, "--cache", cache, "--"))
+    out = {}
+    if "HOSTCC" not in variables:
+        out["HOSTCC"] = f"{wrapper} {os.environ.get('HOSTCC') or 'cc'}"
+    if "ARM_CC" not in variables:
+        out["ARM_CC"] = f"{wrapper} $(ARM_PREFIX)gcc"     # make expands ARM_PREFIX (default or set)
+    return out
+
+
 def run_make(out_dir: Path, goal: str | None = None, sanitize: bool = False, quiet: bool = True,
              variables: dict[str, str] | None = None) -> None:
     require_tool("make")
@@ -40,7 +72,9 @@ def run_make(out_dir: Path, goal: str | None = None, sanitize: bool = False, qui
     cmd = ["make", "-C", str(out_dir), "--no-print-directory"]
     if sanitize:
         cmd.append("SANITIZE=1")
-    cmd += [f"{name}={value}" for name, value in (variables or {}).items()]
+    variables = dict(variables or {})
+    variables.update(_cached_compilers(variables))
+    cmd += [f"{name}={value}" for name, value in variables.items()]
     if goal:
         cmd.append(goal)
     proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__
+from .version import __version__
 from .errors import EdgekitError
 
 
@@ -60,7 +60,7 @@ def _cmd_verify(args) -> int:
     result = run(args.out, inputs=args.inputs, count=args.count, seed=args.seed, emulate=args.emulate,
                  sanitize=args.sanitize)
     if args.save_outputs:
-        _save_outputs(args.save_outputs, result.outputs)
+        _save_outputs(args.save_outputs, result.saved())
     print(result.describe())
     return 0 if result.ok else 1
 
@@ -106,6 +106,10 @@ def _cmd_targets(args) -> int:
     return 0
 
 
+SAVE_OUTPUTS_HELP = ("save the raw int8 outputs [N, *output_shape] to this .npy (a model with several "
+                     "outputs: [N, total bytes], each output at its offset in report.json's outputs)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgekit", description="Compile Keras / TFLite models into "
                                 "bit-exact C for microcontrollers.")
@@ -146,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("out", help="an `edgekit export` output directory")
     v.add_argument("--emulate", action="store_true", help="run the firmware in QEMU instead of the host build")
     v.add_argument("--inputs", help=".npy/.npz batch [N, *input_shape]: int8 as is, float32 quantized")
-    v.add_argument("--save-outputs", help="save the raw int8 outputs [N, *output_shape] to this .npy")
+    v.add_argument("--save-outputs", help=SAVE_OUTPUTS_HELP)
     v.add_argument("--count", type=int, default=10, help="random inputs when --inputs is not given (default 10)")
     v.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     v.add_argument("--sanitize", action="store_true", help="host build with AddressSanitizer and UBSan")
@@ -163,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch", type=int, default=256, help="samples per batch (default 256)")
     ev.add_argument("--out", dest="out_preds", metavar="PREDS", help="save the top-1 class of every sample "
                     "to this .npy")
-    ev.add_argument("--save-outputs", help="save the raw int8 outputs [N, *output_shape] to this .npy")
+    ev.add_argument("--save-outputs", help=SAVE_OUTPUTS_HELP)
     ev.set_defaults(func=_cmd_eval)
 
     b = sub.add_parser("bench", help="latency and correctness on the board (or QEMU) over a serial port")
@@ -186,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the banner, each reply and each inference (default 10)")
     b.add_argument("--json", help="write the results as JSON (atomically, also when cut short)")
     b.add_argument("--csv", help="write every run's latency as CSV")
-    b.add_argument("--save-outputs", help="save the raw int8 outputs [N, *output_shape] to this .npy")
+    b.add_argument("--save-outputs", help=SAVE_OUTPUTS_HELP)
     b.add_argument("--plot", metavar="DIR", help="write latency_histogram.png (and layers.png) to DIR")
     b.set_defaults(func=_cmd_bench)
 

@@ -9,23 +9,15 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import jinja2
 import numpy as np
 
 from .ir import short_name
+from .resources import resource_dir  # noqa: F401  (re-exported: export, tests)
 from .ops.base import ArrayArg, ArrayRef, KernelCall, ScratchArg, TensorArg, TensorListArg
 from .program import Program
-
-
-def resource_dir(name: str) -> Path:
-    """templates/ or firmware/: beside the package in a checkout, inside it when installed."""
-    checkout = Path(__file__).resolve().parent.parent / name
-    if checkout.is_dir():
-        return checkout
-    return Path(str(resources.files("edgekit") / "_data" / name))
 
 
 def environment() -> jinja2.Environment:
@@ -88,9 +80,9 @@ def weights_hash(program: Program) -> str:
 
 def _pointer(program: Program, index: int) -> str:
     place = program.places[index]
-    if place.kind == "arena":
-        return f"arena + {place.offset}"
-    return place.kind   # 'input' or 'output'
+    if place.kind == "arena" or place.offset > 0:
+        return f"{place.kind} + {place.offset}"
+    return place.kind   # 'input', or 'output' for the first output
 
 
 def _field_value(value, prefix: str) -> str:
@@ -160,23 +152,50 @@ def _boots(program: Program) -> bool:
     return any(a.boot_code is not None for s in program.steps for a in s.call.arrays)
 
 
+def output_name(tensor) -> str:
+    """An output's name for reports and comments: short, in a safe character set."""
+    return c_comment(short_name(tensor.name, 48), 60)
+
+
+def output_layout(program: Program) -> list[dict]:
+    """Every model output as the caller's output buffer holds it, in the model's output order:
+    name, shape, quantization, and its bytes at `offset` (outputs back to back)."""
+    layout = []
+    for k, (t, offset) in enumerate(zip(program.outputs, program.output_offsets)):
+        scale, zero_point = t.qparams()
+        layout.append(dict(index=k, name=output_name(t), shape=[int(d) for d in t.shape], scale=scale,
+                           zero_point=zero_point, offset=offset, size=t.nbytes))
+    return layout
+
+
+def _output_defines(o: dict) -> list[tuple[str, str]]:
+    """model.h's EK_MODEL_OUTPUT<k>_* (name, value) of one output_layout() entry."""
+    prefix, dims = f"EK_MODEL_OUTPUT{o['index']}", o["shape"] or [1]
+    return [(f"{prefix}_OFFSET", str(o["offset"])), (f"{prefix}_SIZE", str(o["size"])),
+            (f"{prefix}_RANK", str(len(dims))), (f"{prefix}_DIMS", "{ " + ", ".join(map(str, dims)) + " }"),
+            (f"{prefix}_SCALE", c_float(o["scale"]) + "f"), (f"{prefix}_ZERO_POINT", f"({o['zero_point']})")]
+
+
 def render_model(program: Program, target_name: str, model_name: str, version: str) -> dict[str, str]:
     """Return {'model.h': text, 'model.c': text}."""
     env = environment()
-    inp, out = program.input, program.output
+    inp, out = program.input, program.outputs[0]
     (in_scale, in_zp), (out_scale, out_zp) = inp.qparams(), out.qparams()
     layers = [_layer(program, i) for i in range(len(program.steps))]
     headers = sorted({s.call.header for s in program.steps} | ({BOOT_DECODE[0]} if _boots(program) else set()))
     uses_input = any("input" in a for layer in layers for a in layer.args + layer.locals)
+    outputs = [dict(o, shape="x".join(map(str, o["shape"])), defines=_output_defines(o))
+               for o in output_layout(program)]
     ctx = dict(
         model_name=c_string_name(model_name), version=version, target=target_name,
         weights_hash=weights_hash(program),
         input_shape="x".join(map(str, inp.shape)), input_size=inp.size, input_scale=c_float(in_scale),
         input_zero_point=in_zp,
-        output_shape="x".join(map(str, out.shape)), output_size=out.size, output_scale=c_float(out_scale),
-        output_zero_point=out_zp,
+        output_shape="x".join(map(str, out.shape)), output_size=program.output_size,
+        output_scale=c_float(out_scale), output_zero_point=out_zp,
         input_rank=len(inp.shape or (1,)), input_dims=", ".join(map(str, inp.shape or (1,))),
         output_rank=len(out.shape or (1,)), output_dims=", ".join(map(str, out.shape or (1,))),
+        outputs=outputs,
         arena_size=program.plan.arena_size, num_layers=len(layers), layers=layers, headers=headers,
         total_macs=sum(s.call.macs for s in program.steps),
         weight_bytes=sum(s.call.weight_bytes for s in program.steps), uses_input=uses_input,

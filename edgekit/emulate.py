@@ -480,11 +480,12 @@ def run_on_device(
     return outputs
 
 
-def run_firmware(model, x: np.ndarray) -> tuple[np.ndarray, str]:
+def run_firmware_flat(model, x: np.ndarray) -> tuple[np.ndarray, str]:
     """Build an export directory's firmware and run a batch on its emulated board.
 
     model: an edgekit.api.CompiledModel (export directory + report.json).
-    Returns (int8 outputs [N, *output_shape], QEMU machine name); used by
+    Returns (int8 [N, total output bytes]: every output of each sample back to
+    back, as the firmware's output buffer holds them; QEMU machine name); used by
     `edgekit verify --emulate`.
     """
     from edgekit.build import firmware_elf  # the build step, imported when needed
@@ -496,6 +497,17 @@ def run_firmware(model, x: np.ndarray) -> tuple[np.ndarray, str]:
             f"{model.out_dir} was exported for {model.report['target']}, which has no emulator board: "
             f"export it for {emulated} to run it in QEMU"
         )
-    xq = model.quantize(x)
-    y = run_on_device(firmware_elf(model.out_dir), xq, board=target.qemu_machine)
-    return y.reshape((xq.shape[0], *model.output_shape[1:])), target.qemu_machine
+    y = run_on_device(firmware_elf(model.out_dir), model.quantize(x), board=target.qemu_machine)
+    if y.shape[1] != model.output_size:
+        raise EmulatorError(f"the firmware gives {y.shape[1]} output bytes, but {model.out_dir} has "
+                            f"{model.output_size}: export and build it again")
+    return y, target.qemu_machine
+
+
+def run_firmware(model, x: np.ndarray):
+    """run_firmware_flat's outputs as CompiledModel.predict answers: (int8 [N, *output_shape],
+    or for a model with several outputs a list of them, one per output; QEMU machine name)."""
+    from edgekit.api import model_answer
+
+    y, machine = run_firmware_flat(model, x)
+    return model_answer(y, model.output_layout), machine

@@ -7,6 +7,10 @@ output byte is what the generated C computes (tests/test_intref.py holds them eq
 batch at numba speed. Float data is quantized with the model input's scale and zero point
 (edgekit.api.quantize_input), int8 data is used as is. Top-1 is the argmax of the int8 output
 (the first of equal maxima, like numpy.argmax), against integer class labels.
+
+A model with several outputs is scored on its output 0 (the first in the model's output order,
+the .tflite's), and the summary says so by name; the saved outputs are then every output's
+bytes, [N, total output bytes] (report.json's "outputs" give each one's offset and size).
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .api import CompiledModel, quantize_input
+from .api import CompiledModel, quantize_input, saved_outputs
 from .errors import EdgekitError
 
 DEFAULT_BATCH = 256
@@ -24,13 +28,14 @@ DEFAULT_BATCH = 256
 
 @dataclass
 class EvalResult:
-    outputs: np.ndarray            # int8 [N, *output_shape]
-    predictions: np.ndarray        # int64 [N], argmax of each output
+    outputs: np.ndarray            # int8 [N, *output_shape]; several outputs: [N, total output bytes]
+    predictions: np.ndarray        # int64 [N], argmax of each output (of output 0, when several)
     labels: np.ndarray | None      # int64 [N]
     seconds: float                 # running the batches (numba compilation excluded)
     batch: int
     layers: int
     out_dir: Path
+    scored: str = ""               # several outputs: which one the predictions come from
 
     @property
     def count(self) -> int:
@@ -47,6 +52,7 @@ class EvalResult:
     def describe(self) -> str:
         lines = []
         what = f"the integer model of {self.out_dir} ({self.layers} layers, edgekit's integer reference)"
+        what += f", scored on {self.scored}" if self.scored else ""
         if self.labels is not None:
             lines.append(f"accuracy: {100 * self.accuracy:.2f}% top-1 ({self.correct:,} of {self.count:,} "
                          f"samples) for {what}")
@@ -129,15 +135,19 @@ def evaluate(out_dir: str | Path, data: str | Path, labels: str | Path | None = 
     if not model.tflite_path.exists():
         raise EdgekitError(f"{out_dir} has no model.tflite: export the model again")
     x = prepare_data(load_array(data, "--data", "x"), data, model.report)
-    classes = int(np.prod(model.output_shape[1:]))
-    y = None if labels is None else prepare_labels(load_array(labels, "--labels", "y"), labels, len(x), classes)
+    layout = model.output_layout
+    scored = layout[0]
+    y = None if labels is None else prepare_labels(load_array(labels, "--labels", "y"), labels, len(x),
+                                                   scored["size"])
     ref = IntReference.from_export(out_dir)
     ref.run(x[:1])                          # compile (or load the cached kernels) before timing
-    outputs = np.empty((len(x), *model.output_shape[1:]), np.int8)
+    flat = np.empty((len(x), model.output_size), np.int8)
     start = time.perf_counter()
     for i in range(0, len(x), batch):
-        outputs[i:i + batch] = ref.run(x[i:i + batch])
+        flat[i:i + batch] = ref.run_flat(x[i:i + batch])
     seconds = time.perf_counter() - start
-    predictions = np.argmax(outputs.reshape(len(x), -1), axis=1).astype(np.int64)
-    return EvalResult(outputs=outputs, predictions=predictions, labels=y, seconds=seconds, batch=batch,
-                      layers=ref.num_layers, out_dir=Path(out_dir))
+    part = flat[:, scored["offset"]:scored["offset"] + scored["size"]]
+    predictions = np.argmax(part, axis=1).astype(np.int64)
+    return EvalResult(outputs=saved_outputs(flat, layout), predictions=predictions, labels=y, seconds=seconds,
+                      batch=batch, layers=ref.num_layers, out_dir=Path(out_dir),
+                      scored=f"output 0 '{scored['name']}' of {len(layout)}" if len(layout) > 1 else "")

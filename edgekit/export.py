@@ -13,11 +13,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
+from .version import __version__
 from .codegen import c_string_name, environment, kernel_sources, render_model, resource_dir, weights_hash
 from .errors import DoesNotFitError, EdgekitError
 from .importers.tflite import load_tflite
-from .passes import run_passes
+from .passes import Settings, run_passes
 from .program import Program, lower
 from .report import build_report, format_report
 from .targets import Target
@@ -64,12 +64,10 @@ def model_to_tflite(model_path: str | Path, calib=None) -> bytes:
 
 def compile_program(tflite: bytes, label: str | None = None, target: Target | None = None,
                     weights: str = "auto", optimize: str = "speed", huffman_decode: str = "layer") -> Program:
-    """Import, run the passes, choose each layer's weight format (edgekit.wselect), lower."""
+    """Import, run the passes (edgekit.passes.PASSES: checks, each layer's weight format), lower."""
     graph = load_tflite(tflite, label=label)
-    graph = run_passes(graph)
-    from .wselect import choose_weight_formats
-    for choice in choose_weight_formats(graph, weights, optimize, target, huffman_decode):
-        choice.op.options["weights_choice"] = choice.as_dict()
+    graph = run_passes(graph, Settings(target=target, weights=weights, optimize=optimize,
+                                       huffman_decode=huffman_decode))
     return lower(graph, target)
 
 
@@ -182,24 +180,22 @@ def write_export(out_dir: Path, files: dict[str, str | bytes], copies: dict[str,
         shutil.rmtree(old, ignore_errors=True)
 
 
-def export(model_path: str | Path, out_dir: str | Path, target: Target, calib=None,
-           name: str | None = None, weights: str = "auto", optimize: str = "speed",
-           huffman_decode: str = "layer") -> ExportResult:
-    model_path = Path(model_path)
-    check_out_dir(Path(out_dir), model_path)
-    tflite = model_to_tflite(model_path, calib)
-    program = compile_program(tflite, label=str(model_path), target=target, weights=weights,
-                              optimize=optimize, huffman_decode=huffman_decode)
-    model_name = c_string_name(name or model_path.stem)
-    report = build_report(program, target, model_name, model_path.name, __version__,
-                          weights_hash=weights_hash(program))
-    report["weights"] = dict(mode=weights, optimize=optimize, huffman_decode=huffman_decode)
+def export_program(program: Program, out_dir: str | Path, target: Target, model_name: str, source: str,
+                   tflite: bytes | None = None, weights: dict | None = None) -> ExportResult:
+    """Write an export directory from a lowered Program: report.json (after the fit check),
+    model.c/model.h, the Makefile (with the kernels' model_defines) and linker script, plan.txt,
+    the kernels and firmware files, and `tflite` as model.tflite when given. `weights` is
+    report["weights"] (the --weights/--optimize/--huffman-decode choice)."""
+    report = build_report(program, target, model_name, source, __version__, weights_hash=weights_hash(program))
+    if weights is not None:
+        report["weights"] = weights
     check_fit(report, target)
 
     files: dict[str, str | bytes] = dict(render_model(program, target.name, model_name, __version__))
     kernels = kernel_sources(program)
     files.update(_render_build_files(target, kernels, model_defines(program)))
-    files["model.tflite"] = tflite
+    if tflite is not None:
+        files["model.tflite"] = tflite
     files["report.json"] = json.dumps(report, indent=2) + "\n"
     files["plan.txt"] = program.plan_text() + "\n"
     fw = resource_dir("firmware")
@@ -214,3 +210,15 @@ def export(model_path: str | Path, out_dir: str | Path, target: Target, calib=No
                 copies[f"board/{f.name}"] = f
     write_export(Path(out_dir), files, copies)
     return ExportResult(Path(out_dir), program, report)
+
+
+def export(model_path: str | Path, out_dir: str | Path, target: Target, calib=None,
+           name: str | None = None, weights: str = "auto", optimize: str = "speed",
+           huffman_decode: str = "layer") -> ExportResult:
+    model_path = Path(model_path)
+    check_out_dir(Path(out_dir), model_path)
+    tflite = model_to_tflite(model_path, calib)
+    program = compile_program(tflite, label=str(model_path), target=target, weights=weights,
+                              optimize=optimize, huffman_decode=huffman_decode)
+    return export_program(program, out_dir, target, c_string_name(name or model_path.stem), model_path.name,
+                          tflite=tflite, weights=dict(mode=weights, optimize=optimize, huffman_decode=huffman_decode))

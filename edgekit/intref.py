@@ -2,7 +2,8 @@
 call, computing exactly what the C reference kernels compute (firmware/kernels/ek_*_s8.c).
 
     ref = IntReference(lower(graph, None))      # the portable lowering: ek_<op>_s8 and its params
-    y = ref.run(x)                               # int8 [N, *input] -> int8 [N, *output]
+    y = ref.run(x)                               # int8 [N, *input] -> int8 [N, *output] (a list
+                                                 # of them, one per output, for several outputs)
     for step, tensor, layer, values in ref.run_traced(x[0]): ...
 
 It runs the KernelCalls the C runs (same params, same constant arrays), not the TFLite graph, so
@@ -37,6 +38,7 @@ from .ops import LOWERINGS, Alias
 from .ops.base import ArrayArg, ArrayRef, ConstArray, KernelCall, ScratchArg, TensorArg, TensorListArg
 from .program import Program
 from . import wformats
+from .ops import kernels as registry
 
 
 def _jit(fn):
@@ -663,22 +665,16 @@ def _bind_compressed(op: str, fmt: str) -> Binder:
             arrays.append(ConstArray("bias", "int32_t", bias.astype(np.int32)))
         args = [call.args[0], ArrayArg(weights_name), ArrayArg(None if bias is None else "bias"),
                 call.args[call.output_arg]]
-        int8_call = KernelCall(kernel=int8_kernel, header="", sources=(), params_type="", params=params,
+        int8_call = KernelCall(kernel=int8_kernel, params=params,
                                args=args, arrays=arrays)
         return bind_int8(int8_call)
     return bind
 
 
 def _compressed_kernels() -> dict[str, Binder]:
-    """Every (op, format) kernel wformats names (depthwise has int4 only)."""
-    table = {}
-    for op in wformats.OPS:
-        for fmt in wformats.FORMATS:
-            try:
-                table[wformats.kernel_name(op, fmt)] = _bind_compressed(op, fmt)
-            except ValueError:
-                continue
-    return table
+    """Every portable compressed-weights kernel of the registry (edgekit.ops.kernels)."""
+    return {k.name: _bind_compressed(k.op, k.weights) for k in registry.KERNELS.values()
+            if k.weights not in ("", "int8") and not k.dsp}
 
 
 KERNELS.update(_compressed_kernels())
@@ -705,9 +701,9 @@ class IntReference:
         graph = program.graph
         self._root = _alias_roots(program)
         self._input = self._root(graph.inputs[0])
-        self._output = self._root(graph.outputs[0])
+        self._outputs = [self._root(t) for t in graph.outputs]
         self.input_shape = tuple(int(d) for d in program.input.shape)
-        self.output_shape = tuple(int(d) for d in program.output.shape)
+        self.output_shapes = [tuple(int(d) for d in t.shape) for t in program.outputs]
         self._size: dict[int, int] = {}
         self._steps = []
         last_use: dict[int, int] = {}
@@ -735,7 +731,7 @@ class IntReference:
             self._steps.append((binder(call), [self._root(t) for t in inputs], self._root(out), out,
                                 f"{step.op.location} ({call.kernel})"))
         # Buffers no later call reads are dropped after their last call (not when tracing).
-        keep = (self._input, self._output)
+        keep = (self._input, *self._outputs)
         self._free_after = [[r for r, last in last_use.items() if last == i and r not in keep]
                             for i in range(len(self._steps))]
 
@@ -775,6 +771,13 @@ class IntReference:
     def num_layers(self) -> int:
         return len(self._steps)
 
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """The shape of the model's output (a model with several: see output_shapes)."""
+        if len(self.output_shapes) != 1:
+            raise EdgekitError(f"the model has {len(self.output_shapes)} outputs: use output_shapes")
+        return self.output_shapes[0]
+
     def _batch(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         if x.dtype != np.int8:
@@ -803,14 +806,27 @@ class IntReference:
                     store.pop(r, None)
         return store, traced
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """int8 inputs [N, *input_shape[1:]] (or one sample) -> int8 outputs [N, *output_shape[1:]]."""
+    def run(self, x: np.ndarray):
+        """int8 inputs [N, *input_shape[1:]] (or one sample) -> int8 outputs [N, *output_shape[1:]],
+        or for a model with several outputs a list of them, one per output in the model's order."""
+        outputs = self.run_outputs(x)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def run_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every output, [N, *shape[1:]] each, in the model's output order."""
         x2d = self._batch(x)
-        if x2d.shape[0] == 0:
-            return np.zeros((0, *self.output_shape[1:]), np.int8)
+        n = x2d.shape[0]
+        if n == 0:
+            return [np.zeros((0, *shape[1:]), np.int8) for shape in self.output_shapes]
         store, _ = self._execute(x2d)
-        size = self.program.output.nbytes
-        return store[self._output][:, :size].reshape(x2d.shape[0], *self.output_shape[1:])
+        return [store[r][:, :t.nbytes].reshape(n, *shape[1:])
+                for r, t, shape in zip(self._outputs, self.program.outputs, self.output_shapes)]
+
+    def run_flat(self, x: np.ndarray) -> np.ndarray:
+        """int8 [N, total output bytes]: every output of each sample back to back, as the C's
+        output buffer holds them (edgekit.program.Program.output_offsets)."""
+        outputs = self.run_outputs(x)
+        return np.concatenate([y.reshape(y.shape[0], -1) for y in outputs], axis=1)
 
     def trace_batch(self, x: np.ndarray) -> list[TracedLayer]:
         """Every kernel call's output for a batch: values [N, *tensor.shape]."""

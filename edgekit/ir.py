@@ -50,12 +50,52 @@ class Tensor:
 
 
 @dataclass
+class WeightsChoice:
+    """edgekit.wselect's decision for a conv / FC / depthwise layer, and what it estimated."""
+    format: str = "int8"           # the format the layer's weights are stored in ('int8', 'int4', ...)
+    boot: bool = False             # Huffman decoded once at boot into RAM (the int8 kernel runs)
+    requested: str = "auto"        # what --weights asked for
+    weight_format_bytes: int = 0   # flash bytes of the chosen encoding (weights only)
+    int8_weight_bytes: int = 0     # the same weights as int8
+    est_instructions: int = 0      # estimated instructions of the layer, chosen format / int8
+    est_int8_instructions: int = 0
+    est_decode_instructions: int = 0   # Huffman: decoding work per inference
+    note: str = ""                 # why a forced format fell back to int8, how a code is built
+
+    def as_report(self) -> dict:
+        """The layer's "weights" entry in report.json."""
+        return dict(format=self.format, requested=self.requested, weight_format_bytes=self.weight_format_bytes,
+                    int8_weight_bytes=self.int8_weight_bytes, est_instructions=self.est_instructions,
+                    est_int8_instructions=self.est_int8_instructions,
+                    est_decode_instructions=self.est_decode_instructions, note=self.note)
+
+
+@dataclass
+class Annotations:
+    """edgekit's own decisions about an op, each written by one pass (edgekit.passes.PASSES) and
+    read by the lowering and the report; TFLite's options stay in Op.options."""
+    weights: WeightsChoice | None = None       # edgekit.wselect (conv / FC / depthwise layers)
+
+
+@dataclass
 class Op:
     kind: str                      # TFLite builtin name, e.g. 'CONV_2D'
     inputs: list[int]              # tensor indices, -1 for an absent optional input
     outputs: list[int]
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)    # the model file's options, as TFLite names them
     name: str = ""                 # a human-readable location (output tensor name): untrusted
+    notes: Annotations = field(default_factory=Annotations)
+
+    @property
+    def weights_format(self) -> str:
+        """The format the layer's kernel reads: the weight-format pass's choice ('int8' when it did
+        not run), 'int8' for Huffman decoded at boot (edgekit.program.decode_at_boot)."""
+        w = self.notes.weights
+        return "int8" if w is None or w.boot else w.format
+
+    @property
+    def weights_boot(self) -> bool:
+        return self.notes.weights is not None and self.notes.weights.boot
 
     @property
     def location(self) -> str:
@@ -87,3 +127,35 @@ class Graph:
                 if t >= 0:
                     out.setdefault(t, []).append(i)
         return out
+
+
+# Constant arrays: what lowered kernel calls (edgekit.ops) and weight encodings (edgekit.wformats)
+# carry into flash.
+
+@dataclass(frozen=True)
+class ConstArray:
+    """A constant array placed in flash; `name` is a C identifier suffix chosen by the lowering.
+
+    With `boot_code` (an edgekit.wformats.Encoded Huffman encoding of `values`, see
+    edgekit.program.decode_at_boot) flash holds only the encoding; the array itself is a RAM
+    buffer that ek_model_init() fills once by decoding it."""
+    name: str
+    ctype: str                 # 'int8_t' | 'int32_t' | 'uint8_t' ...
+    values: np.ndarray
+    boot_code: object = None
+
+    @property
+    def nbytes(self) -> int:
+        """Flash bytes."""
+        return int(self.boot_code.nbytes) if self.boot_code is not None else self.ram_nbytes
+
+    @property
+    def ram_nbytes(self) -> int:
+        """Bytes of the array itself (in flash, or in RAM when decoded at boot)."""
+        return int(self.values.size * np.dtype(self.ctype.replace("_t", "")).itemsize)
+
+
+@dataclass(frozen=True)
+class ArrayRef:
+    """A params field that points at one of the call's ConstArrays."""
+    name: str

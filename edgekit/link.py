@@ -48,6 +48,16 @@ import serial
 
 from edgekit.errors import EdgekitError
 
+try:
+    from termios import error as _TermiosError
+except ImportError:  # not POSIX: pyserial raises only SerialException there
+    _TermiosError = OSError
+
+# What a port raises once the other end has gone away: SerialException from pyserial's reads and
+# writes, and on a POSIX tty (a pty whose emulator has just exited) OSError from in_waiting and
+# termios.error from tcdrain (flush) and tcflush (reset_input_buffer). All mean LinkClosed.
+_PORT_ERRORS = (serial.SerialException, OSError, _TermiosError)
+
 __all__ = [
     "CRC_INIT",
     "MAX_PAYLOAD",
@@ -403,7 +413,7 @@ class DeviceLink:
             try:
                 size = max(wanted, getattr(self._serial, "in_waiting", 0) or 1)
                 data = self._serial.read(min(size, 4096))
-            except serial.SerialException as exc:
+            except _PORT_ERRORS as exc:
                 raise LinkClosed(f"the device closed the connection while the host waited for {what} ({exc})") from None
             if data:
                 self.bytes_received += len(data)
@@ -426,7 +436,7 @@ class DeviceLink:
             flush = getattr(self._serial, "flush", None)
             if flush is not None:
                 flush()
-        except serial.SerialException as exc:
+        except _PORT_ERRORS as exc:
             raise LinkClosed(f"cannot write to the device: the connection is closed ({exc})") from None
 
     def discard_input(self, quiet: float = 0.1, limit: float = 1.0) -> None:
@@ -440,7 +450,7 @@ class DeviceLink:
                 if data:
                     self.bytes_received += len(data)
                     last_data = time.monotonic()
-            except serial.SerialException:
+            except _PORT_ERRORS:
                 return  # a closed port has nothing left to discard
 
     # -- banner ----------------------------------------------------------------
@@ -610,7 +620,7 @@ class DeviceLink:
         if reset is not None:
             try:
                 reset()
-            except serial.SerialException as exc:
+            except _PORT_ERRORS as exc:
                 raise LinkClosed(f"the connection to the device is closed ({exc})") from None
 
     def _read_reply(self, command: int, timeout: float | None, what: str) -> tuple[int, bytes]:
@@ -675,8 +685,16 @@ class DeviceLink:
         return bytes(result)
 
     def exit(self, success: bool = True) -> None:
-        """Tell the firmware to stop (QEMU then exits with status 0, or 1 if not success)."""
-        self.request(Command.EXIT, b"" if success else b"\x01")
+        """Tell the firmware to stop (QEMU then exits with status 0, or 1 if not success).
+
+        The firmware exits right after its reply, and an emulator's pty or socket closes with it,
+        possibly before the host has flushed its request or read the reply: a port that closes
+        here is the normal end of the session, not an error (QEMU's exit status tells how it
+        ended)."""
+        try:
+            self.request(Command.EXIT, b"" if success else b"\x01")
+        except LinkClosed:
+            pass
 
     def _require_v2(self, what: str) -> DeviceInfo:
         info = self._info or self.info()
@@ -785,7 +803,7 @@ def _read_waiting(port: Any, limit: int = 1 << 16) -> bytes:
             if not chunk:
                 break
             data += chunk
-    except serial.SerialException as exc:
+    except _PORT_ERRORS as exc:
         raise LinkClosed(f"the connection to the device is closed ({exc})") from None
     return bytes(data)
 
@@ -890,7 +908,7 @@ class MlperfTinyLink:
         while b"\n" not in self._buffer:
             try:
                 data = self._serial.read(max(1, getattr(self._serial, "in_waiting", 0) or 1))
-            except serial.SerialException as exc:
+            except _PORT_ERRORS as exc:
                 raise LinkClosed(f"the device closed the connection while the host waited for {what} ({exc})") from None
             self._buffer += data
             if not data and time.monotonic() >= deadline:
@@ -954,7 +972,7 @@ class MlperfTinyLink:
         self._drop_stale_input(f"'{text}%'")
         try:
             self._serial.write(f"{text}%".encode("ascii"))
-        except serial.SerialException as exc:
+        except _PORT_ERRORS as exc:
             raise LinkClosed(f"cannot write to the device: the connection is closed ({exc})") from None
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         lines: list[str] = []
@@ -1082,8 +1100,12 @@ class MlperfTinyLink:
         return q[:length] if length is not None else q
 
     def exit(self, success: bool = True) -> None:
-        """Stop the firmware (edgekit's `exit%`; QEMU then exits with status 0, or 1 if not success)."""
-        self.command("exit" if success else "exit 1")
+        """Stop the firmware (edgekit's `exit%`; QEMU then exits with status 0, or 1 if not success).
+        As for DeviceLink.exit, a port that closes as the firmware exits is no error."""
+        try:
+            self.command("exit" if success else "exit 1")
+        except LinkClosed:
+            pass
 
     def timings(self, count: int | None = None) -> list[int]:
         raise DeviceError("the MLPerf Tiny protocol reports only the total time of N runs "

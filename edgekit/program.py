@@ -16,10 +16,11 @@ going to TFLite's order. Chains (most models) have one order and cost nothing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from . import wformats
 from .errors import UnsupportedModelError
 from .ir import Graph, Op, short_name
 from .ops import LOWERINGS, Alias, KernelCall
@@ -60,8 +61,19 @@ class Program:
         return self.graph.t(self.graph.inputs[0])
 
     @property
-    def output(self):
-        return self.graph.t(self.graph.outputs[0])
+    def outputs(self) -> list:
+        """The output tensors in the model's output order (the .tflite subgraph's)."""
+        return [self.graph.t(t) for t in self.graph.outputs]
+
+    @property
+    def output_offsets(self) -> list[int]:
+        """Where each output starts in the caller's output buffer: back to back, in order."""
+        return output_offsets(self.graph)
+
+    @property
+    def output_size(self) -> int:
+        """Bytes of the caller's output buffer: every output."""
+        return sum(t.nbytes for t in self.outputs)
 
     def plan_text(self) -> str:
         order = [s.source for s in self.steps]
@@ -96,22 +108,46 @@ class _Groups:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
+def output_offsets(graph: Graph) -> list[int]:
+    """Offset of each model output in the caller's output buffer (outputs back to back)."""
+    offsets, at = [], 0
+    for t in graph.outputs:
+        offsets.append(at)
+        at += graph.t(t).nbytes
+    return offsets
+
+
 def lower(graph: Graph, target: Target | None = None) -> Program:
-    """Lower every op for `target` (None: portable kernels only) and plan the arena."""
+    """Lower every op for `target` (None: portable kernels only) and plan the arena.
+
+    The model input's storage group lives in the caller's input buffer and output k's in the
+    caller's output buffer at its offset (Place("output", offset)); the planner places only
+    the other groups. An output also read by later ops is read from there. Where an Alias would
+    merge two of these boundary groups (the input and an output, or two outputs), the bytes are
+    copied instead (ek_copy_s8)."""
+    if len({graph.inputs[0], *graph.outputs}) != 1 + len(graph.outputs):
+        raise ValueError("lower() needs an input and outputs that are distinct tensors "
+                         "(edgekit.passes.check_io and separate_repeated_outputs)")
     steps: list[Step] = []
     groups = _Groups()
-    model_in, model_out = graph.inputs[0], graph.outputs[0]
+    boundary = {graph.inputs[0]: Place("input")}
+    boundary.update({t: Place("output", off) for t, off in zip(graph.outputs, output_offsets(graph))})
+
+    def pinned(t: int) -> Place | None:
+        root = groups.find(t)
+        return next((p for b, p in boundary.items() if groups.find(b) == root), None)
+
     for op in graph.ops:
         try:
             result = LOWERINGS[op.kind](graph, op, target)
         except (ValueError, KeyError, IndexError) as e:
             raise UnsupportedModelError(f"layer {op.location} cannot be compiled: {e}") from None
-        if op.options.get("weights_boot") and not isinstance(result, Alias):
+        if op.weights_boot and not isinstance(result, Alias):
             result = decode_at_boot(result)
         if isinstance(result, Alias):
-            ends = {groups.find(result.source), groups.find(result.target)}
-            if ends == {groups.find(model_in), groups.find(model_out)} and len(ends) == 2:
-                # The caller's input and output buffers cannot be one storage: copy instead.
+            ends = (pinned(result.source), pinned(result.target))
+            if None not in ends and ends[0] != ends[1]:
+                # Two caller buffers (or two places in one) cannot be one storage: copy instead.
                 steps.append(Step(op, _copy_call(graph, result)))
             else:
                 groups.union(result.source, result.target)
@@ -120,15 +156,13 @@ def lower(graph: Graph, target: Target | None = None) -> Program:
 
     for i, step in enumerate(steps):
         step.source = i
-    fixed = {groups.find(model_in), groups.find(model_out)}
-    steps = choose_order(graph, steps, groups.find, fixed)
-    buffers, shares, members = arena_buffers(graph, steps, groups.find, fixed)
+    fixed = {groups.find(t): place for t, place in boundary.items()}
+    steps = choose_order(graph, steps, groups.find, set(fixed))
+    buffers, shares, members = arena_buffers(graph, steps, groups.find, set(fixed))
     plan = plan_memory(buffers, shares)
-    in_group, out_group = groups.find(model_in), groups.find(model_out)
     places: dict[int, Place] = {}
     for g, ts in members.items():
-        place = (Place("input") if g == in_group else Place("output") if g == out_group
-                 else Place("arena", plan.offsets[g]))
+        place = fixed.get(g) or Place("arena", plan.offsets[g])
         for t in ts:
             places[t] = place
     for i, step in enumerate(steps):
@@ -147,9 +181,6 @@ def decode_at_boot(call: KernelCall) -> KernelCall:
     """`--huffman-decode boot`: the call's int8 weight array, in whatever layout its kernel reads,
     is stored Huffman-coded in flash and decoded once by ek_model_init() into a RAM buffer; the
     kernel and its speed are unchanged (edgekit.wselect chose this for the layer)."""
-    from dataclasses import replace
-
-    from . import wformats
     arrays = []
     for a in call.arrays:
         if a.name in WEIGHT_ARRAYS and a.ctype == "int8_t":
@@ -305,8 +336,7 @@ def choose_order(graph: Graph, steps: list[Step], find, fixed: set[int]) -> list
 
 
 def _copy_call(graph: Graph, alias: Alias) -> KernelCall:
-    return KernelCall(kernel="ek_copy_s8", header="ek_copy.h", sources=("ek_copy_s8.c",),
-                      params_type="ek_copy_params", params=dict(size=graph.t(alias.target).nbytes),
+    return KernelCall(kernel="ek_copy_s8", params=dict(size=graph.t(alias.target).nbytes),
                       args=[TensorArg(alias.source), TensorArg(alias.target)])
 
 

@@ -1,6 +1,7 @@
 """The export report: per-layer op, shapes, MACs, weight and activation bytes, and totals."""
 from __future__ import annotations
 
+from .codegen import output_layout
 from .ir import short_name
 from .program import Program
 from .targets import Target
@@ -28,28 +29,60 @@ def build_report(program: Program, target: Target, model_name: str, source: str,
             output=_shape(g.t(op.outputs[0])), macs=int(call.macs), weight_bytes=int(call.weight_bytes),
             activation_bytes=int(g.t(op.outputs[0]).nbytes),
         ))
-        if "weights_choice" in op.options:      # edgekit.wselect's choice for conv/FC layers
-            layers[-1]["weights"] = dict(op.options["weights_choice"])
+        if op.notes.weights is not None:      # edgekit.wselect's choice for conv/FC/depthwise layers
+            layers[-1]["weights"] = op.notes.weights.as_report()
     kernels = sorted({s.call.kernel for s in program.steps})
     weight_bytes = sum(l["weight_bytes"] for l in layers)
-    io_bytes = program.input.nbytes + program.output.nbytes
+    io_bytes = program.input.nbytes + program.output_size
     arena = program.plan.arena_size
     flash_est = weight_bytes + CODE_BASE_BYTES + CODE_PER_KERNEL_BYTES * len(kernels)
     boot_ram = sum(s.call.boot_ram_bytes for s in program.steps)    # --huffman-decode boot
     ram_est = arena + io_bytes + boot_ram + target.stack_bytes + FIRMWARE_RAM_BYTES
-    (in_scale, in_zp), (out_scale, out_zp) = program.input.qparams(), program.output.qparams()
+    in_scale, in_zp = program.input.qparams()
+    outputs = _outputs(program)
     return dict(
         edgekit=version, model=model_name, source=source, target=target.name, weights_hash=weights_hash,
         input=dict(shape=_shape(program.input), dtype="int8", scale=in_scale, zero_point=in_zp,
                    float_in_model=bool(g.meta.get("float_input"))),
-        output=dict(shape=_shape(program.output), dtype="int8", scale=out_scale, zero_point=out_zp,
-                    float_in_model=bool(g.meta.get("float_output"))),
+        output=_output_summary(outputs), outputs=outputs,
         layers=layers, kernels=kernels,
         totals=dict(layers=len(layers), macs=sum(l["macs"] for l in layers), weight_bytes=weight_bytes,
                     arena_bytes=arena, io_bytes=io_bytes, boot_decoded_ram_bytes=boot_ram, flash_estimate_bytes=flash_est,
                     ram_estimate_bytes=ram_est, target_flash_bytes=target.flash_bytes,
                     target_ram_bytes=target.ram_bytes),
     )
+
+
+def _outputs(program: Program) -> list[dict]:
+    """report["outputs"]: every output in the model's output order, where the caller's output
+    buffer holds it (offset, size), and whether the model file has it as float (DEQUANTIZE)."""
+    floats = program.graph.meta.get("float_outputs") or [False] * len(program.outputs)
+    return [dict(name=o["name"], shape=o["shape"], dtype="int8", scale=o["scale"], zero_point=o["zero_point"],
+                 offset=o["offset"], size=o["size"], float_in_model=bool(f))
+            for o, f in zip(output_layout(program), floats)]
+
+
+def _output_summary(outputs: list[dict]) -> dict:
+    """report["output"], as model.h's EK_MODEL_OUTPUT_*: the output of a single-output model; with
+    several, output 0's plus "total_size", the bytes of them all ("outputs" has each)."""
+    first = {k: outputs[0][k] for k in ("shape", "dtype", "scale", "zero_point", "float_in_model")}
+    if len(outputs) == 1:
+        return first
+    return dict(first, total_size=sum(o["size"] for o in outputs))
+
+
+def format_io(report: dict) -> list[str]:
+    """The input and every output, one line each."""
+    i = report["input"]
+    lines = [f"input: int8 {'x'.join(map(str, i['shape']))}, scale {i['scale']:.6g}, zero point {i['zero_point']}"]
+    outputs = report["outputs"]
+    for k, o in enumerate(outputs):
+        role, where = "output", ""
+        if len(outputs) > 1:
+            role, where = f"output {k}", f", bytes {o['offset']:,} to {o['offset'] + o['size'] - 1:,} of the output buffer"
+        lines.append(f"{role}: int8 {'x'.join(map(str, o['shape']))}, scale {o['scale']:.6g}, "
+                     f"zero point {o['zero_point']}{where}  {o['name']}")
+    return lines
 
 
 def format_report(report: dict) -> str:
@@ -71,6 +104,7 @@ def format_report(report: dict) -> str:
         if w and w["note"]:
             notes.append(f"layer {l['index']}: {w['note']}")
     rows += notes
+    rows += format_io(report)
     t = report["totals"]
     target = report["target"]
     rows.append(f"total: {t['layers']} layers, {t['macs']:,} MACs, {t['weight_bytes']:,} bytes of weights "

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .api import CompiledModel
+from .api import CompiledModel, flat_outputs
 from .build import run_make
 from .errors import EdgekitError
+from .verify import Comparison
 
 
 @dataclass
@@ -42,27 +43,19 @@ class LayerMismatch:
 
 
 @dataclass
-class LayersResult:
-    outputs: np.ndarray        # [N, *output_shape] int8 from the traced host build
-    reference: np.ndarray      # TFLite's reference outputs
+class LayersResult(Comparison):
+    """The traced host build's outputs against TFLite's reference (edgekit.verify.Comparison:
+    flat [N, total output bytes], every output), and its layers against the integer reference."""
     layers: int
     first: LayerMismatch | None
-
-    @property
-    def total(self) -> int:
-        return int(self.outputs.shape[0])
-
-    @property
-    def matched(self) -> int:
-        axes = tuple(range(1, self.outputs.ndim))
-        return int((self.outputs == self.reference).all(axis=axes).sum())
 
     @property
     def ok(self) -> bool:
         return self.first is None and self.matched == self.total
 
     def describe(self) -> str:
-        lines = [f"{self.matched}/{self.total} outputs match the TFLite reference (host, TRACE=1 build)"]
+        lines = [f"{self.matched}/{self.total} outputs match the TFLite reference (host, TRACE=1 build)"
+                 + self.differing_outputs()]
         m = self.first
         if m is None:
             lines.append(f"all {self.layers} layers match edgekit's integer reference on {self.total} inputs")
@@ -93,7 +86,8 @@ def read_trace(path: Path) -> dict[tuple[int, int], tuple[int, bytes]]:
 
 
 def run_traced_host(model: CompiledModel, x: np.ndarray, sanitize: bool = False):
-    """Build OUT with TRACE=1, run the int8 batch x; returns (outputs, trace records)."""
+    """Build OUT with TRACE=1, run the int8 batch x; returns (outputs [N, total output bytes],
+    trace records)."""
     out_dir = model.out_dir
     if "EK_TRACE_LAYER" not in (out_dir / "model.c").read_text(errors="replace"):
         raise EdgekitError(f"{out_dir} was exported before per-layer tracing existed: export the model "
@@ -108,12 +102,7 @@ def run_traced_host(model: CompiledModel, x: np.ndarray, sanitize: bool = False)
             raise EdgekitError(f"the traced host build of {out_dir} failed: "
                                f"{proc.stderr.decode(errors='replace').strip()[:2000]}")
         records = read_trace(trace)
-    n = x.shape[0]
-    y = np.frombuffer(proc.stdout, dtype=np.int8)
-    expect = n * int(np.prod(model.output_shape[1:]))
-    if y.size != expect:
-        raise EdgekitError(f"the traced host build returned {y.size} bytes instead of {expect}")
-    return y.reshape((n, *model.output_shape[1:])), records
+    return flat_outputs(proc.stdout, x.shape[0], model.output_size, "the traced host build"), records
 
 
 def first_differing_layer(model: CompiledModel, x: np.ndarray, records: dict) -> tuple[int, LayerMismatch | None]:
@@ -154,13 +143,12 @@ def first_differing_layer(model: CompiledModel, x: np.ndarray, records: dict) ->
 def verify_layers(out_dir: str | Path, inputs: str | Path | None = None, count: int = 10, seed: int = 0,
                   emulate: bool = False, sanitize: bool = False) -> LayersResult:
     """`edgekit verify OUT --layers` (see the module docstring)."""
-    from .reference import reference_outputs
-    from .verify import boundary_qparams, load_inputs
+    from .verify import load_inputs, reference_flat
     if emulate:
         raise EdgekitError("--layers traces the host build of the export; drop --emulate")
     model = CompiledModel(out_dir, sanitize=sanitize)
     x = load_inputs(inputs, model, count, seed)
     y, records = run_traced_host(model, x, sanitize=sanitize)
     layers, first = first_differing_layer(model, x, records)
-    ref = reference_outputs(model.tflite_path, x, **boundary_qparams(model.report))
-    return LayersResult(outputs=y, reference=ref, layers=layers, first=first)
+    return LayersResult(outputs=y, reference=reference_flat(model, x), layout=model.output_layout, layers=layers,
+                        first=first)

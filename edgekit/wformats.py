@@ -2,6 +2,10 @@
 ek_*_s8_<weights> kernels execute directly from flash (firmware/kernels/ek_wcode.h documents
 every byte; this module is its Python twin).
 
+This module encodes and decodes only: which kernel reads an encoding, its scratch and its
+in-place rules are the lowering's (edgekit.ops.kernels, edgekit.ops.compressed). It imports
+nothing of edgekit but the IR's array types and the kernel headers' constants (edgekit.cdefs).
+
 A layer's weights are a matrix `rows` [rows][row_len] int8: a CONV_2D filter as out_c rows of
 k_h*k_w*in_c (OHWI), a FULLY_CONNECTED matrix as out_n rows of in_n, a depthwise filter
 [k_h][k_w][out_c] flattened into one row (int4 only). `encode(fmt, rows)` returns an Encoded
@@ -27,9 +31,8 @@ int8 values, or indices into per-row codebooks (`wbook`, ordered by value or by 
 row: huff_books), whichever of the three encodings is smallest: a layer clustered to 16 values
 and quantized per channel holds 30-40 values but at most 16 per row, so its indices code shorter.
 
-Layouts: `encode(..., layout="dsp")` writes the arrays that the _dsp kernel variants of
-DSP_LAYOUT_KERNELS read (kernel_layout(op, fmt, dsp) says which layout a kernel reads;
-ek_wcode.h documents both), of the same size: int4 permutes the nibbles within groups of eight
+Layouts: `encode(..., layout="dsp")` writes the arrays that some _dsp kernel variants read
+(edgekit.ops.kernels: each kernel's `layout` says which it reads; ek_wcode.h documents both), of the same size: int4 permutes the nibbles within groups of eight
 weights and interleaves pairs of rows, huffman codes the rows of each block in interleaved pairs
 (block_rows then even); only the _dsp FC kernels read it. lut4, lut8 and sparse have one
 layout for both kernels, and the _dsp convolutions read the portable one.
@@ -40,63 +43,31 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .ops.base import ArrayRef, ConstArray
+from .cdefs import define
+from .ir import ArrayRef, ConstArray
 
 FORMATS = ("int4", "lut4", "lut8", "sparse", "huffman")   # int8 = no encoding
 LAYOUTS = ("portable", "dsp")
 
-# The kernel of each (op, format); depthwise has only int4.
-KERNEL_SUFFIX = {"int4": "w4", "lut4": "lut4", "lut8": "lut8", "sparse": "sparse", "huffman": "huff"}
-OPS = ("conv2d", "fc", "dwconv")
-HUFF_MAX_BITS = 15          # EK_HUFF_MAX_BITS
-HUFF_TABLE_MAX_BITS = 10    # EK_HUFF_TABLE_MAX_BITS
-HUFF_STREAM_PAD = 3         # zero bytes after the Huffman bitstream (the decoder reads ahead)
-
-# The (op, format) pairs with a _dsp kernel variant (Armv7E-M SIMD; same signature). The variant
-# reads the "dsp" layout of encode().
-DSP_KERNELS = frozenset((op, fmt) for op in ("conv2d", "fc") for fmt in ("int4", "lut4", "lut8", "sparse", "huffman"))
+HUFF_MAX_BITS = define("EK_HUFF_MAX_BITS")                # ek_wcode.h
+HUFF_TABLE_MAX_BITS = define("EK_HUFF_TABLE_MAX_BITS")
+HUFF_STREAM_PAD = define("EK_HUFF_STREAM_PAD")            # zero bytes after the bitstream (read ahead)
 
 
-# The (op, format) kernels that read the "dsp" layout of encode(): the rest read the portable one,
-# _dsp variants included (the _dsp convolutions unpack or decode rows in order into scratch and
-# run them through the folded GEMM).
-DSP_LAYOUT_KERNELS = frozenset({("fc", "int4"), ("fc", "huffman")})
-# The _dsp lut4 / lut8 convolutions' rows unpacked at a time, for every four output pixels
-# (EK_WC_FOLD_ROWS in ek_wdot_dsp.h).
-WC_FOLD_ROWS = 4
-# The _dsp int4 convolution unpacks blocks of rows once per call, each run over every output pixel:
-# block_rows = w4_conv_block_rows(...) rows of whole words within this many bytes (at least one).
-W4_CONV_BLOCK_BYTES = 4096
-
-
-def for_kernel(enc: "Encoded", op: str, dsp: bool) -> "Encoded":
-    """The encoding with the fields its kernel reads beyond encode()'s: block_rows for the _dsp
-    int4 convolution (w4_conv_block_rows)."""
-    if op == "conv2d" and dsp and enc.format == "int4":
-        return replace(enc, fields={**enc.fields, "block_rows": w4_conv_block_rows(enc.rows, enc.row_len)})
-    return enc
-
-
-def w4_conv_block_rows(rows: int, k: int) -> int:
-    """Rows per block of ek_conv2d_s8_w4_dsp (its ek_wcode block_rows): as many rows, each padded
-    to whole groups of four, as W4_CONV_BLOCK_BYTES holds, at least 1, at most `rows`."""
-    return min(rows, max(1, W4_CONV_BLOCK_BYTES // (4 * -(-k // 4))))
-
-
-def kernel_layout(op: str, fmt: str, dsp: bool) -> str:
-    """The layout of encode() that the (op, format) kernel reads: "dsp" for the _dsp variants
-    in DSP_LAYOUT_KERNELS, "portable" otherwise."""
-    return "dsp" if dsp and (op, fmt) in DSP_LAYOUT_KERNELS else "portable"
-
-
-def kernel_name(op: str, fmt: str, dsp: bool = False) -> str:
-    """The C kernel for an op ('conv2d', 'fc', 'dwconv') and format, e.g. ek_fc_s8_lut4, or its
-    _dsp variant (e.g. ek_fc_s8_lut4_dsp) when dsp is true and DSP_KERNELS has one."""
-    if op not in OPS or fmt not in FORMATS or (op == "dwconv" and fmt != "int4"):
-        raise ValueError(f"no {fmt} kernel for {op} (depthwise takes int4 only)")
-    if dsp and (op, fmt) not in DSP_KERNELS:
-        raise ValueError(f"no _dsp variant of the {fmt} {op} kernel")
-    return f"ek_{op}_s8_{KERNEL_SUFFIX[fmt]}" + ("_dsp" if dsp else "")
+def interleave_pairs(rows: np.ndarray) -> np.ndarray:
+    """Weight rows [out][n] in the layout of ek_dot_s8_dsp.h: rows 2j and 2j+1 interleaved by
+    blocks of four values (b0[0..3] b1[0..3] b0[4..7] b1[4..7] ...), then both rows' n % 4
+    leftovers (b0's, then b1's); an odd last row stays as it is. Same size, flattened."""
+    out, n = rows.shape
+    q = n - n % 4
+    parts = []
+    for j in range(0, out - out % 2, 2):
+        b0, b1 = rows[j], rows[j + 1]
+        blocks = np.stack([b0[:q].reshape(-1, 4), b1[:q].reshape(-1, 4)], axis=1).reshape(-1)
+        parts += [blocks, b0[q:], b1[q:]]
+    if out % 2:
+        parts.append(rows[-1])
+    return np.concatenate(parts).astype(rows.dtype)
 
 
 @dataclass(frozen=True)
@@ -379,11 +350,10 @@ def _block_rows(n: int, k: int, budget: int, layout: str) -> int:
 
 def _huff_order(n: int, k: int, block_rows: int, layout: str) -> np.ndarray:
     """Flat weight indices in stream order: row-major, or for the _dsp layout each block's rows
-    interleaved by pairs as ek_dot_s8_dsp.h reads them (edgekit.ops.conv.interleave_pairs)."""
+    interleaved by pairs as ek_dot_s8_dsp.h reads them (interleave_pairs)."""
     order = np.arange(n * k, dtype=np.int64)
     if layout != "dsp":
         return order
-    from .ops.conv import interleave_pairs
     blocks = [interleave_pairs(order[r * k: min(n, r + block_rows) * k].reshape(-1, k))
               for r in range(0, n, block_rows)]
     return np.concatenate(blocks)
@@ -535,46 +505,3 @@ def encode(fmt: str, rows: np.ndarray, *, huff_scratch_budget: int = 4096,
     if isinstance(enc, Encoded) and enc.layout != layout:    # one layout serves both kernels
         enc = replace(enc, layout=layout)
     return enc
-
-
-def conv_needs_patch(k_h: int, k_w: int, pad_top: int, pad_left: int) -> bool:
-    """Whether a conv format kernel builds each pixel's patch in scratch (ek_wc_needs_patch):
-    everything but a 1x1 filter without padding."""
-    return not (k_h == 1 and k_w == 1 and pad_top == 0 and pad_left == 0)
-
-
-def scratch_bytes(kernel_kind: str, enc: Encoded, needs_patch: bool, out_channels: int = 0,
-                  dsp: bool = False) -> int:
-    """Scratch bytes of a format kernel (the table in ek_wcode.h). kernel_kind: 'conv2d', 'fc'
-    or 'dwconv'; needs_patch: conv_needs_patch(...) for conv2d, ignored otherwise; out_channels:
-    the depthwise layer's out_c (its accumulators), ignored otherwise; dsp: the _dsp variant."""
-    if kernel_kind not in OPS:
-        raise ValueError(f"unknown kernel kind {kernel_kind!r}; expected one of {', '.join(OPS)}")
-    k = enc.row_len
-    if kernel_kind == "dwconv":       # int32 accumulators of one output pixel: 4 * out_c
-        return 4 * out_channels
-    if kernel_kind == "conv2d" and dsp and enc.format == "sparse":
-        return sparse_dsp_conv_scratch(enc.rows, k, needs_patch)
-    if kernel_kind == "conv2d" and dsp:         # int4, lut4, lut8, huffman: the folded GEMM
-        rows = (int(enc.fields["block_rows"]) if enc.format == "huffman"
-                else w4_conv_block_rows(enc.rows, k) if enc.format == "int4" else WC_FOLD_ROWS)
-        return fold_dsp_conv_scratch(enc.rows, k, rows, needs_patch)
-    rows = enc.fields["block_rows"] * k if enc.format == "huffman" else 0
-    patch = k if kernel_kind == "conv2d" and needs_patch else 0
-    return rows + patch
-
-
-def fold_dsp_conv_scratch(out_c: int, k: int, rows: int, needs_patch: bool) -> int:
-    """Scratch of the _dsp int4, lut4, lut8 and Huffman convolutions (ek_wcode.h): the per-channel
-    requantization blocks (4 int32 each), the 4-pixel buffer (two int32 per patch value, in groups
-    of four), `rows` unpacked or decoded rows (each padded to whole groups of four: WC_FOLD_ROWS,
-    or a Huffman layer's block_rows), then, when patches are built, one int8 patch."""
-    groups = -(-k // 4)
-    return 16 * out_c + 32 * groups + rows * 4 * groups + (k if needs_patch else 0)
-
-
-def sparse_dsp_conv_scratch(out_c: int, k: int, needs_patch: bool) -> int:
-    """Scratch of ek_conv2d_s8_sparse_dsp (ek_wcode.h): the per-channel requantization blocks
-    (4 int32 each), the 4-pixel buffer (two int32 per patch value, in groups of four values),
-    then, when patches are built, two int8 patches."""
-    return 16 * out_c + 32 * -(-k // 4) + (2 * k if needs_patch else 0)

@@ -9,7 +9,7 @@ the parameters and the TensorFlow and Keras versions.
 Everything is seeded: every weight is drawn from ``np.random.default_rng`` and
 set with ``layer.set_weights``, and so is the representative data.  Each case
 lists in ``"ops"`` the operators the converter produced for it, in execution
-order (checked by tests/test_opmodels.py); ``describe()`` dumps a model's
+order (op_model checks it, and the options the case asks for); ``describe()`` dumps a model's
 operators with their options and the quantization of their tensors.
 
 Run ``python tests/opmodels.py`` to convert every case and print its ops.
@@ -103,6 +103,7 @@ OP_CASES: dict[str, dict] = {
                                                   bias=False, act="relu6"),
     # ---- DEPTHWISE_CONV_2D ---------------------------------------------------
     "dw_3x3_same_c4_m1": _dw((7, 9, 4)),
+    "dw_3x3_same_c6_m1": _dw((7, 9, 6)),
     "dw_3x3_s2_same_c7_m1": _dw((7, 9, 7), strides=2),
     "dw_3x3_s2_valid_c1_m1": _dw((13, 5, 1), strides=2, padding="valid"),
     "dw_3x3_same_c4_m2": _dw((7, 9, 4), multiplier=2),
@@ -240,19 +241,54 @@ def cache_key(case_id: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
+_CHECKED: set[str] = set()   # cases whose model was checked against their promise in this process
+
+
 def op_model(case_id: str) -> bytes:
-    """The case's int8 .tflite bytes, converted on first use and cached on disk."""
+    """The case's int8 .tflite bytes, converted on first use and cached on disk; checked (once
+    per process) to hold the ops and options the case promises (check_case), so that every test
+    on the case tests what the case says."""
     if case_id not in OP_CASES:
         raise KeyError(f"No op-model case named {case_id!r}.")
     path = cache_dir() / f"{case_id}-{cache_key(case_id)}.tflite"
     if path.exists():
-        return path.read_bytes()
-    tflite = convert_case(case_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(tflite)
-    os.replace(tmp, path)  # atomic: parallel test workers never see half a file
+        tflite = path.read_bytes()
+    else:
+        tflite = convert_case(case_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(tflite)
+        os.replace(tmp, path)  # atomic: parallel test workers never see half a file
+    if case_id not in _CHECKED:
+        problems = check_case(case_id, tflite)
+        if problems:
+            raise RuntimeError(f"the op case {case_id!r} does not hold what it promises ({path}):\n  "
+                               + "\n  ".join(problems))
+        _CHECKED.add(case_id)
     return tflite
+
+
+def check_case(case_id: str, tflite: bytes) -> list[str]:
+    """What is wrong with a case's model (empty when right): its ops must be the case's "ops",
+    the op it is about must carry the options the case's parameters ask for (intended_options),
+    and it must take and give int8 with the case's input shape."""
+    model = describe(tflite)
+    problems = []
+    ops = [op["op"] for op in model["ops"]]
+    if ops != OP_CASES[case_id]["ops"]:
+        problems.append(f"ops {ops}, promised {OP_CASES[case_id]['ops']}")
+    intended = intended_options(case_id)
+    if intended is not None:
+        name, options = intended
+        found = [op["options"] for op in model["ops"] if op["op"] == name]
+        if not any(all(o.get(k) == v for k, v in options.items()) for o in found):
+            problems.append(f"no {name} with {options}; the converter produced {found}")
+    (inp,), (out,) = model["inputs"], model["outputs"]
+    if inp["type"] != "INT8" or out["type"] != "INT8":
+        problems.append(f"input {inp['type']}, output {out['type']}: not int8")
+    if inp["shape"] != [1, *OP_CASES[case_id]["input"]]:
+        problems.append(f"input shape {inp['shape']}, promised [1, {OP_CASES[case_id]['input']}]")
+    return problems
 
 
 def convert_case(case_id: str) -> bytes:
@@ -277,13 +313,15 @@ def _tf():
     return tf, keras
 
 
-def _convert(tf, model, samples) -> bytes:
+def _convert(tf, model, samples, float_outputs: bool = False) -> bytes:
+    """Full-integer int8 PTQ; int8 input and outputs (float32 outputs, behind DEQUANTIZE, with
+    float_outputs). A sample is an array, or a list of arrays for a model with several inputs."""
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([s] for s in samples)
+    conv.representative_dataset = lambda: (s if isinstance(s, list) else [s] for s in samples)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
+    conv.inference_output_type = tf.float32 if float_outputs else tf.int8
     # Keras 3's export prints the traced signature to stdout; the quantizer warns.
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -404,7 +404,10 @@ def test_ctrl_c_leaves_partial_json_and_stops_qemu(mini, tmp_path, qemu):
     json_path = tmp_path / "c.json"
     argv = [sys.executable, "-m", "edgekit", "bench", str(mini), "--emulate", "--count", "1000", "--runs", "200",
             "--json", str(json_path)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C's default action even when the suite runs as a background job (`make test &`, where the
+    # shell starts it with SIGINT ignored and every child would inherit that).
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while not (json_path.exists() and json.loads(json_path.read_text())["per_input"]):

@@ -513,6 +513,73 @@ def test_pty_transport(firmware):
         assert emu.wait_exit(timeout=10) == 0
 
 
+# The emulator's side of a pty, by hand: a port that closes as the firmware exits.
+
+def _pty_port():
+    """(master fd, pyserial port on the slave): closing the master is QEMU exiting."""
+    master, slave = os.openpty()
+    port = serial.serial_for_url(os.ttyname(slave), timeout=0.05)
+    os.close(slave)
+    return master, port
+
+
+def test_exit_when_the_pty_closes_before_the_flush():
+    """test_pty_transport once failed under load with termios.error (5, 'Input/output error')
+    from tcdrain in link.exit(): the firmware had read EXIT, replied and exited, QEMU had closed
+    the pty, and only then did the host's flush run. Here the master closes right after the
+    request is written, before the flush, every time: exit() returns, it is the normal end."""
+    master, port = _pty_port()
+    write = port.write
+
+    def write_then_the_firmware_exits(data):
+        n = write(data)
+        os.close(master)
+        return n
+
+    port.write = write_then_the_firmware_exits
+    with DeviceLink(port, timeout=2.0) as link:
+        start = time.monotonic()
+        link.exit()
+        assert time.monotonic() - start < 1.5    # not a reply timeout
+    port.close()
+
+
+def test_exit_after_the_reply_and_the_close():
+    """The usual order: the EXIT reply, then the port closes."""
+    master, port = _pty_port()
+
+    def firmware():
+        frame = b""
+        while len(frame) < 7:                 # sync, type, length, CRC: EXIT has no payload
+            frame += os.read(master, 64)
+        assert decode_frame(frame)[0] == Command.EXIT
+        os.write(master, encode_frame(Command.EXIT | 0x80, b""))
+        time.sleep(0.05)
+        os.close(master)
+
+    import threading
+    thread = threading.Thread(target=firmware, daemon=True)
+    thread.start()
+    with DeviceLink(port, timeout=2.0) as link:
+        link.exit()
+    thread.join(timeout=5)
+    port.close()
+
+
+def test_a_closed_pty_is_link_closed_for_other_requests():
+    """Only EXIT takes a closed port as its answer; any other request raises LinkClosed (not
+    OSError or termios.error, which a hung-up pty's in_waiting, flush and tcflush raise)."""
+    from edgekit.link import LinkClosed, MlperfTinyLink
+    for kind in (DeviceLink, MlperfTinyLink):
+        master, port = _pty_port()
+        with kind(port, timeout=1.0) as link:
+            os.close(master)
+            with pytest.raises(LinkClosed):
+                link.info()
+            link.exit()
+        port.close()
+
+
 @pytest.mark.emulator
 @pytest.mark.usefixtures("arm_toolchain")
 @pytest.mark.parametrize(

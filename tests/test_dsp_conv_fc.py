@@ -3,8 +3,9 @@
 ek_conv2d_s8_1x1_dsp, ek_conv2d_s8_dsp and ek_fc_s8_dsp (firmware/kernels) are compiled with the
 portable kernels into one shared library under UBSan (ek_dsp.h's C twins stand in for the DSP
 instructions) and called through ctypes on seeded random shapes, paddings, strides, dilations, odd
-channel and pixel counts and extreme quantization. The _dsp kernels get their operands prepared by
-the same Python helpers the lowerings use (edgekit.ops.conv.fold_input_offset / interleave_pairs
+channel and pixel counts and extreme quantization (FC with single and double rounding); the params
+structs are read from the headers (tests/cstructs.py). The _dsp kernels get their operands prepared by
+the same Python helpers the lowerings use (edgekit.ops.packing.fold_input_offset / interleave_pairs
 for the pair form, conv_fold_ok / pack_conv_fold for the folded form), so the export-time layouts
 are checked too. The convolutions' folded form is also fuzzed at its limits (shifts outside the
 one-multiply range, multipliers 0 and 2^31 - 1, accumulators just under 2^30, patches that fill
@@ -28,9 +29,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from conftest import cached_cc  # noqa: E402
+from cstructs import c_struct  # noqa: E402
 from edgekit import quant  # noqa: E402
-from edgekit.ops.conv import (CONV_DSP_BUF_BYTES, CONV_DSP_MAX_PATCH, CONV_FOLD_SHIFTS, conv_fold_ok,  # noqa: E402
-                              fold_input_offset, interleave_pairs, pack_conv_fold)
+from edgekit.ops.conv import CONV_DSP_BUF_BYTES, CONV_DSP_MAX_PATCH, conv_fold_ok  # noqa: E402
+from edgekit.ops.packing import CONV_FOLD_SHIFTS, fold_input_offset, interleave_pairs, pack_conv_fold  # noqa: E402
 
 KERNELS = REPO / "firmware" / "kernels"
 SOURCES = ["ek_conv2d_s8.c", "ek_conv2d_s8_1x1_dsp.c", "ek_conv2d_s8_dsp.c", "ek_fc_s8.c", "ek_fc_s8_dsp.c"]
@@ -39,18 +42,9 @@ ODD = [1, 3, 5, 7, 17]
 I32P = ctypes.POINTER(ctypes.c_int32)
 I8P = ctypes.POINTER(ctypes.c_int8)
 
-CONV_INTS = ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w",
-             "dil_h", "dil_w", "pad_top", "pad_left", "input_offset", "output_offset", "act_min", "act_max")
-FC_INTS = ("rows", "in_n", "out_n", "input_offset", "weight_offset", "output_offset", "act_min", "act_max")
-
-
-class ConvParams(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_int32) for n in CONV_INTS] + [("mult", I32P), ("shift", I32P)]
-
-
-class FcParams(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_int32) for n in FC_INTS] + [("mult", I32P), ("shift", I32P),
-                                                           ("per_tensor", ctypes.c_int32)]
+# The C structs as the headers declare them (tests/cstructs.py).
+ConvParams = c_struct("ek_conv2d.h", "ek_conv2d_params")
+FcParams = c_struct("ek_fc.h", "ek_fc_params")
 
 
 # Set (with libasan preloaded) in the child process of test_conv_fold_under_address_sanitizer.
@@ -63,7 +57,7 @@ def lib(tmp_path_factory):
     sanitize = "-fsanitize=address,undefined" if ASAN else "-fsanitize=undefined"
     cmd = ["gcc", "-std=c99", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared", sanitize,
            "-fno-sanitize-recover=all", "-o", str(out)] + [str(KERNELS / s) for s in SOURCES]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = subprocess.run(cached_cc(cmd), capture_output=True, text=True)
     assert res.returncode == 0, f"compiling the kernels failed:\n{res.stderr}"
     so = ctypes.CDLL(str(out))
     for name in ("ek_conv2d_s8", "ek_conv2d_s8_1x1_dsp", "ek_conv2d_s8_dsp"):
@@ -414,17 +408,22 @@ def test_conv_fold_under_address_sanitizer():
     assert res.returncode == 0, f"under AddressSanitizer:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
 
 
+@pytest.mark.parametrize("rounding", ["single", "double"])
 @pytest.mark.parametrize("extreme", [False, True], ids=["random", "extreme"])
-def test_fc_dsp_equals_reference(lib, extreme):
-    rng = np.random.default_rng(99 + extreme)
+def test_fc_dsp_equals_reference(lib, extreme, rounding):
+    """ek_fc_s8_dsp against ek_fc_s8 with single rounding (LiteRT's FULLY_CONNECTED) and double
+    rounding (TFLite Micro's, double_round = 1), per-tensor and per-channel."""
+    double = rounding == "double"
+    rng = np.random.default_rng(99 + extreme + 2 * double)
+    differs = 0     # outputs where the other rounding gives another byte: the field is really read
     for case in range(600):
         rows = int(rng.choice([1, 1, 1, 2, 3, 4, 5]))
         in_n, out_n = (int(rng.choice(ODD)) if rng.random() < 0.5 else int(rng.integers(1, 300)) for _ in range(2))
-        mult, shift, q = _quant(rng, out_n, single_rounding=True, extreme=extreme)
+        mult, shift, q = _quant(rng, out_n, single_rounding=not double, extreme=extreme)
         per_tensor = rng.random() < 0.5   # one multiplier repeated: the kernel may prepare it once
         if per_tensor:
             mult[:], shift[:] = mult[0], shift[0]
-        ints = dict(rows=rows, in_n=in_n, out_n=out_n, weight_offset=0, **q)
+        ints = dict(rows=rows, in_n=in_n, out_n=out_n, weight_offset=0, double_round=int(double), **q)
         x = _int8(rng, rows * in_n, extreme)
         w = _int8(rng, (out_n, in_n), extreme)
         bias = None if rng.random() < 0.2 else rng.integers(-(1 << 20), 1 << 20, out_n).astype(np.int32)
@@ -432,7 +431,12 @@ def test_fc_dsp_equals_reference(lib, extreme):
         folded = fold_input_offset(bias, w, ints["input_offset"])
         got = _call(lib, "ek_fc_s8_dsp", FcParams, ints, mult, shift, x, interleave_pairs(w), folded, rows * out_n,
                     per_tensor=int(per_tensor))
-        assert_same(got, ref, f"ek_fc_s8_dsp case {case} {ints}")
+        assert_same(got, ref, f"ek_fc_s8_dsp {rounding} rounding, case {case} {ints}")
+        if -31 < shift.min() and shift.max() <= 30:     # a range both roundings take
+            other = _call(lib, "ek_fc_s8", FcParams, {**ints, "double_round": int(not double)}, mult, shift, x,
+                          w.reshape(-1), bias, rows * out_n)
+            differs += int(np.count_nonzero(other != ref))
+    assert differs > 0, "single and double rounding never differed: double_round is not reaching the kernel"
 
 
 def test_interleave_pairs_layout():

@@ -4,7 +4,7 @@ ek_dwconv_s8_3x3_dsp (firmware/kernels, through ek_dsp.h's exact C twins) and ek
 compiled into one shared library with AddressSanitizer + UBSan and -Wall -Wextra -Werror; random
 shapes (channel counts 1..64, images 1x1 to 25x5, strides 1 and 2, SAME and VALID), extreme input
 offsets, multipliers and shifts, with and without bias, must give identical bytes. The filter is
-packed by the lowering's own edgekit.ops.dwconv.pack_dw3x3_filter.
+packed by the lowering's own edgekit.ops.packing.pack_dw3x3_filter.
 """
 from __future__ import annotations
 
@@ -16,18 +16,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import cached_cc
+from cstructs import c_struct
 from edgekit import quant
-from edgekit.ops.dwconv import FOLD_SHIFTS, pack_dw3x3_filter, pack_dw3x3_fold
+from edgekit.ops.packing import DW_FOLD_SHIFTS as FOLD_SHIFTS, pack_dw3x3_filter, pack_dw3x3_fold
 
 KERNELS = Path(__file__).resolve().parents[1] / "firmware" / "kernels"
 I32P = ctypes.POINTER(ctypes.c_int32)
 
 
-class DwParams(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_int32) for n in (
-        "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "ch_mult", "k_h", "k_w", "stride_h",
-        "stride_w", "dil_h", "dil_w", "pad_top", "pad_left", "input_offset", "output_offset",
-        "act_min", "act_max")] + [("mult", I32P), ("shift", I32P)]
+DwParams = c_struct("ek_dwconv.h", "ek_dwconv_params")     # as the header declares it (tests/cstructs.py)
 
 
 def _libasan() -> str:
@@ -39,9 +37,9 @@ def _libasan() -> str:
 def lib(tmp_path_factory):
     out = tmp_path_factory.mktemp("dsp") / "libdw.so"
     srcs = [KERNELS / "ek_dwconv_s8.c", KERNELS / "ek_dwconv_s8_3x3_dsp.c", KERNELS / "ek_dwconv_s8_3x3_fold_dsp.c"]
-    subprocess.run(["gcc", "-std=c99", "-O1", "-g", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
+    subprocess.run(cached_cc(["gcc", "-std=c99", "-O1", "-g", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
                     "-fsanitize=undefined", "-fno-sanitize-recover=all", f"-I{KERNELS}", "-o", str(out),
-                    *map(str, srcs)], check=True)
+                    *map(str, srcs)]), check=True)
     return ctypes.CDLL(str(out))
 
 
@@ -135,19 +133,16 @@ def test_pack_dw3x3_filter_layout():
     assert words[1, 8].tolist() == [filt[0, 2, 2, 4], 0, 0, 0]
 
 
-class PoolParams(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_int32) for n in (
-        "in_h", "in_w", "c", "out_h", "out_w", "k_h", "k_w", "stride_h", "stride_w", "pad_top", "pad_left",
-        "act_min", "act_max")]
+PoolParams = c_struct("ek_pool.h", "ek_pool_params")
 
 
 @pytest.fixture(scope="module")
 def pool_lib(tmp_path_factory):
     out = tmp_path_factory.mktemp("dsp_pool") / "libpool.so"
     srcs = [KERNELS / "ek_avgpool_s8.c", KERNELS / "ek_avgpool_s8_dsp.c"]
-    subprocess.run(["gcc", "-std=c99", "-O1", "-g", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
+    subprocess.run(cached_cc(["gcc", "-std=c99", "-O1", "-g", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
                     "-fsanitize=undefined", "-fno-sanitize-recover=all", f"-I{KERNELS}", "-o", str(out),
-                    *map(str, srcs)], check=True)
+                    *map(str, srcs)]), check=True)
     return ctypes.CDLL(str(out))
 
 

@@ -22,6 +22,7 @@ import pytest
 
 from conftest import assert_bit_exact, test_inputs
 from edgekit import intref, wformats
+from edgekit.ops import kernels as registry
 from edgekit.api import load
 from edgekit.errors import UnsupportedModelError
 from edgekit.export import compile_program, export
@@ -76,7 +77,7 @@ def test_c_cases_cover_every_portable_kernel():
     used = {s.call.kernel for case in C_CASES for s in int8_program(op_model(case)).steps}
     everywhere = {s.call.kernel for case in OP_CASES for s in int8_program(op_model(case)).steps}
     assert everywhere <= used, f"no host C case for {sorted(everywhere - used)}"
-    int8_kernels = {k for k in KERNELS if not any(k.endswith(f"_{s}") for s in wformats.KERNEL_SUFFIX.values())}
+    int8_kernels = {k for k in KERNELS if registry.kernel(k).weights in ("", "int8")}
     assert used == int8_kernels, f"kernels in no op case: {sorted(int8_kernels - used)}"
 
 
@@ -105,33 +106,51 @@ def test_mlperf_model_matches_tflite_and_host_c(name, shared_models, tmp_path):
 
 # ---- compressed weights -------------------------------------------------------------------
 
+def clipped_tflite(case: str) -> bytes:
+    """The case's .tflite with every conv / depthwise / FC weight clipped to [-8, 7] in the
+    flatbuffer, so that every format (int4 and lut4 too) can take every layer and TFLite's
+    reference interpreter runs the clipped model."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    tflite = op_model(case)
+    model = schema.ModelT.InitFromPackedBuf(tflite, 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    graph = model.subgraphs[0]
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        if names.get(max(code.builtinCode, code.deprecatedBuiltinCode)) in ("CONV_2D", "DEPTHWISE_CONV_2D",
+                                                                            "FULLY_CONNECTED"):
+            buf = model.buffers[graph.tensors[op.inputs[1]].buffer]
+            w = np.asarray(buf.data, dtype=np.uint8).view(np.int8)
+            buf.data = np.clip(w, -8, 7).astype(np.int8).view(np.uint8)
+    builder = flatbuffers.Builder(len(tflite) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 def clipped_graph(case: str):
-    """The case's graph with every conv / depthwise / FC weight clipped to [-8, 7], so that every
-    format (int4 and lut4 too) can take every layer."""
-    graph = run_passes(load_tflite(op_model(case)))
-    for op in graph.ops:
-        if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
-            w = graph.t(op.inputs[1])
-            w.data = np.clip(w.data, -8, 7).astype(np.int8)
-    return graph
+    return run_passes(load_tflite(clipped_tflite(case)))
 
 
 @pytest.mark.parametrize("fmt", wformats.FORMATS)
-def test_compressed_kernels_match_int8_kernels(fmt):
-    """Each ek_*_s8_<format> binder (decode, unfold the bias, int8 kernel) gives the int8 model's
-    bytes; the program really uses the format's kernels."""
+def test_compressed_kernels_match_tflite(fmt):
+    """A model whose every conv / depthwise / FC layer holds the format, through the integer
+    reference's ek_*_s8_<format> binders (decode the stored encoding, unfold the bias, int8
+    kernel), gives TFLite's bytes for the same weights; the program really uses the format's
+    kernels. (Compared with TFLite, not with the int8 program's integer reference: both sides
+    would then share everything but the encode/decode round trip.)"""
     from edgekit.wselect import choose_weight_formats
-    int8 = IntReference(lower(clipped_graph("mini_dscnn"), None))
     graph = clipped_graph("mini_dscnn")
     choose_weight_formats(graph, fmt, "speed", None)
     program = lower(graph, None)
     kernels = {s.call.kernel for s in program.steps}
-    suffix = wformats.KERNEL_SUFFIX[fmt]
-    assert {f"ek_conv2d_s8_{suffix}", f"ek_fc_s8_{suffix}"} <= kernels, kernels
+    assert {registry.format_kernel(op, fmt, False).name for op in ("conv2d", "fc")} <= kernels, kernels
     if fmt == "int4":
         assert "ek_dwconv_s8_w4" in kernels
-    x = test_inputs(int8.input_shape[1:], n=8, seed=3)
-    assert_bit_exact(IntReference(program).run(x), int8.run(x), fmt)
+    ref = IntReference(program)
+    x = test_inputs(ref.input_shape[1:], n=8, seed=3)
+    assert_bit_exact(ref.run(x), reference_outputs(clipped_tflite("mini_dscnn"), x), fmt)
 
 
 @pytest.mark.parametrize("fmt", wformats.FORMATS)

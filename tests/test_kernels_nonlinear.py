@@ -12,6 +12,7 @@ flatbuffer ("patched") to sweep many input scales and zero points without reconv
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import math
 import os
 import subprocess
@@ -25,6 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from conftest import cached_cc  # noqa: E402
+from cstructs import c_struct  # noqa: E402
+from opmodels import cache_dir  # noqa: E402
 from edgekit.ops import nonlinear  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -49,20 +53,10 @@ RANGES = {
 # The C kernels through ctypes
 # --------------------------------------------------------------------------
 
-class SoftmaxParams(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_int32) for name in
-                ("rows", "depth", "input_multiplier", "input_left_shift", "diff_min")]
-
-
-class LutParams(ctypes.Structure):  # ek_lut_params (LOGISTIC and TANH)
-    _fields_ = [("size", ctypes.c_int32), ("table", ctypes.c_int8 * 256)]
-
-
-class MeanParams(ctypes.Structure):
-    _fields_ = [("ndims", ctypes.c_int32), ("dims", ctypes.c_int32 * 6),
-                ("reduce_mask", ctypes.c_int32), ("count", ctypes.c_int32),
-                ("input_zero_point", ctypes.c_int32), ("multiplier", ctypes.c_int32),
-                ("shift", ctypes.c_int32), ("output_zero_point", ctypes.c_int32)]
+# The C structs as the headers declare them (tests/cstructs.py).
+SoftmaxParams = c_struct("ek_softmax.h", "ek_softmax_params")
+LutParams = c_struct("ek_lut.h", "ek_lut_params")          # LOGISTIC and TANH
+MeanParams = c_struct("ek_mean.h", "ek_mean_params")
 
 
 def to_struct(cls, params: dict):
@@ -81,7 +75,7 @@ def lib(tmp_path_factory):
     out = tmp_path_factory.mktemp("ek_nonlinear") / "libek_nonlinear.so"
     cmd = ["gcc", "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared",
            "-o", str(out)] + [str(KERNELS / s) for s in SOURCES]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = subprocess.run(cached_cc(cmd), capture_output=True, text=True)
     assert res.returncode == 0, f"compiling the kernels failed:\n{res.stderr}"
     so = ctypes.CDLL(str(out))
     i8p = ctypes.POINTER(ctypes.c_int8)
@@ -122,9 +116,24 @@ def _tf():
     return tf
 
 
+def _disk_path(key: tuple, input_shape: tuple, data_range: tuple, seed: int) -> Path:
+    """Where a conversion is kept between runs: keyed by its arguments, this file's source (which
+    holds the model builders) and the TensorFlow and Keras versions."""
+    from importlib import metadata
+    blob = repr((key, tuple(input_shape), tuple(data_range), seed, metadata.version("tensorflow"),
+                 metadata.version("keras"), hashlib.sha256(Path(__file__).read_bytes()).hexdigest()))
+    return cache_dir() / "nonlinear" / f"{key[0]}-{hashlib.sha256(blob.encode()).hexdigest()[:20]}.tflite"
+
+
 def convert(key: tuple, build, input_shape: tuple, data_range: tuple, seed: int = 0) -> bytes:
-    """Full-integer int8 conversion with a seeded representative dataset, cached per session."""
+    """Full-integer int8 conversion with a seeded representative dataset, cached per session and
+    on disk (beside the op models, tests/opmodels.py: a run with the cache warm imports no
+    TensorFlow)."""
     if key not in _MODELS:
+        path = _disk_path(key, input_shape, data_range, seed)
+        if path.exists():
+            _MODELS[key] = path.read_bytes()
+            return _MODELS[key]
         tf = _tf()
         tf.keras.utils.set_random_seed(seed)
         model = build(tf.keras)
@@ -142,6 +151,10 @@ def convert(key: tuple, build, input_shape: tuple, data_range: tuple, seed: int 
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
         _MODELS[key] = conv.convert()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(_MODELS[key])
+        os.replace(tmp, path)      # atomic: a concurrent run never reads half a file
     return _MODELS[key]
 
 
@@ -466,9 +479,8 @@ def test_gap_quantization_sweep(lib):
                                        ([1, 2, 3], True), ([-1, -3], True)])
 def test_mean_other_axes(lib, axes, keep):
     """tf.reduce_mean over other axis sets, including non-adjacent ones."""
-    tf = _tf()
     b = convert(("reduce_mean", tuple(axes), keep), lambda k: k.Sequential(
-        [k.Input((6, 5, 4)), k.layers.Lambda(lambda t: tf.reduce_mean(t, axis=axes, keepdims=keep))]),
+        [k.Input((6, 5, 4)), k.layers.Lambda(lambda t: _tf().reduce_mean(t, axis=axes, keepdims=keep))]),
         (6, 5, 4), RANGES["moderate"], 5)
     op = OpView(b, "MEAN")
     for i, x in enumerate(mean_inputs((6, 5, 4), seed=len(axes))):

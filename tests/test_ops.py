@@ -12,14 +12,23 @@ import pytest
 
 from conftest import assert_bit_exact, test_inputs
 from edgekit.api import load
-from edgekit.export import export
+from edgekit.export import compile_program, export
 from edgekit.reference import reference_outputs
 from edgekit.targets import get_target
 from opmodels import OP_CASES, op_model
 
+TARGETS = ["host", "cortex-m4"]
+# The fast tier (make test-fast) builds these cases only: between them they take every kernel
+# that any op case takes, on both targets (test_fast_cases_take_every_kernel). The full suite
+# builds every case.
+FAST_CASES = ["mini_mobilenet", "mini_dscnn", "mini_resnet", "concat_sigmoid_input", "add_conv_conv",
+              "avgpool_2x2_s1_valid", "flatten_3d", "maxpool_2x2_s2_same_odd", "pad_asymmetric",
+              "dw_channel_magnitudes_zero", "softmax_input_wide", "conv_3x3_s2_same_c1_f5"]
 
-@pytest.mark.parametrize("target", ["host", "cortex-m4"])
-@pytest.mark.parametrize("case", sorted(OP_CASES))
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("case", [c if c in FAST_CASES else pytest.param(c, marks=pytest.mark.slow)
+                                  for c in sorted(OP_CASES)])
 def test_op_bit_exact_on_host(case, target, tmp_path):
     tflite = op_model(case)
     src = tmp_path / f"{case}.tflite"
@@ -28,3 +37,11 @@ def test_op_bit_exact_on_host(case, target, tmp_path):
     model = load(tmp_path / "out", sanitize=True)
     x = test_inputs(model.input_shape[1:], n=8, seed=7)
     assert_bit_exact(model.predict(x), reference_outputs(tflite, x), case)
+
+
+def test_fast_cases_take_every_kernel():
+    for target in TARGETS:
+        def kernels(cases):
+            return {s.call.kernel for c in cases for s in compile_program(op_model(c), target=get_target(target)).steps}
+        missing = kernels(OP_CASES) - kernels(FAST_CASES)
+        assert not missing, f"{target}: no case of FAST_CASES takes {sorted(missing)}"

@@ -21,7 +21,7 @@ from edgekit.emulate import run_firmware
 from edgekit.export import export
 from edgekit.reference import reference_outputs
 from edgekit.targets import get_target
-from edgekit.wformats import kernel_name
+from edgekit.ops.kernels import kernel
 from opmodels import OP_CASES, op_model
 
 FORMATS = ("int4", "lut4", "lut8", "sparse", "huffman")
@@ -115,9 +115,9 @@ def check_choices(report: dict, shape: str, case: str) -> None:
             assert w["format"] == "int8" and fmt in w["note"], (case, w)
             continue
         assert w["format"] == fmt, (case, w)
-        # the portable kernel, or its _dsp variant on a core with the DSP extension
-        portable = kernel_name(KERNEL_OPS[layer["op"]], fmt)
-        assert layer["kernel"] in (portable, portable + "_dsp"), (case, layer["kernel"])
+        # a kernel of this op that reads this format (the portable one, or a _dsp variant)
+        k = kernel(layer["kernel"])
+        assert (k.op, k.weights) == (KERNEL_OPS[layer["op"]], fmt), (case, layer["kernel"])
 
 
 @pytest.mark.parametrize("fmt", SHAPES)

@@ -29,13 +29,42 @@ if str(REPO) not in sys.path:
 from edgekit import quant  # noqa: E402
 from edgekit.codegen import c_array_body  # noqa: E402
 from edgekit.ops.base import ArrayRef, InPlace  # noqa: E402
-from edgekit.ops.compressed import conv_inplace, uses_dsp_kernel  # noqa: E402
-from edgekit.ops.conv import fold_input_offset  # noqa: E402
+from edgekit.ops import compressed  # noqa: E402
+from edgekit.ops.compressed import compressed_call, conv_inplace, conv_needs_patch, w4_conv_block_rows  # noqa: E402
+from edgekit.ops.kernels import KERNELS as REGISTRY, format_kernel  # noqa: E402
+from edgekit.ops.packing import fold_input_offset  # noqa: E402
 from edgekit.targets import get_target  # noqa: E402
-from edgekit.wformats import (DSP_KERNELS, FORMATS, HUFF_MAX_BITS, LAYOUTS, W4_DSP_ORDER, Encoded,  # noqa: E402
-                              canonical_codes, conv_needs_patch, encode, for_kernel, huff_books, huff_table_bits,
-                              kernel_layout, kernel_name,
-                              limited_code_lengths, scratch_bytes, w4_conv_block_rows)
+from edgekit.wformats import (FORMATS, HUFF_MAX_BITS, LAYOUTS, W4_DSP_ORDER, Encoded,  # noqa: E402
+                              canonical_codes, encode, huff_books, huff_table_bits, limited_code_lengths)
+
+# The (op, format) pairs whose kernel has a _dsp variant, from the kernel registry.
+DSP_KERNELS = frozenset((k.op, k.weights) for k in REGISTRY.values()
+                        if k.dsp and k.weights not in ("", "int8") and k.name == format_kernel(k.op, k.weights, True).name)
+
+
+def kernel_of(op: str, fmt: str, dsp: bool = False):
+    """The registry's format kernel for (op, format), its _dsp variant when dsp (which must exist)."""
+    k = format_kernel(op, fmt, dsp)
+    if k.dsp != dsp:
+        raise ValueError(f"no _dsp variant of the {fmt} {op} kernel")
+    return k
+
+
+def kernel_name(op: str, fmt: str, dsp: bool = False) -> str:
+    return kernel_of(op, fmt, dsp).name
+
+
+def kernel_layout(op: str, fmt: str, dsp: bool) -> str:
+    return format_kernel(op, fmt, dsp).layout
+
+
+def scratch_bytes(op: str, enc, needs_patch: bool, out_channels: int = 0, dsp: bool = False) -> int:
+    return compressed.scratch_bytes(kernel_of(op, enc.format, dsp), enc, needs_patch, out_channels)
+
+
+def for_kernel(enc, op: str, dsp: bool):
+    return compressed.for_kernel(enc, format_kernel(op, enc.format, dsp))
+
 
 KERNELS = REPO / "firmware" / "kernels"
 FORMAT_SOURCES = [f"{kernel_name(op, fmt)}.c" for op in ("conv2d", "fc") for fmt in FORMATS] + \
@@ -745,42 +774,49 @@ def test_lowering_picks_the_variant_and_its_layout():
             (get_target("cortex-m4"), "ek_conv2d_s8_w4_dsp", "conv2d", "portable", 16 * 8 + 32 * 4 + 8 * 16),
             (get_target("cortex-m3"), "ek_conv2d_s8_w4", "conv2d", "portable", 0),
             (None, "ek_conv2d_s8_w4", "conv2d", "portable", 0)]:
-        call = compressed_call(op_kind, op, params, w, None, [], "int4", macs=0, target=target)
+        k = format_kernel(op_kind, "int4", target is not None and target.has_dsp)
+        call = compressed_call(k, op, params, w, None, [], macs=0)
         assert call.kernel == kernel and call.sources == (f"{kernel}.c",)
         codes = next(a for a in call.arrays if a.name == "wcodes").values
         assert codes.tolist() == encode("int4", w, layout=layout).array("wcodes").tolist()
         assert call.inplace == (InPlace(0, 8),) and call.scratch_bytes == scratch
-    call = compressed_call("conv2d", op, params, w, None, [], "sparse", macs=0,
-                           target=get_target("cortex-m4"))
+    call = compressed_call(format_kernel("conv2d", "sparse", True), op, params, w, None, [], macs=0)
     assert call.kernel == "ek_conv2d_s8_sparse_dsp" and call.inplace == (InPlace(0, 0),)
     assert call.scratch_bytes == 16 * 8 + 32 * 4          # blocks of 8 channels, the 4-pixel buffer
     fc = dict(rows=1, in_n=16, out_n=8, input_offset=5, weight_offset=0, output_offset=0, act_min=-128,
               act_max=127, per_tensor=0, double_round=0)
-    call = compressed_call("fc", Op(kind="FULLY_CONNECTED", inputs=[0, 1], outputs=[2]), fc, w, None, [],
-                           "huffman", macs=0, target=get_target("cortex-m4"))
+    call = compressed_call(format_kernel("fc", "huffman", True), Op(kind="FULLY_CONNECTED", inputs=[0, 1], outputs=[2]),
+                           fc, w, None, [], macs=0)
     assert call.kernel == "ek_fc_s8_huff_dsp" and call.inplace == ()
-    w4 = compressed_call("fc", Op(kind="FULLY_CONNECTED", inputs=[0, 1], outputs=[2]), fc, w, None, [], "int4",
-                         macs=0, target=get_target("cortex-m4"))
+    w4 = compressed_call(format_kernel("fc", "int4", True), Op(kind="FULLY_CONNECTED", inputs=[0, 1], outputs=[2]),
+                         fc, w, None, [], macs=0)
     assert w4.kernel == "ek_fc_s8_w4_dsp" and w4.scratch_bytes == 0
     assert next(a for a in w4.arrays if a.name == "wcodes").values.tolist() == \
         encode("int4", w, layout="dsp").array("wcodes").tolist()
     assert call.params["w.block_rows"] == 4 and call.scratch_bytes == 4 * 16     # two pairs of rows
-    call = compressed_call("conv2d", op, params, w, None, [], "huffman", macs=0, target=get_target("cortex-m4"))
+    call = compressed_call(format_kernel("conv2d", "huffman", True), op, params, w, None, [], macs=0)
     assert call.kernel == "ek_conv2d_s8_huff_dsp" and call.inplace == (InPlace(0, 8),)
     codes = next(a for a in call.arrays if a.name == "wcodes").values     # rows in order
     assert codes.tolist() == encode("huffman", w, huff_scratch_budget=4096).array("wcodes").tolist()
     assert call.scratch_bytes == 16 * 8 + 32 * 4 + 8 * 16     # blocks, the 4-pixel buffer, the 8 rows
 
 
-def test_dsp_variant_predicate():
+def test_dsp_variant_choice():
+    """Conv and FC formats have _dsp variants on DSP cores; depthwise int4 (ek_dwconv_s8_w4) has
+    none (its 3x3 DSP form is chosen by shape in edgekit.ops.dwconv), and cores without the DSP
+    extension, or `--kernels portable`, keep the portable kernels."""
+    def dsp_of(target):
+        return target is not None and target.has_dsp
     m4, m3 = get_target("cortex-m4"), get_target("cortex-m3")
-    assert uses_dsp_kernel("conv2d", "int4", m4) and uses_dsp_kernel("fc", "huffman", m4)
-    assert not uses_dsp_kernel("conv2d", "int4", m3) and not uses_dsp_kernel("fc", "lut4", None)
-    assert not uses_dsp_kernel("dwconv", "int4", m4)
-    assert not uses_dsp_kernel("conv2d", "lut8", get_target("cortex-m4", portable=True))
+    assert format_kernel("conv2d", "int4", dsp_of(m4)).dsp and format_kernel("fc", "huffman", dsp_of(m4)).dsp
+    assert not format_kernel("conv2d", "int4", dsp_of(m3)).dsp and not format_kernel("fc", "lut4", dsp_of(None)).dsp
+    assert format_kernel("dwconv", "int4", True).name == "ek_dwconv_s8_w4"
+    assert not format_kernel("conv2d", "lut8", dsp_of(get_target("cortex-m4", portable=True))).dsp
     assert kernel_name("fc", "sparse", dsp=True) == "ek_fc_s8_sparse_dsp"
     with pytest.raises(ValueError):
         kernel_name("dwconv", "int4", dsp=True)
+    with pytest.raises(ValueError):
+        format_kernel("dwconv", "lut4", False)
 
 
 @pytest.mark.parametrize("dsp", [False, True])

@@ -175,13 +175,15 @@ def load_calibration(calib: str | Path, input_shape: tuple[int, ...], seed: int 
 
 
 def keras_input_shape(model) -> tuple[int, ...]:
+    """The shape of the model's one input (any number of outputs compile)."""
+    if len(model.inputs) != 1:
+        raise UnsupportedModelError(f"the model has {len(model.inputs)} inputs; edgekit compiles models "
+                                    "with one input")
     shape = model.inputs[0].shape
     dims = tuple(shape[1:])
     if any(d is None for d in dims):
         raise UnsupportedModelError(f"the model's input shape {list(shape)} has unknown dimensions; "
                                     "give the Input layer a fixed shape")
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise UnsupportedModelError("edgekit compiles models with one input and one output")
     return tuple(int(d) for d in dims)
 
 

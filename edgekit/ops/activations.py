@@ -15,8 +15,7 @@ def _io(graph: Graph, op: Op):
 
 
 def _call(name: str, op: Op, params: dict, macs: int, inplace: tuple[int, ...] = ()) -> KernelCall:
-    return KernelCall(kernel=f"ek_{name}_s8", header=f"ek_{name}.h", sources=(f"ek_{name}_s8.c",),
-                      params_type=f"ek_{name}_params", params=params,
+    return KernelCall(kernel=name, params=params,
                       args=[TensorArg(op.inputs[0]), TensorArg(op.outputs[0])], macs=macs,
                       inplace=inplace)
 
@@ -25,7 +24,7 @@ def _call(name: str, op: Op, params: dict, macs: int, inplace: tuple[int, ...] =
 def lower_softmax(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     inp, out, (si, zi), (so, zo) = _io(graph, op)
     params = nonlinear.softmax_params(inp.shape, si, zi, so, zo, float(op.options.get("beta", 1.0)))
-    return _call("softmax", op, params, inp.size)
+    return _call("ek_softmax_s8", op, params, inp.size)
 
 
 def _require_litert_semantics(graph: Graph, op: Op) -> None:
@@ -41,14 +40,14 @@ def lower_logistic(graph: Graph, op: Op, target: Target | None = None) -> Kernel
     _require_litert_semantics(graph, op)
     inp, out, (si, zi), (so, zo) = _io(graph, op)
     # ek_lut_s8 is elementwise (output[i] = table[input[i]]): it may run in place.
-    return _call("lut", op, nonlinear.logistic_params(inp.size, si, zi, so, zo), 0, inplace=(0,))
+    return _call("ek_lut_s8", op, nonlinear.logistic_params(inp.size, si, zi, so, zo), 0, inplace=(0,))
 
 
 @lowering("TANH")
 def lower_tanh(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     _require_litert_semantics(graph, op)
     inp, out, (si, zi), (so, zo) = _io(graph, op)
-    return _call("lut", op, nonlinear.tanh_params(inp.size, si, zi, so, zo), 0, inplace=(0,))
+    return _call("ek_lut_s8", op, nonlinear.tanh_params(inp.size, si, zi, so, zo), 0, inplace=(0,))
 
 
 @lowering("MEAN")
@@ -59,4 +58,4 @@ def lower_mean(graph: Graph, op: Op, target: Target | None = None) -> KernelCall
         raise unsupported(op, "its axes are not constant")
     params = nonlinear.mean_params(inp.shape, [int(a) for a in axes_t.data.reshape(-1)],
                                    bool(op.options.get("keepDims", False)), si, zi, so, zo)
-    return _call("mean", op, params, inp.size)
+    return _call("ek_mean_s8", op, params, inp.size)

@@ -13,30 +13,8 @@ from typing import Callable, Union
 import numpy as np
 
 from ..errors import UnsupportedModelError
-from ..ir import Graph, Op, short_name
-
-
-@dataclass(frozen=True)
-class ConstArray:
-    """A constant array placed in flash; `name` is a C identifier suffix chosen by the lowering.
-
-    With `boot_code` (an edgekit.wformats.Encoded Huffman encoding of `values`, see
-    edgekit.program.decode_at_boot) flash holds only the encoding; the array itself is a RAM
-    buffer that ek_model_init() fills once by decoding it."""
-    name: str
-    ctype: str                 # 'int8_t' | 'int32_t' | 'uint8_t' ...
-    values: np.ndarray
-    boot_code: object = None
-
-    @property
-    def nbytes(self) -> int:
-        """Flash bytes."""
-        return int(self.boot_code.nbytes) if self.boot_code is not None else self.ram_nbytes
-
-    @property
-    def ram_nbytes(self) -> int:
-        """Bytes of the array itself (in flash, or in RAM when decoded at boot)."""
-        return int(self.values.size * np.dtype(self.ctype.replace("_t", "")).itemsize)
+from .kernels import Kernel, kernel
+from ..ir import ArrayRef, ConstArray, Graph, Op, short_name  # noqa: F401  (ArrayRef, ConstArray: re-exported)
 
 
 @dataclass(frozen=True)
@@ -55,12 +33,6 @@ class TensorListArg:
 class ArrayArg:
     """A pointer to one of the call's ConstArrays, or NULL when name is None."""
     name: str | None
-
-
-@dataclass(frozen=True)
-class ArrayRef:
-    """A params field that points at one of the call's ConstArrays."""
-    name: str
 
 
 @dataclass(frozen=True)
@@ -89,10 +61,7 @@ Arg = Union[TensorArg, TensorListArg, ArrayArg, ScratchArg]
 
 @dataclass
 class KernelCall:
-    kernel: str                               # C function, ek_<op>_<dtype>[_<variant>]
-    header: str                               # header declaring it and its params type
-    sources: tuple[str, ...]                  # kernel .c files it needs (firmware/kernels)
-    params_type: str
+    kernel: str                               # C function, a name in edgekit.ops.kernels.KERNELS
     params: dict[str, int | ArrayRef | list[int]]
     args: list[Arg]
     arrays: list[ConstArray] = field(default_factory=list)
@@ -102,6 +71,20 @@ class KernelCall:
     # Compile-time sizes the call's kernel needs (e.g. {"EK_CONV2D_DSP_BUF_BYTES": 512}, a static
     # buffer): the build defines each to its largest value over the program (export.model_defines).
     defines: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def header(self) -> str:
+        """The header declaring the kernel and its params type (edgekit.ops.kernels)."""
+        return kernel(self.kernel).header
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The kernel .c files it needs (firmware/kernels)."""
+        return kernel(self.kernel).sources
+
+    @property
+    def params_type(self) -> str:
+        return kernel(self.kernel).params_type
 
     @property
     def output_arg(self) -> int:
@@ -139,6 +122,28 @@ class Alias:
 # (e.g. has_dsp) and the op's shapes select the kernel variant with readable predicates.
 Lowering = Callable[[Graph, Op, "Target | None"], Union[KernelCall, Alias]]
 LOWERINGS: dict[str, Lowering] = {}
+
+
+# A kernel choice gets the graph, the op, the target and a weight format ('int8' or one of
+# edgekit.wformats.FORMATS) and returns the registry entry of the kernel the op's lowering emits
+# for that format (ValueError when the op has no kernel for it). The lowering itself calls the
+# same function, so the weight-format choice (edgekit.wselect) prices exactly what is emitted.
+KernelChoice = Callable[[Graph, Op, "Target | None", str], Kernel]
+KERNEL_CHOICES: dict[str, KernelChoice] = {}
+
+
+def choose_kernel(*kinds: str):
+    """Register the kernel choice of one or more TFLite builtin op names."""
+    def register(fn: KernelChoice) -> KernelChoice:
+        for kind in kinds:
+            KERNEL_CHOICES[kind] = fn
+        return fn
+    return register
+
+
+def weights_format(op: Op) -> str:
+    """The weight format this layer's kernel reads (edgekit.ir.Op.weights_format)."""
+    return op.weights_format
 
 
 def lowering(*kinds: str):

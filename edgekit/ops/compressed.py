@@ -8,36 +8,28 @@ and FC kernels read the bias with the input offset folded in (padding taps read 
 point from the patch they build in scratch); the depthwise kernel keeps ek_dwconv_s8's bias.
 
 On a core with the DSP extension (target.has_dsp) convolution and FC layers take the _dsp variant
-of their kernel (same signature and results, SMLAD inner loops; wformats.DSP_KERNELS), which
-reads the layout wformats.kernel_layout names (the same bytes re-ordered where the variant needs
-it).
+of their kernel (same signature and results, SMLAD inner loops; edgekit.ops.kernels.format_kernel),
+which reads the layout its registry entry names (the same bytes re-ordered where the variant
+needs it). The kernels' scratch sizes (the table in ek_wcode.h) and in-place rules live here.
 
 A pointwise convolution (1x1 filter, no padding) may run in place (edgekit.ops.base.InPlace):
 see conv_inplace for the argument.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
+from .. import wformats
+from ..cdefs import define
 from ..ir import Op
-from ..targets import Target
 from .base import ArrayArg, ConstArray, InPlace, KernelCall, ScratchArg, TensorArg
+from .kernels import Kernel
+from .packing import fold_input_offset
 
-OPS = {"conv2d": ("ek_conv2d_wc_params", "conv"), "fc": ("ek_fc_wc_params", "fc"),
-       "dwconv": ("ek_dwconv_wc_params", "dw")}
-
-
-def weights_format(op: Op) -> str:
-    """The weight format this layer's kernel reads: edgekit.wselect's choice ('int8' when it did
-    not run), or 'int8' for Huffman decoded at boot (edgekit.program.decode_at_boot)."""
-    return "int8" if op.options.get("weights_boot") else op.options.get("weights_format", "int8")
-
-
-def uses_dsp_kernel(name: str, fmt: str, target: Target | None) -> bool:
-    """Whether the layer takes the _dsp variant: a core with the DSP extension, and a variant
-    exists for this op and format (conv and FC; depthwise w4 has the portable kernel only)."""
-    from .. import wformats
-    return target is not None and target.has_dsp and (name, fmt) in wformats.DSP_KERNELS
+# op -> the prefix of the op's own params inside its format kernels' params struct (`.conv.in_h`...)
+PARAMS_PREFIX = {"conv2d": "conv", "fc": "fc", "dwconv": "dw"}
 
 
 # Huffman kernels decode block_rows rows into scratch, then run them over every pixel or batch
@@ -55,6 +47,68 @@ HUFF_FC_ROWS = 4
 def huff_scratch_budget(name: str, row_len: int) -> int:
     """The scratch budget (bytes) of a Huffman kernel's decoded rows (wformats.encode)."""
     return HUFF_FC_ROWS * row_len if name == "fc" else HUFF_CONV_SCRATCH
+
+
+# The _dsp lut4 / lut8 convolutions' rows unpacked at a time, for every four output pixels
+# (EK_WC_FOLD_ROWS in ek_wdot_dsp.h).
+WC_FOLD_ROWS = define("EK_WC_FOLD_ROWS")
+# The _dsp int4 convolution unpacks blocks of rows once per call, each run over every output pixel:
+# block_rows = w4_conv_block_rows(...) rows of whole words within this many bytes (at least one).
+W4_CONV_BLOCK_BYTES = 4096
+
+
+def for_kernel(enc: wformats.Encoded, k: Kernel) -> wformats.Encoded:
+    """The encoding with the fields its kernel reads beyond encode()'s: block_rows for the _dsp
+    int4 convolution (w4_conv_block_rows)."""
+    if k.name == "ek_conv2d_s8_w4_dsp":
+        return replace(enc, fields={**enc.fields, "block_rows": w4_conv_block_rows(enc.rows, enc.row_len)})
+    return enc
+
+
+def w4_conv_block_rows(rows: int, k: int) -> int:
+    """Rows per block of ek_conv2d_s8_w4_dsp (its ek_wcode block_rows): as many rows, each padded
+    to whole groups of four, as W4_CONV_BLOCK_BYTES holds, at least 1, at most `rows`."""
+    return min(rows, max(1, W4_CONV_BLOCK_BYTES // (4 * -(-k // 4))))
+
+
+def conv_needs_patch(k_h: int, k_w: int, pad_top: int, pad_left: int) -> bool:
+    """Whether a conv format kernel builds each pixel's patch in scratch (ek_wc_needs_patch):
+    everything but a 1x1 filter without padding."""
+    return not (k_h == 1 and k_w == 1 and pad_top == 0 and pad_left == 0)
+
+
+def scratch_bytes(k: Kernel, enc: wformats.Encoded, needs_patch: bool, out_channels: int = 0) -> int:
+    """Scratch bytes of a format kernel k (the table in ek_wcode.h) for encoding enc; needs_patch:
+    conv_needs_patch(...) for a convolution, ignored otherwise; out_channels: a depthwise layer's
+    out_c (its accumulators), ignored otherwise."""
+    n = enc.row_len
+    if k.op == "dwconv":       # int32 accumulators of one output pixel: 4 * out_c
+        return 4 * out_channels
+    if k.op == "conv2d" and k.dsp and enc.format == "sparse":
+        return sparse_dsp_conv_scratch(enc.rows, n, needs_patch)
+    if k.op == "conv2d" and k.dsp:         # int4, lut4, lut8, huffman: the folded GEMM
+        rows = (int(enc.fields["block_rows"]) if enc.format == "huffman"
+                else w4_conv_block_rows(enc.rows, n) if enc.format == "int4" else WC_FOLD_ROWS)
+        return fold_dsp_conv_scratch(enc.rows, n, rows, needs_patch)
+    rows = enc.fields["block_rows"] * n if enc.format == "huffman" else 0
+    patch = n if k.op == "conv2d" and needs_patch else 0
+    return rows + patch
+
+
+def fold_dsp_conv_scratch(out_c: int, k: int, rows: int, needs_patch: bool) -> int:
+    """Scratch of the _dsp int4, lut4, lut8 and Huffman convolutions (ek_wcode.h): the per-channel
+    requantization blocks (4 int32 each), the 4-pixel buffer (two int32 per patch value, in groups
+    of four), `rows` unpacked or decoded rows (each padded to whole groups of four: WC_FOLD_ROWS,
+    or a Huffman layer's block_rows), then, when patches are built, one int8 patch."""
+    groups = -(-k // 4)
+    return 16 * out_c + 32 * groups + rows * 4 * groups + (k if needs_patch else 0)
+
+
+def sparse_dsp_conv_scratch(out_c: int, k: int, needs_patch: bool) -> int:
+    """Scratch of ek_conv2d_s8_sparse_dsp (ek_wcode.h): the per-channel requantization blocks
+    (4 int32 each), the 4-pixel buffer (two int32 per patch value, in groups of four values),
+    then, when patches are built, two int8 patches."""
+    return 16 * out_c + 32 * -(-k // 4) + (2 * k if needs_patch else 0)
 
 
 def conv_inplace(fmt: str, dsp: bool, enc, in_c: int, out_c: int, needs_patch: bool) -> tuple[InPlace, ...]:
@@ -88,24 +142,20 @@ def conv_inplace(fmt: str, dsp: bool, enc, in_c: int, out_c: int, needs_patch: b
     return (InPlace(0, pixels_per_step * out_c),)
 
 
-def compressed_call(name: str, op: Op, params: dict, rows: np.ndarray, bias: np.ndarray | None,
-                    quant_arrays: list[ConstArray], fmt: str, macs: int,
-                    target: Target | None = None) -> KernelCall:
-    """The kernel call of op `name` ('conv2d', 'fc', 'dwconv') with weights `rows` ([out][K]
-    int8; one row for depthwise) encoded as `fmt`; the _dsp variant when uses_dsp_kernel."""
-    from .. import wformats
-    from .conv import fold_input_offset      # conv.py imports this module
-    needs_patch = name == "conv2d" and wformats.conv_needs_patch(params["k_h"], params["k_w"],
-                                                                  params["pad_top"], params["pad_left"])
-    dsp = uses_dsp_kernel(name, fmt, target)
-    enc = wformats.encode(fmt, rows, layout=wformats.kernel_layout(name, fmt, dsp),
-                          huff_scratch_budget=huff_scratch_budget(name, rows.shape[1]))
+def compressed_call(k: Kernel, op: Op, params: dict, rows: np.ndarray, bias: np.ndarray | None,
+                    quant_arrays: list[ConstArray], macs: int) -> KernelCall:
+    """The call of format kernel k (edgekit.ops.kernels.format_kernel) for op k.op ('conv2d',
+    'fc', 'dwconv') with weights `rows` ([out][K] int8; one row for depthwise) encoded in k.weights,
+    in the layout k reads."""
+    name, fmt = k.op, k.weights
+    needs_patch = name == "conv2d" and conv_needs_patch(params["k_h"], params["k_w"],
+                                                         params["pad_top"], params["pad_left"])
+    enc = wformats.encode(fmt, rows, layout=k.layout, huff_scratch_budget=huff_scratch_budget(name, rows.shape[1]))
     if isinstance(enc, str):    # wselect only chooses formats the layer can take
         raise ValueError(f"{fmt} weights: {enc}")
-    enc = wformats.for_kernel(enc, name, dsp)
-    params_type, outer = OPS[name]
-    fields = {f"{outer}.{k}": v for k, v in params.items()}
-    fields.update({f"w.{k}": v for k, v in enc.fields.items()})
+    enc = for_kernel(enc, k)
+    fields = {f"{PARAMS_PREFIX[name]}.{key}": v for key, v in params.items()}
+    fields.update({f"w.{key}": v for key, v in enc.fields.items()})
     if name == "dwconv":
         arrays = list(enc.arrays) + ([ConstArray("bias", "int32_t", bias)] if bias is not None else [])
         bias_arg = ArrayArg("bias" if bias is not None else None)
@@ -113,12 +163,9 @@ def compressed_call(name: str, op: Op, params: dict, rows: np.ndarray, bias: np.
         folded = fold_input_offset(bias, rows, params["input_offset"])
         arrays = list(enc.arrays) + [ConstArray("bias", "int32_t", folded)]
         bias_arg = ArrayArg("bias")
-    inplace = (conv_inplace(fmt, dsp, enc, int(params["in_c"]), int(params["out_c"]), needs_patch)
+    inplace = (conv_inplace(fmt, k.dsp, enc, int(params["in_c"]), int(params["out_c"]), needs_patch)
                if name == "conv2d" else ())
-    kernel = wformats.kernel_name(name, fmt, dsp)
-    scratch = wformats.scratch_bytes(name, enc, needs_patch, out_channels=int(params.get("out_c", 0)), dsp=dsp)
-    return KernelCall(kernel=kernel, header="ek_wcode.h", sources=(f"{kernel}.c",),
-                      params_type=params_type, params=fields,
+    scratch = scratch_bytes(k, enc, needs_patch, out_channels=int(params.get("out_c", 0)))
+    return KernelCall(kernel=k.name, params=fields,
                       args=[TensorArg(op.inputs[0]), bias_arg, TensorArg(op.outputs[0]), ScratchArg()],
-                      arrays=arrays + quant_arrays, macs=macs,
-                      scratch_bytes=scratch, inplace=inplace)
+                      arrays=arrays + quant_arrays, macs=macs, scratch_bytes=scratch, inplace=inplace)

@@ -3,21 +3,27 @@
 On a core with the DSP extension (target.has_dsp) a convolution lowers to one of the SMLAD GEMM
 variants (firmware/kernels/ek_conv2d.h): ek_conv2d_s8_1x1_dsp for pointwise layers, otherwise
 ek_conv2d_s8_dsp (im2col) when a patch fits its buffer. Both fold the input offset into the bias
-(fold_input_offset, shared with fc.py) and take their arrays in the folded form (pack_conv_fold:
+(edgekit.ops.packing.fold_input_offset) and take their arrays in the folded form (pack_conv_fold:
 per-channel blocks for the one-multiply requantization, plain filter rows) whenever conv_fold_ok
 accepts the layer, else in the pair form (interleave_pairs + mult/shift); the host and DSP-less
-cores keep the portable ek_conv2d_s8.
+cores keep the portable ek_conv2d_s8. conv2d_kernel is that choice, read by the lowering and by
+the weight-format choice (edgekit.wselect, through choose_kernel).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from .. import quant
+from ..cdefs import define
 from ..ir import Graph, Op
 from ..targets import Target
-from .compressed import compressed_call, weights_format
-from .base import (ArrayArg, ArrayRef, ConstArray, InPlace, KernelCall, TensorArg, lowering, nhwc,
-                   require_int8, unsupported)
+from .base import (ArrayArg, ArrayRef, ConstArray, InPlace, KernelCall, TensorArg, choose_kernel, lowering,
+                   nhwc, require_int8, unsupported, weights_format)
+from .compressed import compressed_call
+from .kernels import Kernel, format_kernel, kernel
+from .packing import fold_input_offset, interleave_pairs, pack_conv_fold
 
 
 def conv_geometry(op: Op, in_hw: tuple[int, int], k_hw: tuple[int, int], out_hw: tuple[int, int]) -> dict:
@@ -62,39 +68,9 @@ def conv_weights_and_quant(graph: Graph, op: Op, out_c: int):
     return w, bias, q, arrays
 
 
-# Largest patch k_h*k_w*in_c of ek_conv2d_s8_dsp: EK_CONV2D_DSP_MAX_PATCH in ek_conv2d.h.
-CONV_DSP_MAX_PATCH = 1024
-
-
-def fold_input_offset(bias: np.ndarray | None, rows: np.ndarray, input_offset: int) -> np.ndarray:
-    """bias[o] + input_offset * sum(rows[o]) as int32 (wrapping like the kernels' accumulators),
-    so a _dsp kernel's inner loop adds in*w only. rows: [out][n] int8 weights."""
-    sums = rows.astype(np.int64).sum(axis=1)
-    b = np.zeros(rows.shape[0], np.int64) if bias is None else bias.astype(np.int64)
-    return (b + int(input_offset) * sums).astype(np.uint64).astype(np.uint32).view(np.int32)
-
-
-def interleave_pairs(rows: np.ndarray) -> np.ndarray:
-    """Weight rows [out][n] in the layout of ek_dot_s8_dsp.h: rows 2j and 2j+1 interleaved by
-    blocks of four values (b0[0..3] b1[0..3] b0[4..7] b1[4..7] ...), then both rows' n % 4
-    leftovers (b0's, then b1's); an odd last row stays as it is. Same size, flattened."""
-    out, n = rows.shape
-    q = n - n % 4
-    parts = []
-    for j in range(0, out - out % 2, 2):
-        b0, b1 = rows[j], rows[j + 1]
-        blocks = np.stack([b0[:q].reshape(-1, 4), b1[:q].reshape(-1, 4)], axis=1).reshape(-1)
-        parts += [blocks, b0[q:], b1[q:]]
-    if out % 2:
-        parts.append(rows[-1])
-    return np.concatenate(parts).astype(rows.dtype)
-
-
-# The _dsp convolutions' static buffer: EK_CONV2D_DSP_BUF_BYTES in ek_conv2d.h.
-CONV_DSP_BUF_BYTES = 4608
-# Shifts the folded form requantizes with one SMMLAR (right shifts of 1..23 bits, ek_dot_s8_dsp.h's
-# ek_fold_requantize); channels with other shifts keep ek_requantize inside the same kernel.
-CONV_FOLD_SHIFTS = (-23, -1)
+# Largest patch k_h*k_w*in_c of ek_conv2d_s8_dsp, and the _dsp convolutions' static buffer (ek_conv2d.h).
+CONV_DSP_MAX_PATCH = define("EK_CONV2D_DSP_MAX_PATCH")
+CONV_DSP_BUF_BYTES = define("EK_CONV2D_DSP_BUF_BYTES")
 
 
 def conv_fold_ok(rows: np.ndarray, folded_bias: np.ndarray, in_c: int, pointwise: bool) -> bool:
@@ -114,36 +90,34 @@ def fold_buffer_bytes(patch: int, in_c: int, pointwise: bool) -> int:
     return 32 * -(-patch // 4) + (patch if staged else 0)
 
 
-def pack_conv_fold(rows: np.ndarray, folded_bias: np.ndarray, mults: np.ndarray, shifts: np.ndarray,
-                   output_offset: int) -> tuple[np.ndarray, np.ndarray]:
-    """The filter and bias arrays of the folded form (ek_conv2d.h), for a layer conv_fold_ok accepts.
-
-    filter: the rows [out_c][patch], each padded with zeros to a multiple of 4. bias: per channel 4 int32
-    {2 * folded_bias, M, 2^(R-1) + output_offset * 2^R, R} with R = -shift for shifts in
-    CONV_FOLD_SHIFTS, else {2 * folded_bias, M, shift, 0} (the kernel's ek_requantize path)."""
-    shifts = np.asarray(shifts, np.int64)
-    fold = (shifts >= CONV_FOLD_SHIFTS[0]) & (shifts <= CONV_FOLD_SHIFTS[1])
-    r = np.where(fold, -shifts, 0)
-    k = np.where(fold, (np.int64(1) << r) // 2 + int(output_offset) * (np.int64(1) << r), shifts)
-    block = np.stack([2 * folded_bias.astype(np.int64), np.asarray(mults, np.int64), k, r], axis=1).reshape(-1)
-    assert np.all((block >= -2 ** 31) & (block < 2 ** 31)), "pack_conv_fold: a block word leaves int32"
-    out_c, patch = rows.shape
-    filt = np.zeros((out_c, -(-patch // 4) * 4), np.int8)
-    filt[:, :patch] = rows
-    return filt.reshape(-1), block.astype(np.int32)
-
-
-def conv_call(name: str, op: Op, params: dict, w, bias, quant_arrays: list, macs: int) -> KernelCall:
-    arrays = [ConstArray("filter", "int8_t", w.data.reshape(-1))] + ([bias] if bias else []) + quant_arrays
-    return KernelCall(kernel=f"ek_{name}_s8", header=f"ek_{name}.h", sources=(f"ek_{name}_s8.c",),
-                      params_type=f"ek_{name}_params", params=params,
+def conv_call(name: str, op: Op, params: dict, weights: np.ndarray, bias, quant_arrays: list, macs: int) -> KernelCall:
+    """The portable ek_conv2d_s8 / ek_dwconv_s8 call (weights in the op's own order)."""
+    arrays = [ConstArray("filter", "int8_t", np.asarray(weights).reshape(-1))] + ([bias] if bias else []) + quant_arrays
+    return KernelCall(kernel=name, params=params,
                       args=[TensorArg(op.inputs[0]), ArrayArg("filter"), ArrayArg("bias" if bias else None),
                             TensorArg(op.outputs[0])],
                       arrays=arrays, macs=macs)
 
 
-@lowering("CONV_2D")
-def lower_conv2d(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
+@dataclass
+class ConvLayer:
+    """A CONV_2D layer as its lowering reads it: the kernels' params (geometry and integer
+    quantization), the weight rows [out_c][k_h*k_w*in_c] (OHWI), the bias and multipliers."""
+    params: dict
+    rows: np.ndarray
+    bias: ConstArray | None
+    quant_arrays: list[ConstArray]        # mult, shift
+    macs: int
+
+    @property
+    def pointwise(self) -> bool:
+        """A 1x1 filter, stride 1, no padding, same size in and out: ek_conv2d_s8_1x1_dsp's shape."""
+        p = self.params
+        return ((p["k_h"], p["k_w"], p["stride_h"], p["stride_w"], p["pad_top"], p["pad_left"]) == (1, 1, 1, 1, 0, 0)
+                and (p["in_h"], p["in_w"]) == (p["out_h"], p["out_w"]))
+
+
+def read_conv2d(graph: Graph, op: Op) -> ConvLayer:
     require_int8(graph, op, op.inputs[0], op.outputs[0])
     in_h, in_w, in_c = nhwc(graph.t(op.inputs[0]).shape)
     out_h, out_w, out_c = nhwc(graph.t(op.outputs[0]).shape)
@@ -158,39 +132,57 @@ def lower_conv2d(graph: Graph, op: Op, target: Target | None = None) -> KernelCa
     geometry = conv_geometry(op, (in_h, in_w), (k_h, k_w), (out_h, out_w))
     params = dict(in_h=in_h, in_w=in_w, in_c=in_c, out_h=out_h, out_w=out_w, out_c=out_c, k_h=k_h, k_w=k_w,
                   **geometry, **q)
-    macs = out_h * out_w * out_c * k_h * k_w * in_c
-    fmt = weights_format(op)
-    if fmt != "int8":
-        return compressed_call("conv2d", op, params, w.data.reshape(out_c, -1).astype(np.int8),
-                               None if bias is None else bias.values, arrays, fmt,
-                               macs=macs, target=target)
+    return ConvLayer(params=params, rows=w.data.reshape(out_c, -1).astype(np.int8), bias=bias,
+                     quant_arrays=arrays, macs=out_h * out_w * out_c * k_h * k_w * in_c)
+
+
+def conv2d_kernel(layer: ConvLayer, target: Target | None, fmt: str) -> Kernel:
+    """The kernel a convolution takes for weight format fmt: a format's kernel (its _dsp variant on a
+    DSP core); for int8 on a DSP core ek_conv2d_s8_1x1_dsp for pointwise layers, else
+    ek_conv2d_s8_dsp when a patch fits its buffer; else the portable ek_conv2d_s8."""
     dsp = target is not None and target.has_dsp
-    pointwise = ((k_h, k_w) == (1, 1) and (geometry["stride_h"], geometry["stride_w"]) == (1, 1)
-                 and (geometry["pad_top"], geometry["pad_left"]) == (0, 0) and (in_h, in_w) == (out_h, out_w))
-    patch_fits = k_h * k_w * in_c <= CONV_DSP_MAX_PATCH
-    use_1x1 = dsp and pointwise
-    use_im2col = dsp and not pointwise and patch_fits
-    if not (use_1x1 or use_im2col):
-        return conv_call("conv2d", op, params, w, bias, arrays, macs=macs)
-    rows = w.data.reshape(out_c, -1)
-    folded = fold_input_offset(None if bias is None else bias.values, rows, q["input_offset"])
-    kernel, sources = (("ek_conv2d_s8_1x1_dsp", ("ek_conv2d_s8_1x1_dsp.c",)) if use_1x1 else
-                       ("ek_conv2d_s8_dsp", ("ek_conv2d_s8_dsp.c", "ek_conv2d_s8_1x1_dsp.c")))
+    if fmt != "int8":
+        return format_kernel("conv2d", fmt, dsp)
+    if dsp and layer.pointwise:
+        return kernel("ek_conv2d_s8_1x1_dsp")
+    if dsp and layer.rows.shape[1] <= CONV_DSP_MAX_PATCH:
+        return kernel("ek_conv2d_s8_dsp")
+    return kernel("ek_conv2d_s8")
+
+
+@choose_kernel("CONV_2D")
+def choose_conv2d(graph: Graph, op: Op, target: Target | None, fmt: str) -> Kernel:
+    return conv2d_kernel(read_conv2d(graph, op), target, fmt)
+
+
+@lowering("CONV_2D")
+def lower_conv2d(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
+    layer = read_conv2d(graph, op)
+    fmt = weights_format(op)
+    k = conv2d_kernel(layer, target, fmt)
+    params, rows, bias = layer.params, layer.rows, layer.bias
+    if fmt != "int8":
+        return compressed_call(k, op, params, rows, None if bias is None else bias.values, layer.quant_arrays,
+                               macs=layer.macs)
+    if not k.dsp:
+        return conv_call(k.name, op, params, rows, bias, layer.quant_arrays, macs=layer.macs)
+    in_c, out_c = params["in_c"], params["out_c"]
+    use_1x1 = k.name == "ek_conv2d_s8_1x1_dsp"
+    folded = fold_input_offset(None if bias is None else bias.values, rows, params["input_offset"])
     call_args = [TensorArg(op.inputs[0]), ArrayArg("filter"), ArrayArg("bias"), TensorArg(op.outputs[0])]
     if conv_fold_ok(rows, folded, in_c, use_1x1):
         # Folded form (ek_conv2d.h): the multipliers live in the per-channel block, p->mult/shift NULL.
         # In place: ek_conv2d_s8_1x1_dsp splits all of a block's four input pixels into its buffer
         # before it writes their outputs, so with out_c <= in_c the output may start at the input.
-        mults, shifts = (next(a.values for a in arrays if a.name == name) for name in ("mult", "shift"))
-        filt, block = pack_conv_fold(rows, folded, mults, shifts, q["output_offset"])
+        mults, shifts = (next(a.values for a in layer.quant_arrays if a.name == name) for name in ("mult", "shift"))
+        filt, block = pack_conv_fold(rows, folded, mults, shifts, params["output_offset"])
         need = fold_buffer_bytes(rows.shape[1], in_c, use_1x1)
-        return KernelCall(kernel=kernel, header="ek_conv2d.h", sources=sources, params_type="ek_conv2d_params",
-                          params={**params, "mult": 0, "shift": 0}, args=call_args,
+        return KernelCall(kernel=k.name, params={**params, "mult": 0, "shift": 0}, args=call_args,
                           arrays=[ConstArray("filter", "int8_t", filt), ConstArray("bias", "int32_t", block)],
-                          macs=macs, inplace=(InPlace(0, 0),) if use_1x1 and out_c <= in_c else (),
+                          macs=layer.macs, inplace=(InPlace(0, 0),) if use_1x1 and out_c <= in_c else (),
                           defines={"EK_CONV2D_DSP_BUF_BYTES": need})
     dsp_arrays = [ConstArray("filter", "int8_t", interleave_pairs(rows)),
-                  ConstArray("bias", "int32_t", folded)] + arrays
+                  ConstArray("bias", "int32_t", folded)] + layer.quant_arrays
     # In place (edgekit.ops.base.InPlace): ek_conv2d_s8_1x1_dsp works on blocks of two pixels in
     # order; while it writes the outputs of pixels p and p+1 it reads only input pixels >= p. With
     # out_c <= in_c, every output byte written so far lies below the input still to be read once
@@ -198,6 +190,5 @@ def lower_conv2d(graph: Graph, op: Op, target: Target | None = None) -> KernelCa
     inplace = (InPlace(0, 2 * in_c),) if use_1x1 and out_c <= in_c else ()
     # The pair form's im2col (ek_conv2d_s8_dsp) holds two patches in the buffer.
     need = 0 if use_1x1 else 2 * rows.shape[1]
-    return KernelCall(kernel=kernel, header="ek_conv2d.h", sources=sources, params_type="ek_conv2d_params",
-                      params=params, args=call_args, arrays=dsp_arrays, macs=macs, inplace=inplace,
-                      defines={"EK_CONV2D_DSP_BUF_BYTES": need})
+    return KernelCall(kernel=k.name, params=params, args=call_args, arrays=dsp_arrays, macs=layer.macs,
+                      inplace=inplace, defines={"EK_CONV2D_DSP_BUF_BYTES": need})

@@ -49,8 +49,7 @@ def lower_add(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     # In place over an input of the output's shape: ek_add_s8 reads input[i] before it writes
     # output[i] and walks both in the same order (a broadcast input is re-read, so never).
     inplace = tuple(k for k, t in enumerate((a, b)) if tuple(t.shape) == tuple(out.shape))
-    return KernelCall(kernel="ek_add_s8", header="ek_add.h", sources=("ek_add_s8.c",),
-                      params_type="ek_add_params", params=params,
+    return KernelCall(kernel="ek_add_s8", params=params,
                       args=[TensorArg(a.index), TensorArg(b.index), TensorArg(out.index)],
                       macs=out.size, inplace=inplace)
 
@@ -76,6 +75,5 @@ def lower_requant(graph: Graph, op: Op, target: Target | None = None) -> KernelC
     params = dict(size=out.size, input_zero_point=zi, output_offset=zo, mult=mult, shift=shift,
                   act_min=act_min, act_max=act_max)
     # Elementwise, output[i] from input[i] only: may run in place.
-    return KernelCall(kernel="ek_requant_s8", header="ek_requant.h", sources=("ek_requant_s8.c",),
-                      params_type="ek_requant_params", params=params,
+    return KernelCall(kernel="ek_requant_s8", params=params,
                       args=[TensorArg(inp.index), TensorArg(out.index)], macs=out.size, inplace=(0,))

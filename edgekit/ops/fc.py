@@ -7,10 +7,26 @@ import numpy as np
 from .. import quant
 from ..ir import Graph, Op
 from ..targets import Target
-from .compressed import compressed_call, weights_format
-from .conv import fold_input_offset, interleave_pairs
-from .base import (ArrayArg, ArrayRef, ConstArray, KernelCall, TensorArg, lowering, require_int8,
-                   unsupported)
+from .base import (ArrayArg, ArrayRef, ConstArray, KernelCall, TensorArg, choose_kernel, lowering, require_int8,
+                   unsupported, weights_format)
+from .compressed import compressed_call
+from .kernels import Kernel, format_kernel, kernel
+from .packing import fold_input_offset, interleave_pairs
+
+
+def fc_kernel(weight_offset: int, target: Target | None, fmt: str) -> Kernel:
+    """A format's kernel (its _dsp variant on a DSP core); for int8 ek_fc_s8_dsp on a DSP core with
+    symmetric weights, else ek_fc_s8."""
+    dsp = target is not None and target.has_dsp
+    if fmt != "int8":
+        return format_kernel("fc", fmt, dsp)
+    return kernel("ek_fc_s8_dsp" if dsp and weight_offset == 0 else "ek_fc_s8")
+
+
+@choose_kernel("FULLY_CONNECTED")
+def choose_fc(graph: Graph, op: Op, target: Target | None, fmt: str) -> Kernel:
+    w = graph.t(op.inputs[1])
+    return fc_kernel(-int(w.zero_point[0]) if w.zero_point is not None else 0, target, fmt)
 
 
 @lowering("FULLY_CONNECTED")
@@ -56,18 +72,17 @@ def lower_fc(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     params["per_tensor"] = int(per_tensor)
     params["double_round"] = int(double_round)
     fmt = weights_format(op)
+    k = fc_kernel(weight_offset, target, fmt)
     if fmt != "int8":
         if weight_offset != 0:
             raise unsupported(op, f"{fmt} weights need symmetric weights (zero point 0)")
-        return compressed_call("fc", op, params, w.data.reshape(out_n, in_n).astype(np.int8), bias,
-                               quant_arrays, fmt, macs=rows * in_n * out_n, target=target)
-    use_dsp = target is not None and target.has_dsp and weight_offset == 0
-    if use_dsp:
+        return compressed_call(k, op, params, w.data.reshape(out_n, in_n).astype(np.int8), bias,
+                               quant_arrays, macs=rows * in_n * out_n)
+    if k.dsp:
         w_rows = w.data.reshape(out_n, in_n)
         arrays = [ConstArray("weights", "int8_t", interleave_pairs(w_rows)),
                   ConstArray("bias", "int32_t", fold_input_offset(bias, w_rows, -in_zp))] + quant_arrays
-        return KernelCall(kernel="ek_fc_s8_dsp", header="ek_fc.h", sources=("ek_fc_s8_dsp.c",),
-                          params_type="ek_fc_params", params=params,
+        return KernelCall(kernel=k.name, params=params,
                           args=[TensorArg(op.inputs[0]), ArrayArg("weights"), ArrayArg("bias"),
                                 TensorArg(op.outputs[0])],
                           arrays=arrays, macs=rows * in_n * out_n)
@@ -75,8 +90,7 @@ def lower_fc(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     if bias is not None:
         arrays.append(ConstArray("bias", "int32_t", bias))
     arrays += quant_arrays
-    return KernelCall(kernel="ek_fc_s8", header="ek_fc.h", sources=("ek_fc_s8.c",),
-                      params_type="ek_fc_params", params=params,
+    return KernelCall(kernel=k.name, params=params,
                       args=[TensorArg(op.inputs[0]), ArrayArg("weights"),
                             ArrayArg("bias" if has_bias else None), TensorArg(op.outputs[0])],
                       arrays=arrays, macs=rows * in_n * out_n)

@@ -35,13 +35,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..cdefs import define
 from ..quant import quantize_multiplier, round_f32
 
 f32 = np.float32
 INT8_MIN, INT8_MAX = -128, 127
 
-SOFTMAX_DIFF_INTEGER_BITS = 5  # the reference scales input differences to Q5.26
-MEAN_MAX_DIMS = 6              # EK_MEAN_MAX_DIMS in ek_mean.h
+SOFTMAX_DIFF_INTEGER_BITS = define("EK_SOFTMAX_DIFF_BITS")  # the reference scales input differences to Q5.26
+MEAN_MAX_DIMS = define("EK_MEAN_MAX_DIMS")                  # ek_mean.h
 INT32_MAX_VALUE = (1 << 31) - 1
 
 

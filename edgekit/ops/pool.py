@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from .. import quant
+from ..cdefs import define
 from ..ir import Graph, Op
 from ..targets import Target
 from .base import KernelCall, TensorArg, lowering, nhwc, require_int8, unsupported
 
 
 # Widest window ek_avgpool_s8_dsp takes (EK_AVGPOOL_DSP_MAX_TAPS in ek_avgpool_s8_dsp.c).
-AVGPOOL_DSP_MAX_K_W = 255
+AVGPOOL_DSP_MAX_K_W = define("EK_AVGPOOL_DSP_MAX_TAPS")
 
 
 @lowering("AVERAGE_POOL_2D", "MAX_POOL_2D")
@@ -32,13 +33,12 @@ def lower_pool(graph: Graph, op: Op, target: Target | None = None) -> KernelCall
     params = dict(in_h=in_h, in_w=in_w, c=c, out_h=out_h, out_w=out_w, k_h=k[0], k_w=k[1],
                   stride_h=stride[0], stride_w=stride[1], pad_top=pads[0], pad_left=pads[1],
                   act_min=act_min, act_max=act_max)
-    name = "avgpool" if op.kind == "AVERAGE_POOL_2D" else "maxpool"
-    kernel = f"ek_{name}_s8"
+    average = op.kind == "AVERAGE_POOL_2D"
+    kernel = "ek_avgpool_s8" if average else "ek_maxpool_s8"
     # ek_avgpool_s8_dsp keeps 16-bit sums of at most 255 taps, so one window row must fit (ek_pool.h).
-    use_avg_dsp = target is not None and target.has_dsp and name == "avgpool" and k[1] <= AVGPOOL_DSP_MAX_K_W
+    use_avg_dsp = target is not None and target.has_dsp and average and k[1] <= AVGPOOL_DSP_MAX_K_W
     if use_avg_dsp:
         kernel = "ek_avgpool_s8_dsp"
-    return KernelCall(kernel=kernel, header="ek_pool.h", sources=(f"{kernel}.c",),
-                      params_type="ek_pool_params", params=params,
+    return KernelCall(kernel=kernel, params=params,
                       args=[TensorArg(op.inputs[0]), TensorArg(op.outputs[0])],
                       macs=out_h * out_w * c * k[0] * k[1])

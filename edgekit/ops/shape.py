@@ -37,8 +37,7 @@ def lower_pad(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
         pad_value = int(value.data.reshape(-1)[0])
     before = [0] * (4 - len(inp.shape)) + [int(p) for p in pads[:, 0]]
     params = dict(in_dims=dims4(inp.shape), out_dims=dims4(out.shape), before=before, pad_value=pad_value)
-    return KernelCall(kernel="ek_pad_s8", header="ek_pad.h", sources=("ek_pad_s8.c",),
-                      params_type="ek_pad_params", params=params,
+    return KernelCall(kernel="ek_pad_s8", params=params,
                       args=[TensorArg(inp.index), TensorArg(out.index)])
 
 
@@ -62,7 +61,6 @@ def lower_concat(graph: Graph, op: Op, target: Target | None = None) -> KernelCa
     params = dict(n_inputs=len(op.inputs), outer=int(np.prod(out.shape[:axis], dtype=np.int64)),
                   inner=int(np.prod(out.shape[axis + 1:], dtype=np.int64)), out_axis=int(out.shape[axis]),
                   sizes=ArrayRef("sizes"))
-    return KernelCall(kernel="ek_concat_s8", header="ek_concat.h", sources=("ek_concat_s8.c",),
-                      params_type="ek_concat_params", params=params,
+    return KernelCall(kernel="ek_concat_s8", params=params,
                       args=[TensorListArg(tuple(op.inputs)), TensorArg(out.index)],
                       arrays=[ConstArray("sizes", "int32_t", np.array(sizes, dtype=np.int32))])

@@ -252,7 +252,7 @@ static EK_ALWAYS_INLINE void ek_sp_conv(const ek_conv2d_wc_params *p, const int8
     int8_t *col = (int8_t *)(buf + 8 * ((K + 3) >> 2));
     for (int32_t o = 0; o < out_c; ++o) {
         const int32_t b = bias[o], sh = c->shift[o];
-        const int fold = K < 32768 && sh >= -23 && sh <= -1 && b >= -(1 << 28) && b <= (1 << 28) &&
+        const int fold = K < 32768 && sh >= EK_FOLD_SHIFT_MIN && sh <= EK_FOLD_SHIFT_MAX && b >= -(1 << 28) && b <= (1 << 28) &&
                          off >= EK_INT8_MIN && off <= EK_INT8_MAX;
         block[4 * o] = b;
         block[4 * o + 1] = c->mult[o];

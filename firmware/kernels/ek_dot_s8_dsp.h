@@ -31,6 +31,11 @@
 #include "ek_common.h"
 #include "ek_dsp.h"
 
+/* Shifts the folded form's one-SMMLAR requantization takes (right shifts of 1..23 bits); channels
+ * with other shifts keep ek_requantize. edgekit (edgekit/ops/packing.py) reads these. */
+#define EK_FOLD_SHIFT_MIN (-23)
+#define EK_FOLD_SHIFT_MAX (-1)
+
 static inline int32_t ek_dot_s8_mac(int32_t acc, int8_t a, int8_t b)
 {
     return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)a * (int32_t)b));

@@ -55,6 +55,11 @@
 
 #include "ek_common.h"
 
+/* Shifts ek_dwconv_s8_3x3_fold_dsp's one-multiply requantization takes (right shifts of 2..23
+ * bits; the exporter, edgekit/ops/packing.py, reads these and checks every channel). */
+#define EK_DW_FOLD_SHIFT_MIN (-23)
+#define EK_DW_FOLD_SHIFT_MAX (-2)
+
 typedef struct {
     int32_t in_h, in_w, in_c;
     int32_t out_h, out_w, out_c;     /* out_c = in_c * ch_mult */

@@ -207,6 +207,7 @@
 
 #define EK_HUFF_MAX_BITS 15
 #define EK_HUFF_TABLE_MAX_BITS 10
+#define EK_HUFF_STREAM_PAD 3       /* zero bytes after a Huffman bitstream (the decoder reads ahead) */
 
 typedef struct {
     int32_t rows;              /* weight rows: out_c (conv, FC), 1 (depthwise) */

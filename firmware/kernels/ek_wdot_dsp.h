@@ -497,7 +497,7 @@ static inline int ek_wc_fold_blocks(const ek_conv2d_params *c, const int32_t *bi
     }
     for (int32_t o = 0; o < c->out_c; ++o, block += 4) {
         const int32_t sh = c->shift[o];
-        const int fold = sh >= -23 && sh <= -1;
+        const int fold = sh >= EK_FOLD_SHIFT_MIN && sh <= EK_FOLD_SHIFT_MAX;
         block[0] = 2 * bias[o];
         block[1] = c->mult[o];
         block[2] = fold ? (1 << (-sh - 1)) + off * (1 << -sh) : sh;
