@@ -28,7 +28,7 @@ demo: setup
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The inner loop keeps compiled kernel objects between runs (edgekit/objcache.py: keyed by the
+# The inner loop keeps compiled kernel objects between runs (edgekit/build/objcache.py: keyed by the
 # sources, every header, compiler and flags); make test gives each session a fresh cache.
 test-fast: python-deps
 	EDGEKIT_OBJ_CACHE="$${EDGEKIT_OBJ_CACHE:-$(OBJ_CACHE)}" $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

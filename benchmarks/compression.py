@@ -47,7 +47,7 @@ def model_path(model: str, variant: str) -> Path:
 
 
 def measure(path: Path, fmt: str, target_name: str, tmp: Path) -> dict:
-    from edgekit.bench import BenchConfig, bench
+    from edgekit.measure.bench import BenchConfig, bench
     from edgekit.build import firmware_elf, firmware_size
     from edgekit.export import export
     from edgekit.targets import get_target

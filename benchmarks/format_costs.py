@@ -1,5 +1,5 @@
 """Measured instructions of every weight format's kernels, layer by layer, on the MLPerf Tiny
-models and their tfmot variants: the source of the kernel registry's costs (edgekit/ops/kernels.py,
+models and their tfmot variants: the source of the kernel registry's costs (edgekit/lower/kernels.py,
 Kernel.cost: the estimates `--weights auto` compares formats with).
 
     .venv/bin/python benchmarks/format_costs.py [--models kws resnet ad] [--json F] [--layers]
@@ -17,8 +17,8 @@ gives one measurement; the summary fits, per kernel (the C function the layer ra
   huffman: least squares of instructions = decode * weights + mac * MACs over the layers (a
       fully connected layer uses each weight once, a convolution once per output pixel), on
       layers whose code is over int8 values (huff_books, the codebook-index remap, is measured
-      apart: see COST).
---layers prints every layer: measured, estimated by wselect (est) and their ratio.
+      apart: the registry's Cost.books).
+--layers prints every layer: measured, estimated by the weight-format pass (est) and their ratio.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from compression import MODELS, MODELS_DIR, model_path  # noqa: E402  (one place for the model list)
-from edgekit.ops.kernels import kernel  # noqa: E402
+from edgekit.lower.kernels import kernel  # noqa: E402
 
 # (variant, format): each format on the variant whose layers can all take it.
 PAIRS = [("int8", "int8"), ("int4", "int4"), ("clustered", "lut4"), ("clustered", "lut8"),
@@ -48,24 +48,24 @@ KIND = {"CONV_2D": "conv", "FULLY_CONNECTED": "fc", "DEPTHWISE_CONV_2D": "dwconv
 def layer_units(path: Path) -> list[dict]:
     """Weights, output pixels, stored sparse entries (fillers included) and whether Huffman codes
     codebook indices, of each conv / FC / depthwise layer of the model in order."""
-    from edgekit import wformats
-    from edgekit.importers.tflite import load_tflite
-    from edgekit.wselect import output_pixels, weight_rows
+    from edgekit import formats
+    from edgekit.frontend.tflite import load_tflite
+    from edgekit.passes.weights import output_pixels, weight_rows
     graph = load_tflite(path)
     units = []
     for op in graph.ops:
         if op.kind not in KIND:
             continue
         rows = weight_rows(graph, op)
-        sparse = wformats.encode("sparse", rows)
+        sparse = formats.encode("sparse", rows)
         units.append(dict(weights=int(rows.size), pixels=output_pixels(graph, op),
                           entries=int(sparse.array("windex")[-1]), rows=int(rows.shape[0]),
-                          huff_books="book" in wformats.encode("huffman", rows).fields))
+                          huff_books="book" in formats.encode("huffman", rows).fields))
     return units
 
 
 def measure(path: Path, fmt: str, dsp: bool, tmp: Path) -> list[dict]:
-    from edgekit.bench import BenchConfig, bench
+    from edgekit.measure.bench import BenchConfig, bench
     from edgekit.export import export
     from edgekit.targets import get_target
 
@@ -159,7 +159,7 @@ def main() -> int:
         measured = sum(r["measured"] for r in rs)
         print(f"| {name} | {len(rs)} | {measured:,.0f} | {sum(r['est'] for r in rs) / measured:.2f} |")
     cost = fit(rows)
-    print("\nKernel.cost (edgekit/ops/kernels.py), measured vs registered:")
+    print("\nKernel.cost (edgekit/lower/kernels.py), measured vs registered:")
     for name, figures in sorted(cost.items()):
         registered = kernel(name).cost
         text = ", ".join(f"{k}={v:.2f} ({getattr(registered, k):.2f})" for k, v in sorted(figures.items()))

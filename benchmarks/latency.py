@@ -66,7 +66,7 @@ def main() -> int:
         print(f"the MLPerf Tiny models are not at {MODELS_DIR}", file=sys.stderr)
         return 2
     sys.path.insert(0, str(REPO))
-    from edgekit.bench import BenchConfig, bench
+    from edgekit.measure.bench import BenchConfig, bench
     from edgekit.build import firmware_elf, firmware_size
     from edgekit.export import export
     from edgekit.targets import get_target

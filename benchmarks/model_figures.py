@@ -13,7 +13,7 @@ fixed-seed noise, cached under ~/.cache/edgekit-tests/; --no-mobilenet skips it)
   3. measures TFLite Micro's arena for the same model.tflite with TFLM's Python interpreter
      (RecordingMicroAllocator, printed by `print_allocations()`);
   4. runs the firmware in QEMU (mps2-an386) on 3 fixed-seed inputs and compares every output byte
-     with TFLite's reference interpreter (`edgekit.verify`: the "outputs match" column and the exit
+     with TFLite's reference interpreter (`edgekit.run.verify`: the "outputs match" column and the exit
      status), and also with TFLM's outputs (reported, not required: TFLM's FULLY_CONNECTED rounds
      twice where LiteRT's reference kernel, and edgekit, round once, so they can differ by 1 LSB);
 
@@ -70,7 +70,7 @@ import edgekit  # noqa: E402
 import edgekit.build  # noqa: E402
 import edgekit.export  # noqa: E402
 import edgekit.targets  # noqa: E402
-import edgekit.verify  # noqa: E402
+import edgekit.run.verify  # noqa: E402
 from edgekit.api import CompiledModel  # noqa: E402
 from edgekit.errors import EdgekitError  # noqa: E402
 
@@ -216,9 +216,9 @@ def measure(label: str, model_path: Path, out_dir: Path, calib: Path | None) -> 
     totals = result.report["totals"]
     fw = firmware_figures(out_dir)
 
-    v = edgekit.verify.verify(out_dir, count=VERIFY_COUNT, seed=VERIFY_SEED, emulate=True)
+    v = edgekit.run.verify.verify(out_dir, count=VERIFY_COUNT, seed=VERIFY_SEED, emulate=True)
     tflite = (out_dir / "model.tflite").read_bytes()
-    x = edgekit.verify.load_inputs(None, CompiledModel(out_dir), VERIFY_COUNT, VERIFY_SEED)
+    x = edgekit.run.verify.load_inputs(None, CompiledModel(out_dir), VERIFY_COUNT, VERIFY_SEED)
     tflm, tflm_out = tflm_figures(tflite, x)
     tflm["peak_live_activations_bytes"] = peak_live_activations(tflite)
 

@@ -2,7 +2,7 @@
 
     m = edgekit.compile("model.h5", calib="calib.npy")      # target="host" by default
     y = m.predict(x)                                         # int8 [N, *output_shape]
-    assert (y == edgekit.reference.reference_outputs(m.tflite_path, m.quantize(x))).all()
+    assert (y == edgekit.run.reference.reference_outputs(m.tflite_path, m.quantize(x))).all()
 
 A model with several outputs answers like Keras' predict: a list with one int8 [N, *shape] array
 per output, in the model's output order (its .tflite's); predict_flat() gives the C's output
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .build import host_binary
-from .errors import EdgekitError
-from .targets import get_target
+from edgekit.build import host_binary
+from edgekit.errors import EdgekitError
+from edgekit.targets import get_target
 
 
 class CompiledModel:
@@ -168,7 +168,7 @@ def compile(model, target: str = "host", calib=None, out_dir: str | Path | None 
     """Export `model` (path to .h5/.keras/.tflite) and return it ready to predict on the host.
     `weights`, `optimize` and `huffman_decode` choose the weight formats as `edgekit export
     --weights/--optimize/--huffman-decode`."""
-    from .export import export
+    from edgekit.export import export
     if out_dir is None:
         out_dir = Path(tempfile.mkdtemp(prefix="edgekit-")) / "out"
     export(model, out_dir, get_target(target), calib=calib, weights=weights, optimize=optimize,

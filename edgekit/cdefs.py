@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from .resources import resource_dir
+from edgekit.resources import resource_dir
 
 _DEFINE = re.compile(r"^#define\s+(EK_[A-Z0-9_]+)\s+\(?\s*(-?(?:0x[0-9A-Fa-f]+|\d+))[uU]?\s*\)?\s*(?:/\*.*)?$", re.M)
 

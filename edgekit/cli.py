@@ -9,13 +9,13 @@ import os
 import sys
 from pathlib import Path
 
-from .version import __version__
-from .errors import EdgekitError
+from edgekit.version import __version__
+from edgekit.errors import EdgekitError
 
 
 def _cmd_export(args) -> int:
-    from .export import export
-    from .targets import get_target, parse_size
+    from edgekit.export import export
+    from edgekit.targets import get_target, parse_size
     target = get_target(args.target, flash=parse_size(args.flash) if args.flash else None,
                         ram=parse_size(args.ram) if args.ram else None, portable=args.kernels == "portable")
     result = export(args.model, args.out, target, calib=args.calib, name=args.name, weights=args.weights,
@@ -28,8 +28,8 @@ def _cmd_export(args) -> int:
           f"build with: make -C {args.out}" + (" host" if target.is_host else ""))
     if args.verify:
         # The same C built for this computer, every layer traced and compared with edgekit's
-        # integer reference, and the outputs with TFLite's (edgekit.trace).
-        from .trace import verify_layers
+        # integer reference, and the outputs with TFLite's (edgekit.run.trace).
+        from edgekit.run.trace import verify_layers
         result = verify_layers(args.out, count=8, seed=0)
         print(result.describe())
         return 0 if result.ok else 1
@@ -51,8 +51,8 @@ def _save_outputs(path: str, outputs) -> None:
 
 
 def _cmd_verify(args) -> int:
-    from .trace import verify_layers
-    from .verify import verify
+    from edgekit.run.trace import verify_layers
+    from edgekit.run.verify import verify
     if args.count < 1:
         raise EdgekitError(f"--count {args.count}: pass at least 1 random input")
     _check_writable(args.save_outputs, "--save-outputs")
@@ -66,7 +66,7 @@ def _cmd_verify(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from .bench import BenchConfig, bench, format_summary, write_csv, write_plots
+    from edgekit.measure.bench import BenchConfig, bench, format_summary, write_csv, write_plots
     for path, option in ((args.save_outputs, "--save-outputs"), (args.json, "--json"), (args.csv, "--csv")):
         _check_writable(path, option)
     config = BenchConfig(runs=args.runs, warmup=args.warmup, count=args.count, seed=args.seed,
@@ -87,7 +87,7 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from .evaluate import evaluate
+    from edgekit.run.evaluate import evaluate
     for path, option in ((args.out_preds, "--out"), (args.save_outputs, "--save-outputs")):
         _check_writable(path, option)
     result = evaluate(args.out, args.data, labels=args.labels, batch=args.batch)
@@ -100,7 +100,7 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_targets(args) -> int:
-    from .targets import TARGETS
+    from edgekit.targets import TARGETS
     for t in TARGETS.values():
         print(f"{t.name:<14} {t.description}")
     return 0

@@ -13,14 +13,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .version import __version__
-from .codegen import c_string_name, environment, kernel_sources, render_model, resource_dir, weights_hash
-from .errors import DoesNotFitError, EdgekitError
-from .importers.tflite import load_tflite
-from .passes import Settings, run_passes
-from .program import Program, lower
-from .report import build_report, format_report
-from .targets import Target
+from edgekit.version import __version__
+from edgekit.emit.codegen import c_string_name, environment, kernel_sources, render_model, resource_dir, weights_hash
+from edgekit.errors import DoesNotFitError, EdgekitError
+from edgekit.frontend.tflite import load_tflite
+from edgekit.passes import Settings, run_passes
+from edgekit.lower.program import Program, lower
+from edgekit.emit.report import build_report, format_report
+from edgekit.targets import Target
 
 STACK_BYTES_DEFAULT = 4096
 # Firmware files beside model.c: both protocols' main loops (the Makefile's PROTOCOL picks one)
@@ -53,7 +53,7 @@ def model_to_tflite(model_path: str | Path, calib=None) -> bytes:
     if suffix == ".tflite":
         return path.read_bytes()
     if suffix in (".h5", ".hdf5", ".keras"):
-        from .importers import keras as kimp
+        from edgekit.frontend import keras as kimp
         if calib is None:
             raise EdgekitError(f"{path} is a Keras model and needs calibration data to quantize to int8: "
                                "pass --calib samples.npy (N inputs shaped like the model input), or "

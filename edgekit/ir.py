@@ -1,8 +1,8 @@
 """edgekit's intermediate representation: a flat list of tensors and ops in execution order.
 
-The importers (edgekit.importers) build a Graph; the passes (edgekit.passes) rewrite it; the
-op lowering (edgekit.ops) turns each Op into a kernel call; the planner (edgekit.planner)
-places the activation tensors in one arena; the emitter (edgekit.codegen) writes C.
+The importers (edgekit.frontend) build a Graph; the passes (edgekit.passes) rewrite it; the
+op lowering (edgekit.lower) turns each Op into a kernel call; the planner (edgekit.plan)
+places the activation tensors in one arena; the emitter (edgekit.emit.codegen) writes C.
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class Tensor:
 
 @dataclass
 class WeightsChoice:
-    """edgekit.wselect's decision for a conv / FC / depthwise layer, and what it estimated."""
+    """edgekit.passes.weights's decision for a conv / FC / depthwise layer, and what it estimated."""
     format: str = "int8"           # the format the layer's weights are stored in ('int8', 'int4', ...)
     boot: bool = False             # Huffman decoded once at boot into RAM (the int8 kernel runs)
     requested: str = "auto"        # what --weights asked for
@@ -74,7 +74,7 @@ class WeightsChoice:
 class Annotations:
     """edgekit's own decisions about an op, each written by one pass (edgekit.passes.PASSES) and
     read by the lowering and the report; TFLite's options stay in Op.options."""
-    weights: WeightsChoice | None = None       # edgekit.wselect (conv / FC / depthwise layers)
+    weights: WeightsChoice | None = None       # edgekit.passes.weights (conv / FC / depthwise layers)
 
 
 @dataclass
@@ -89,7 +89,7 @@ class Op:
     @property
     def weights_format(self) -> str:
         """The format the layer's kernel reads: the weight-format pass's choice ('int8' when it did
-        not run), 'int8' for Huffman decoded at boot (edgekit.program.decode_at_boot)."""
+        not run), 'int8' for Huffman decoded at boot (edgekit.lower.program.decode_at_boot)."""
         w = self.notes.weights
         return "int8" if w is None or w.boot else w.format
 
@@ -129,15 +129,15 @@ class Graph:
         return out
 
 
-# Constant arrays: what lowered kernel calls (edgekit.ops) and weight encodings (edgekit.wformats)
+# Constant arrays: what lowered kernel calls (edgekit.lower) and weight encodings (edgekit.formats)
 # carry into flash.
 
 @dataclass(frozen=True)
 class ConstArray:
     """A constant array placed in flash; `name` is a C identifier suffix chosen by the lowering.
 
-    With `boot_code` (an edgekit.wformats.Encoded Huffman encoding of `values`, see
-    edgekit.program.decode_at_boot) flash holds only the encoding; the array itself is a RAM
+    With `boot_code` (an edgekit.formats.Encoded Huffman encoding of `values`, see
+    edgekit.lower.program.decode_at_boot) flash holds only the encoding; the array itself is a RAM
     buffer that ek_model_init() fills once by decoding it."""
     name: str
     ctype: str                 # 'int8_t' | 'int32_t' | 'uint8_t' ...

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .errors import EdgekitError
+from edgekit.errors import EdgekitError
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,12 @@ OUT = HERE.parent / "build" / "demo"
 
 def main() -> int:
     from edgekit.api import load
-    from edgekit.bench import BenchConfig, bench
+    from edgekit.measure.bench import BenchConfig, bench
     from edgekit.build import firmware_elf, firmware_size
-    from edgekit.emulate import run_firmware
+    from edgekit.run.emulate import run_firmware
     from edgekit.errors import EdgekitError
     from edgekit.export import export
-    from edgekit.reference import reference_outputs
+    from edgekit.run.reference import reference_outputs
     from edgekit.targets import get_target
 
     target = get_target("cortex-m4")

@@ -10,7 +10,7 @@ a test can also be marked `@pytest.mark.slow` by hand (test_ops.py keeps FAST_CA
 every kernel). Everything else is fast, and in a fast
 run a test over FAST_BUDGET_S seconds is named in the summary, to be marked or made faster.
 
-Compiled kernel objects (edgekit/objcache.py) are cached for the session in a temporary
+Compiled kernel objects (edgekit/build/objcache.py) are cached for the session in a temporary
 directory, or in $EDGEKIT_OBJ_CACHE if set ("off" disables the cache; `make test-fast` sets it
 to ~/.cache/edgekit/objs, to keep them between runs); cached_cc() puts a test's own compile
 command through the same cache."""
@@ -87,7 +87,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 @pytest.fixture(scope="session", autouse=True)
 def obj_cache():
-    """Compiled kernel objects shared by every build of the session (edgekit/objcache.py)."""
+    """Compiled kernel objects shared by every build of the session (edgekit/build/objcache.py)."""
     if "EDGEKIT_OBJ_CACHE" in os.environ:
         yield os.environ["EDGEKIT_OBJ_CACHE"]
         return
@@ -100,13 +100,13 @@ def obj_cache():
 
 
 def cached_cc(cmd: list[str]) -> list[str]:
-    """A test's own `gcc FLAGS SOURCES -o OUT` through edgekit/objcache.py: the sources compiled in
+    """A test's own `gcc FLAGS SOURCES -o OUT` through edgekit/build/objcache.py: the sources compiled in
     parallel, the objects of firmware/kernels/*.c taken from (and put in) the session's cache.
     Unchanged when the cache is off."""
     cache = os.environ.get("EDGEKIT_OBJ_CACHE", "")
     if cache.strip().lower() in ("", "0", "off", "no", "false"):
         return list(cmd)
-    return [sys.executable, "-I", "-S", str(REPO / "edgekit" / "objcache.py"), "--cache", cache, "--", *cmd]
+    return [sys.executable, "-I", "-S", str(REPO / "edgekit" / "build" / "objcache.py"), "--cache", cache, "--", *cmd]
 
 
 def _need(condition: bool, reason: str) -> None:

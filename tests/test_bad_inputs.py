@@ -27,7 +27,7 @@ import edgekit
 from cli_helpers import assert_not_written, assert_user_error, call, leftovers, patched, run_edgekit
 from conftest import assert_bit_exact, test_inputs
 from edgekit.cli import main
-from edgekit.reference import reference_outputs
+from edgekit.run.reference import reference_outputs
 from opmodels import _convert, cache_dir, op_model
 
 FC = "fc_1d_u7"              # int8 FULLY_CONNECTED 16 -> 7: the small valid model most cases start from

@@ -1,4 +1,4 @@
-"""`edgekit bench` end to end (edgekit/bench.py, the CLI's `bench`), on the emulated Cortex-M4.
+"""`edgekit bench` end to end (edgekit/measure/bench.py, the CLI's `bench`), on the emulated Cortex-M4.
 
 mini_dscnn of tests/opmodels.py, exported for cortex-m4, is measured
   - with --emulate (QEMU under -icount: instruction counts), with every output file
@@ -39,14 +39,14 @@ import pytest
 from conftest import _need, assert_bit_exact
 from edgekit import cli
 from edgekit.api import CompiledModel
-from edgekit.bench import BenchConfig, bench
+from edgekit.measure.bench import BenchConfig, bench
 from edgekit.build import firmware_elf
-from edgekit.emulate import Emulator
+from edgekit.run.emulate import Emulator
 from edgekit.export import export
-from edgekit.link import SYNC, BoardReset, Command, encode_frame
-from edgekit.reference import reference_outputs
+from edgekit.run.link import SYNC, BoardReset, Command, encode_frame
+from edgekit.run.reference import reference_outputs
 from edgekit.targets import get_target
-from edgekit.verify import boundary_qparams, load_inputs
+from edgekit.run.verify import boundary_qparams, load_inputs
 from faultproxy import TO_DEVICE, TO_HOST, FaultProxy
 from opmodels import op_model
 

@@ -20,7 +20,7 @@ import pytest
 
 import edgekit
 from edgekit.cli import main
-from edgekit.reference import reference_outputs
+from edgekit.run.reference import reference_outputs
 from edgekit.targets import TARGETS
 from cli_helpers import assert_user_error, call, run_edgekit
 from opmodels import op_model

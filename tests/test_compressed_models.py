@@ -4,7 +4,7 @@ MLPerf Tiny models (tests/model_variants.py, made with tensorflow-model-optimiza
 Each variant is exported with the format its compression suits (sparse, lut4, int4; lut4 for
 the pruned-and-clustered one), with Huffman, and with `--weights auto --optimize size`; the host build (ASan/UBSan) and the emulated
 Cortex-M4 must equal the reference interpreter byte for byte: LiteRT's reference kernels for
-the int8 variants, TFLite Micro for the INT4 ones (edgekit.reference picks it). The formats must
+the int8 variants, TFLite Micro for the INT4 ones (edgekit.run.reference picks it). The formats must
 also deliver what they are for: fewer weight bytes than int8, and Huffman (of codebook
 indices) fewer than lut4 on the clustered variants.
 """
@@ -16,9 +16,9 @@ import pytest
 
 from conftest import assert_bit_exact, test_inputs
 from edgekit.api import load
-from edgekit.emulate import run_firmware
+from edgekit.run.emulate import run_firmware
 from edgekit.export import export
-from edgekit.reference import reference_outputs
+from edgekit.run.reference import reference_outputs
 from edgekit.targets import get_target
 
 MODELS = ("kws", "resnet", "ad")
@@ -106,9 +106,9 @@ def test_huffman_on_top_of_lut4_is_smaller(model, variant, variants):
     name the zero centroid)."""
     import numpy as np
 
-    from edgekit.importers.tflite import load_tflite
-    from edgekit.wformats import encode
-    from edgekit.wselect import weight_rows
+    from edgekit.frontend.tflite import load_tflite
+    from edgekit.formats import encode
+    from edgekit.passes.weights import weight_rows
     graph = load_tflite(str(variants[model, variant]))
     lut4 = huffman = 0
     for op in graph.ops:

@@ -1,4 +1,4 @@
-"""Device side and host<->device link: firmware/, edgekit/link.py, edgekit/emulate.py.
+"""Device side and host<->device link: firmware/, edgekit/run/link.py, edgekit/run/emulate.py.
 
 A hand-written stand-in model (tests/data/fake_model) is compiled
   - into the host runner (firmware/host_main.c) with gcc and the sanitizers,
@@ -27,9 +27,9 @@ import pytest
 import serial
 
 from conftest import assert_bit_exact
-from edgekit import emulate
-from edgekit.emulate import MPS2_MEMORY, Emulator, EmulatorError, machine_target, run_on_device
-from edgekit.link import (
+from edgekit.run import emulate
+from edgekit.run.emulate import MPS2_MEMORY, Emulator, EmulatorError, machine_target, run_on_device
+from edgekit.run.link import (
     SYNC,
     BoardReset,
     Command,
@@ -569,7 +569,8 @@ def test_exit_after_the_reply_and_the_close():
 def test_a_closed_pty_is_link_closed_for_other_requests():
     """Only EXIT takes a closed port as its answer; any other request raises LinkClosed (not
     OSError or termios.error, which a hung-up pty's in_waiting, flush and tcflush raise)."""
-    from edgekit.link import LinkClosed, MlperfTinyLink
+    from edgekit.run.link import LinkClosed
+    from edgekit.run.mlperf_link import MlperfTinyLink
     for kind in (DeviceLink, MlperfTinyLink):
         master, port = _pty_port()
         with kind(port, timeout=1.0) as link:

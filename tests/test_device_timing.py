@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit import emulate
+from edgekit.run import emulate
 from edgekit.build import firmware_elf, run_make
-from edgekit.emulate import Emulator, tick_units
+from edgekit.run.emulate import Emulator, tick_units
 from edgekit.export import export
 from edgekit.targets import get_target
 from opmodels import op_model

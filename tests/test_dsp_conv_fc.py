@@ -5,7 +5,7 @@ portable kernels into one shared library under UBSan (ek_dsp.h's C twins stand i
 instructions) and called through ctypes on seeded random shapes, paddings, strides, dilations, odd
 channel and pixel counts and extreme quantization (FC with single and double rounding); the params
 structs are read from the headers (tests/cstructs.py). The _dsp kernels get their operands prepared by
-the same Python helpers the lowerings use (edgekit.ops.packing.fold_input_offset / interleave_pairs
+the same Python helpers the lowerings use (edgekit.lower.packing.fold_input_offset / interleave_pairs
 for the pair form, conv_fold_ok / pack_conv_fold for the folded form), so the export-time layouts
 are checked too. The convolutions' folded form is also fuzzed at its limits (shifts outside the
 one-multiply range, multipliers 0 and 2^31 - 1, accumulators just under 2^30, patches that fill
@@ -31,9 +31,9 @@ if str(REPO) not in sys.path:
 
 from conftest import cached_cc  # noqa: E402
 from cstructs import c_struct  # noqa: E402
-from edgekit import quant  # noqa: E402
-from edgekit.ops.conv import CONV_DSP_BUF_BYTES, CONV_DSP_MAX_PATCH, conv_fold_ok  # noqa: E402
-from edgekit.ops.packing import CONV_FOLD_SHIFTS, fold_input_offset, interleave_pairs, pack_conv_fold  # noqa: E402
+from edgekit.lower import quant  # noqa: E402
+from edgekit.lower.conv import CONV_DSP_BUF_BYTES, CONV_DSP_MAX_PATCH, conv_fold_ok  # noqa: E402
+from edgekit.lower.packing import CONV_FOLD_SHIFTS, fold_input_offset, interleave_pairs, pack_conv_fold  # noqa: E402
 
 KERNELS = REPO / "firmware" / "kernels"
 SOURCES = ["ek_conv2d_s8.c", "ek_conv2d_s8_1x1_dsp.c", "ek_conv2d_s8_dsp.c", "ek_fc_s8.c", "ek_fc_s8_dsp.c"]
@@ -172,7 +172,7 @@ def _fold_quant(rng, ints: dict, mult, shift, w, bias, extreme: bool):
 
 
 def _fold_call(lib, variant: str, ints: dict, mult, shift, x, w, bias, out_size: int, output=None):
-    """The folded form as edgekit/ops/conv.py lowers it (None when conv_fold_ok refuses the layer);
+    """The folded form as edgekit/lower/conv.py lowers it (None when conv_fold_ok refuses the layer);
     p->mult and p->shift are NULL. output: the output buffer (in place), else a fresh one."""
     folded = fold_input_offset(bias, w, ints["input_offset"])
     if not conv_fold_ok(w, folded, ints["in_c"], pointwise=variant.endswith("1x1_dsp")):
@@ -335,7 +335,7 @@ def _conv_graph(in_c: int, out_c: int, k: int, bias_value: int):
 
 
 def test_lowering_picks_the_folded_form_when_it_fits():
-    from edgekit.ops.conv import lower_conv2d
+    from edgekit.lower.conv import lower_conv2d
     from edgekit.targets import get_target
     m4 = get_target("cortex-m4")
     call = lower_conv2d(*_conv_graph(8, 8, 1, 1000), m4)            # pointwise, out_c <= in_c
@@ -350,7 +350,7 @@ def test_lowering_picks_the_folded_form_when_it_fits():
 
 
 def test_conv_fold_1x1_in_place_at_the_declared_gap(lib):
-    """edgekit/ops/conv.py declares InPlace(0, 0) for the folded 1x1 convolution when out_c <= in_c:
+    """edgekit/lower/conv.py declares InPlace(0, 0) for the folded 1x1 convolution when out_c <= in_c:
     run with the output over the input (same start), every byte equals the out-of-place result."""
     rng = np.random.default_rng(808)
     done = 0

@@ -4,7 +4,7 @@ ek_dwconv_s8_3x3_dsp (firmware/kernels, through ek_dsp.h's exact C twins) and ek
 compiled into one shared library with AddressSanitizer + UBSan and -Wall -Wextra -Werror; random
 shapes (channel counts 1..64, images 1x1 to 25x5, strides 1 and 2, SAME and VALID), extreme input
 offsets, multipliers and shifts, with and without bias, must give identical bytes. The filter is
-packed by the lowering's own edgekit.ops.packing.pack_dw3x3_filter.
+packed by the lowering's own edgekit.lower.packing.pack_dw3x3_filter.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import pytest
 
 from conftest import cached_cc
 from cstructs import c_struct
-from edgekit import quant
-from edgekit.ops.packing import DW_FOLD_SHIFTS as FOLD_SHIFTS, pack_dw3x3_filter, pack_dw3x3_fold
+from edgekit.lower import quant
+from edgekit.lower.packing import DW_FOLD_SHIFTS as FOLD_SHIFTS, pack_dw3x3_filter, pack_dw3x3_fold
 
 KERNELS = Path(__file__).resolve().parents[1] / "firmware" / "kernels"
 I32P = ctypes.POINTER(ctypes.c_int32)
@@ -206,7 +206,7 @@ def test_pack_dw3x3_fold_layout():
 
 def _run_in_place(lib, fn, params, x, filt_bytes, bias, mult, shift, gap):
     """The kernel with its output starting `gap` bytes below its input in one buffer, as the
-    memory planner places an in-place pair (edgekit.ops.base.InPlace)."""
+    memory planner places an in-place pair (edgekit.lower.base.InPlace)."""
     p = DwParams(**params, mult=mult.ctypes.data_as(I32P), shift=shift.ctypes.data_as(I32P))
     out_n = params["out_h"] * params["out_w"] * params["out_c"]
     buf = np.zeros(max(gap + x.size, out_n), dtype=np.int8)
@@ -220,7 +220,7 @@ def _run_in_place(lib, fn, params, x, filt_bytes, bias, mult, shift, gap):
 @pytest.mark.parametrize("c", [1, 3, 4, 5, 8, 17, 64])
 @pytest.mark.parametrize("hw,stride,padding", GEOMETRIES)
 def test_dwconv_3x3_fold_dsp_in_place_at_the_declared_gap(lib, c, hw, stride, padding):
-    """The gap edgekit/ops/dwconv.py declares for ek_dwconv_s8_3x3_fold_dsp is enough: run in
+    """The gap edgekit/lower/dwconv.py declares for ek_dwconv_s8_3x3_fold_dsp is enough: run in
     place at exactly that gap, every output byte equals the out-of-place reference."""
     rng = np.random.default_rng([c, *hw, stride, padding == "SAME", 11])
     for _ in range(3):

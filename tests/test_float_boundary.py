@@ -8,10 +8,10 @@ import pytest
 from conftest import assert_bit_exact, test_inputs
 from edgekit.api import load
 from edgekit.export import export
-from edgekit.importers.tflite import load_tflite
-from edgekit.reference import reference_outputs
+from edgekit.frontend.tflite import load_tflite
+from edgekit.run.reference import reference_outputs
 from edgekit.targets import get_target
-from edgekit.verify import boundary_qparams, verify
+from edgekit.run.verify import boundary_qparams, verify
 
 
 @pytest.fixture(scope="module")

@@ -73,7 +73,7 @@ def find_cycle(g: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_walk_sees_imports():
     g = graph()
-    assert "edgekit.wformats" in g["edgekit.ops.compressed"] and "edgekit.ops.base" in g["edgekit.ops.conv"]
+    assert "edgekit.formats" in g["edgekit.lower.compressed"] and "edgekit.lower.base" in g["edgekit.lower.conv"]
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 
@@ -85,4 +85,4 @@ def test_no_import_cycles():
 def test_formats_import_nothing_above_them():
     """The weight formats encode and decode only: they import the IR's array types and the kernel
     headers' constants, nothing from lowering, emission or the runners."""
-    assert graph()["edgekit.wformats"] <= {"edgekit.ir", "edgekit.cdefs"}
+    assert graph()["edgekit.formats"] <= {"edgekit.ir", "edgekit.cdefs"}

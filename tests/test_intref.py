@@ -1,11 +1,11 @@
-"""edgekit's integer reference (edgekit.intref) against TFLite's reference interpreter and against
+"""edgekit's integer reference (edgekit.run.intref) against TFLite's reference interpreter and against
 the generated C, tolerance 0, every mismatching index printed.
 
 - every op case of tests/opmodels.py and the three MLPerf Tiny models against LiteRT BUILTIN_REF;
 - every intermediate tensor (run_traced) against the interpreter's preserved tensors;
 - the host C build (CompiledModel.predict) on a set of cases that uses every portable kernel, and
   on the MLPerf Tiny models;
-- the compressed-weight kernels (edgekit.wformats) bit-exact with the int8 ones, in Python and in C;
+- the compressed-weight kernels (edgekit.formats) bit-exact with the int8 ones, in Python and in C;
 - the integer helpers (ek_common.h, ek_fixedpoint.h) against their C on random and extreme values;
 - a clear error for a kernel it does not implement; the numba cache and its fallback.
 """
@@ -21,18 +21,19 @@ import numpy as np
 import pytest
 
 from conftest import assert_bit_exact, test_inputs
-from edgekit import intref, wformats
-from edgekit.ops import kernels as registry
+from edgekit.run import intref
+from edgekit import formats
+from edgekit.lower import kernels as registry
 from edgekit.api import load
 from edgekit.errors import UnsupportedModelError
 from edgekit.export import compile_program, export
-from edgekit.importers.tflite import load_tflite
-from edgekit.intref import KERNELS, IntReference
+from edgekit.frontend.tflite import load_tflite
+from edgekit.run.intref import KERNELS, IntReference
 from edgekit.passes import run_passes
-from edgekit.program import lower
-from edgekit.reference import reference_outputs, reference_tensors
+from edgekit.lower.program import lower
+from edgekit.run.reference import reference_outputs, reference_tensors
 from edgekit.targets import get_target
-from edgekit.verify import boundary_qparams
+from edgekit.run.verify import boundary_qparams
 from opmodels import OP_CASES, op_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -133,14 +134,14 @@ def clipped_graph(case: str):
     return run_passes(load_tflite(clipped_tflite(case)))
 
 
-@pytest.mark.parametrize("fmt", wformats.FORMATS)
+@pytest.mark.parametrize("fmt", formats.FORMATS)
 def test_compressed_kernels_match_tflite(fmt):
     """A model whose every conv / depthwise / FC layer holds the format, through the integer
     reference's ek_*_s8_<format> binders (decode the stored encoding, unfold the bias, int8
     kernel), gives TFLite's bytes for the same weights; the program really uses the format's
     kernels. (Compared with TFLite, not with the int8 program's integer reference: both sides
     would then share everything but the encode/decode round trip.)"""
-    from edgekit.wselect import choose_weight_formats
+    from edgekit.passes.weights import choose_weight_formats
     graph = clipped_graph("mini_dscnn")
     choose_weight_formats(graph, fmt, "speed", None)
     program = lower(graph, None)
@@ -153,7 +154,7 @@ def test_compressed_kernels_match_tflite(fmt):
     assert_bit_exact(ref.run(x), reference_outputs(clipped_tflite("mini_dscnn"), x), fmt)
 
 
-@pytest.mark.parametrize("fmt", wformats.FORMATS)
+@pytest.mark.parametrize("fmt", formats.FORMATS)
 def test_compressed_export_matches_host_c(fmt, tmp_path):
     """The C format kernels (where the weights take the format; int8 elsewhere) against the
     integer reference of the same export."""
@@ -203,7 +204,7 @@ def test_numba_kernels_are_cached_and_fall_back_without_a_cache_dir():
               "import numpy as np, sys\n"
               f"sys.path.insert(0, {str(REPO / 'tests')!r})\n"
               "from opmodels import op_model\n"
-              "from edgekit.intref import IntReference, _conv2d_s8\n"
+              "from edgekit.run.intref import IntReference, _conv2d_s8\n"
               "ref = IntReference.from_tflite(op_model('conv_3x3_same_c3_f5'))\n"
               "print(type(_conv2d_s8._cache).__name__, ref.run(np.zeros((2, 7, 9, 3), np.int8)).shape)\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO,

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 
 from conftest import assert_bit_exact
-from edgekit import wformats
+from edgekit import formats
 from edgekit.api import CompiledModel
-from edgekit.codegen import resource_dir
+from edgekit.emit.codegen import resource_dir
 from edgekit.export import export_program
-from edgekit.intref import IntReference
+from edgekit.run.intref import IntReference
 from edgekit.ir import Graph, Op, Tensor
-from edgekit.program import lower
+from edgekit.lower.program import lower
 from edgekit.targets import get_target
-from edgekit.trace import run_traced_host
+from edgekit.run.trace import run_traced_host
 
 # Seeds 0-7, and six that bring the kernels no earlier seed uses (checked below; 2890: the int4
 # 3x3 depthwise of DSP cores).
@@ -213,8 +213,8 @@ def c_graph(seed: int) -> Graph:
     (layers that cannot take it keep int8); the integer reference gets random_chain(seed)."""
     graph = random_chain(seed)
     if seed % 2 == 0:
-        from edgekit.wselect import choose_weight_formats
-        choose_weight_formats(graph, wformats.FORMATS[seed // 2 % len(wformats.FORMATS)], "speed", None)
+        from edgekit.passes.weights import choose_weight_formats
+        choose_weight_formats(graph, formats.FORMATS[seed // 2 % len(formats.FORMATS)], "speed", None)
     return graph
 
 

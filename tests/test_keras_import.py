@@ -10,7 +10,7 @@ import pytest
 
 import edgekit
 from conftest import assert_bit_exact, test_inputs
-from edgekit.reference import reference_outputs
+from edgekit.run.reference import reference_outputs
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

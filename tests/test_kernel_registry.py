@@ -1,8 +1,8 @@
-"""The kernel registry (edgekit.ops.kernels) is the one place kernel facts live:
+"""The kernel registry (edgekit.lower.kernels) is the one place kernel facts live:
 
 - every entry is a function its header declares, with its params struct first, and every public
   kernel the headers declare is registered (its sources exist);
-- the weight-format choice (edgekit.wselect) prices the kernel that lowering then emits, by
+- the weight-format choice (edgekit.passes.weights) prices the kernel that lowering then emits, by
   construction: over random layers, targets and modes the predicted kernel is the emitted one and
   the estimate is that kernel's registry cost;
 - the 6-channel 3x3 depthwise layer with int4-range weights that once took the portable int4
@@ -17,21 +17,21 @@ import re
 import numpy as np
 import pytest
 
-from edgekit.bench import BenchConfig, bench
-from edgekit.codegen import resource_dir
+from edgekit.measure.bench import BenchConfig, bench
+from edgekit.emit.codegen import resource_dir
 from edgekit.export import compile_program, export
-from edgekit.ops.base import KERNEL_CHOICES
-from edgekit.ops.kernels import KERNELS, kernel
-from edgekit.program import lower
+from edgekit.lower.base import KERNEL_CHOICES
+from edgekit.lower.kernels import KERNELS, kernel
+from edgekit.lower.program import lower
 from edgekit.targets import get_target
-from edgekit.wselect import choose_weight_formats, estimate, output_pixels, weight_rows
+from edgekit.passes.weights import choose_weight_formats, estimate, output_pixels, weight_rows
 from opmodels import op_model
 from test_intref_fuzz import random_chain
 from test_weight_formats import rewrite_weights, shape_weights
 
 KDIR = resource_dir("firmware") / "kernels"
 # Public functions the headers declare that are not kernels a lowering emits: the folded GEMM body
-# the conv _dsp kernels share, and the Huffman decoder ek_model_init() runs (edgekit.codegen).
+# the conv _dsp kernels share, and the Huffman decoder ek_model_init() runs (edgekit.emit.codegen).
 NOT_KERNELS = {"ek_conv2d_fold_gemm_dsp", "ek_huff_decode_s8"}
 FORMATS = ("int8", "int4", "lut4", "lut8", "sparse", "huffman")
 

@@ -4,7 +4,7 @@ The reference is ai-edge-litert's interpreter with OpResolverType.BUILTIN_REF. E
 a tiny Keras model with a seeded representative dataset, runs the reference with every tensor
 preserved, takes the op's own input and output tensors, feeds that exact input to the C kernel
 (compiled once per session into a shared library and called through ctypes) with the params
-computed by edgekit.ops.nonlinear from the flatbuffer's quantization, and demands equal bytes.
+computed by edgekit.lower.nonlinear from the flatbuffer's quantization, and demands equal bytes.
 
 Besides the converted models, the quantization of a converted model is rewritten in the
 flatbuffer ("patched") to sweep many input scales and zero points without reconverting.
@@ -29,7 +29,7 @@ if str(REPO) not in sys.path:
 from conftest import cached_cc  # noqa: E402
 from cstructs import c_struct  # noqa: E402
 from opmodels import cache_dir  # noqa: E402
-from edgekit.ops import nonlinear  # noqa: E402
+from edgekit.lower import nonlinear  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -434,7 +434,7 @@ def test_gap_after_conv(lib, hw, keep):
     if (h, w) == (1, 1) and keep:
         # The converter drops a keep_dims mean over a 1x1 image (an identity): nothing to test
         # but that it really is gone.
-        from edgekit.importers.tflite import load_tflite
+        from edgekit.frontend.tflite import load_tflite
         assert "MEAN" not in [o.kind for o in load_tflite(b).ops]
         return
     op = OpView(b, "MEAN")

@@ -7,10 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from edgekit.codegen import _layer
-from edgekit.ops.base import InPlace, KernelCall, ScratchArg, TensorArg
-from edgekit.planner import Buffer, Plan, Share, check_plan, format_plan, legal_shares, plan_memory
-from edgekit.program import Place, Program, Step, arena_buffers, choose_order
+from edgekit.emit.codegen import _layer
+from edgekit.lower.base import InPlace, KernelCall, ScratchArg, TensorArg
+from edgekit.plan import Buffer, Plan, Share, check_plan, format_plan, legal_shares, plan_memory
+from edgekit.lower.program import Place, Program, Step, arena_buffers, choose_order
 
 
 # ---- in place: the planner ------------------------------------------------------------------

@@ -7,9 +7,9 @@ import pytest
 from conftest import assert_bit_exact, test_inputs
 from edgekit.api import load
 from edgekit.build import firmware_size
-from edgekit.emulate import run_firmware
+from edgekit.run.emulate import run_firmware
 from edgekit.export import export
-from edgekit.reference import reference_outputs
+from edgekit.run.reference import reference_outputs
 from edgekit.targets import get_target
 
 MODELS = ["kws_ref_model.tflite", "pretrainedResnet_quant.tflite", "ad01_int8.tflite"]
@@ -58,7 +58,7 @@ def test_mlperf_keras_h5_models_export(shared_models, tmp_path):
 def test_mlperf_model_bench_is_bit_exact_and_repeatable(name, shared_models, qemu, tmp_path):
     """`edgekit bench --emulate`: every run's output matches the reference, and two sessions in
     a row report the same instructions per inference (QEMU -icount is deterministic)."""
-    from edgekit.bench import BenchConfig, bench
+    from edgekit.measure.bench import BenchConfig, bench
     export(shared_models / name, tmp_path / "out", get_target("cortex-m4"))
     first, second = (bench(tmp_path / "out", BenchConfig(runs=2, warmup=1, count=2), emulate=True,
                            progress=False) for _ in range(2))

@@ -1,5 +1,5 @@
 """The MLPerf Tiny / EEMBC runner protocol (`make PROTOCOL=mlperf-tiny`, firmware/mlperf_main.c)
-end to end in QEMU, driven by edgekit.link.MlperfTinyLink and checked against the same model's
+end to end in QEMU, driven by edgekit.run.mlperf_link.MlperfTinyLink and checked against the same model's
 edgekit-protocol firmware.
 
 The reply formats follow the MLPerf Tiny reference firmware (mlcommons/tiny benchmark/api/
@@ -17,9 +17,10 @@ import pytest
 
 from conftest import assert_bit_exact
 from edgekit.build import firmware_elf
-from edgekit.emulate import Emulator
+from edgekit.run.emulate import Emulator
 from edgekit.export import export
-from edgekit.link import BoardReset, DeviceError, ErrorCode, MlperfTinyLink
+from edgekit.run.link import BoardReset, DeviceError, ErrorCode
+from edgekit.run.mlperf_link import MlperfTinyLink
 from edgekit.targets import get_target
 from opmodels import op_model
 from test_device_link import OUT_SIZE, build, fake_model, samples

@@ -14,9 +14,9 @@ import pytest
 
 from conftest import assert_bit_exact, test_inputs
 from edgekit.api import load
-from edgekit.emulate import run_firmware
+from edgekit.run.emulate import run_firmware
 from edgekit.export import export
-from edgekit.reference import reference_outputs
+from edgekit.run.reference import reference_outputs
 from edgekit.targets import get_target
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))

@@ -23,13 +23,13 @@ from conftest import assert_bit_exact, test_inputs
 import edgekit
 from edgekit.api import join_outputs, split_outputs
 from edgekit.errors import UnsupportedModelError
-from edgekit.evaluate import evaluate
+from edgekit.run.evaluate import evaluate
 from edgekit.export import compile_program, export
-from edgekit.intref import IntReference
-from edgekit.program import Place
-from edgekit.reference import reference_outputs
+from edgekit.run.intref import IntReference
+from edgekit.lower.program import Place
+from edgekit.run.reference import reference_outputs
 from edgekit.targets import get_target
-from edgekit.verify import VerifyResult, boundary_qparams, load_inputs, verify
+from edgekit.run.verify import VerifyResult, boundary_qparams, load_inputs, verify
 from opmodels import _convert, _set_weights, _tf
 
 SAMPLES = 16      # representative samples for the int8 quantization
@@ -150,11 +150,17 @@ def test_report_and_header(two_heads_host):
     # "output" is model.h's EK_MODEL_OUTPUT_*: output 0, plus the size of every output.
     assert report["output"]["shape"] == [1, 6, 6, 6] and report["output"]["total_size"] == 220
     assert report["totals"]["io_bytes"] == 12 * 12 * 3 + 220
+    # each head's last layer, in model.h and the report's segments (head A is done before head B's
+    # second convolution or after it, as the op order has it; either way its segment says so)
+    lasts = [o["last_layer"] for o in outputs]
+    assert sorted(lasts) == [s["layers"][1] for s in report["segments"]]
+    assert [s["outputs"] for s in report["segments"]] == [[lasts.index(min(lasts))], [lasts.index(max(lasts))]]
     header = (m.out_dir / "model.h").read_text()
     for line in ("#define EK_MODEL_OUTPUT_SIZE       220", "#define EK_MODEL_NUM_OUTPUTS       2",
                  "#define EK_MODEL_OUTPUT1_OFFSET    216", "#define EK_MODEL_OUTPUT1_SIZE      4",
                  "#define EK_MODEL_OUTPUT1_DIMS      { 1, 4 }", "#define EK_MODEL_OUTPUT0_RANK      4",
-                 f"#define EK_MODEL_OUTPUT1_ZERO_POINT ({outputs[1]['zero_point']})"):
+                 f"#define EK_MODEL_OUTPUT1_ZERO_POINT ({outputs[1]['zero_point']})",
+                 f"#define EK_MODEL_OUTPUT1_LAST_LAYER ({outputs[1]['last_layer']})"):
         assert line in header, line
     # Each head writes its place in the caller's buffer; nothing is copied.
     code = (m.out_dir / "model.c").read_text()
@@ -172,6 +178,28 @@ def test_lowering_places_outputs_in_the_output_buffer(models):
     # The input, flattened, is output 1: a copy (the caller's two buffers cannot be one storage).
     copies = [s for s in program.steps if s.call.kernel == "ek_copy_s8"]
     assert len(copies) == 1 and program.places[copies[0].call.args[1].index] == Place("output", 3)
+
+
+def test_segments_say_where_each_output_is_complete(models):
+    """Program.segments split the layers where outputs become complete (what early exits stop
+    at); each output's last layer is the last one its value depends on, found by walking its
+    producers, here checked against the layer that writes it."""
+    program = compile_program(models["shared"].read_bytes())
+    ready = program.output_ready()
+    writer = {s.call.args[s.call.output_arg].index: i for i, s in enumerate(program.steps)}
+    for k, t in enumerate(program.graph.outputs):
+        if t in writer:                  # written by a layer (not an alias of the input)
+            assert ready[k] == writer[t], (k, ready, writer.get(t))
+    segments = program.segments
+    assert [s.first for s in segments] == [0] + [s.last + 1 for s in segments[:-1]]
+    assert segments[-1].last == len(program.steps) - 1
+    assert sorted(k for s in segments for k in s.outputs) == list(range(len(ready)))
+    assert sum(s.macs for s in segments) == sum(s.call.macs for s in program.steps)
+    for s in segments:
+        assert all(max(ready[k], 0) <= s.last for k in s.outputs)
+    # the features (200 bytes) are complete before the two heads (3 and 2 bytes) that read them
+    by_size = {t.nbytes: k for k, t in enumerate(program.outputs)}
+    assert ready[by_size[200]] < min(ready[by_size[3]], ready[by_size[2]])
 
 
 def test_output_read_by_later_layers(models, tmp_path):
@@ -270,7 +298,7 @@ def test_two_inputs_refused(models, tmp_path, capsys):
     rc, out, err = call(capsys, "export", models["two_inputs"], "--target", "host", "-o", tmp_path / "out")
     assert_user_error(rc, err, "the model has 2 inputs; edgekit compiles models with one input")
     assert not (tmp_path / "out").exists()
-    from edgekit.importers.keras import keras_input_shape
+    from edgekit.frontend.keras import keras_input_shape
     model, _ = _keras_model(_two_inputs)
     with pytest.raises(UnsupportedModelError, match="^the model has 2 inputs; edgekit compiles models with one input$"):
         keras_input_shape(model)
@@ -291,7 +319,7 @@ def test_output_that_is_the_input_refused(models, tmp_path, capsys):
 
 @pytest.mark.emulator
 def test_two_heads_on_emulated_m4(two_heads_host, tmp_path, capsys, qemu):
-    from edgekit.emulate import run_firmware
+    from edgekit.run.emulate import run_firmware
     out = tmp_path / "m4"
     export(two_heads_host.tflite_path, out, get_target("cortex-m4"))
     m = edgekit.load(out)
@@ -315,7 +343,7 @@ def test_two_heads_on_emulated_m4(two_heads_host, tmp_path, capsys, qemu):
 
 @pytest.mark.emulator
 def test_shared_on_emulated_m4(models, tmp_path, qemu):
-    from edgekit.emulate import run_firmware
+    from edgekit.run.emulate import run_firmware
     export(models["shared"], tmp_path / "m4", get_target("cortex-m4"))
     m = edgekit.load(tmp_path / "m4")
     x = test_inputs(m.input_shape[1:], n=5, seed=9)

@@ -1,4 +1,4 @@
-"""The cache of compiled kernel objects (edgekit/objcache.py, used by edgekit.build.run_make):
+"""The cache of compiled kernel objects (edgekit/build/objcache.py, used by edgekit.build.run_make):
 the key follows everything that changes an object and nothing that does not, a partial or
 corrupt entry is never used, a cached build is the same program, and a plain `make -C out`
 still builds without it."""
@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_bit_exact, test_inputs
-from edgekit import objcache
+from edgekit.build import objcache
 from edgekit.api import load
 from edgekit.build import firmware_elf, host_binary
 from edgekit.errors import EdgekitError
 from edgekit.export import export
-from edgekit.reference import reference_outputs
+from edgekit.run.reference import reference_outputs
 from edgekit.targets import get_target
 from opmodels import op_model
 

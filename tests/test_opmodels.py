@@ -1,4 +1,4 @@
-"""edgekit.reference, the TFLite reference interpreter wrapper every bit-exactness test compares
+"""edgekit.run.reference, the TFLite reference interpreter wrapper every bit-exactness test compares
 with: whole batches, every intermediate tensor, paths or bytes, and clear errors.
 
 (That each op case of tests/opmodels.py holds the ops and options it promises is checked by
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgekit.errors import EdgekitError
-from edgekit.reference import reference_outputs, reference_tensors
+from edgekit.run.reference import reference_outputs, reference_tensors
 
 try:  # tests/ on sys.path (rootdir-relative import, no tests/__init__.py) or tests as a package
     import opmodels

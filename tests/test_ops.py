@@ -13,7 +13,7 @@ import pytest
 from conftest import assert_bit_exact, test_inputs
 from edgekit.api import load
 from edgekit.export import compile_program, export
-from edgekit.reference import reference_outputs
+from edgekit.run.reference import reference_outputs
 from edgekit.targets import get_target
 from opmodels import OP_CASES, op_model
 

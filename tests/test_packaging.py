@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from conftest import assert_bit_exact, test_inputs
-from edgekit.reference import reference_outputs
+from edgekit.run.reference import reference_outputs
 from opmodels import describe, op_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,7 +29,7 @@ def test_wheel_installs_and_exports_outside_the_checkout(tmp_path):
     x = test_inputs(tuple(describe(src.read_bytes())["inputs"][0]["shape"][1:]), n=3, seed=5)
     np.save(tmp_path / "x.npy", x)
     script = (
-        "import edgekit, edgekit.codegen as c, numpy as np, sys\n"
+        "import edgekit, edgekit.emit.codegen as c, numpy as np, sys\n"
         "assert 'site' in edgekit.__file__, edgekit.__file__\n"
         "assert '_data' in str(c.resource_dir('templates')), c.resource_dir('templates')\n"
         f"m = edgekit.compile({str(src)!r}, out_dir={str(tmp_path / 'out')!r})\n"

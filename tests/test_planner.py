@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgekit.planner import ALIGN, Buffer, Plan, check_plan, format_plan, plan_memory
+from edgekit.plan import ALIGN, Buffer, Plan, check_plan, format_plan, plan_memory
 
 
 def test_chain_reuses_memory_alternately():

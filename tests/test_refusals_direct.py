@@ -1,11 +1,11 @@
 """Two refusals tested directly on their own message, each beside a positive control that
 proves the refusal is conditional (so the test fails if the condition were dropped or inverted).
 
-1. require_int8 (edgekit.ops.base): an int8 activation tensor whose zero point lies outside
+1. require_int8 (edgekit.lower.base): an int8 activation tensor whose zero point lies outside
    [-128, 127] can only come from a corrupt file. A real int8 model with one intermediate
    tensor's zero point rewritten in the flatbuffer must be refused with one sentence by
    `edgekit export` and by the Python API, leaving no output directory.
-2. LOGISTIC/TANH in a model with INT4 weights (edgekit.ops.activations): such a model is
+2. LOGISTIC/TANH in a model with INT4 weights (edgekit.lower.activations): such a model is
    defined by TFLite Micro, whose LOGISTIC/TANH edgekit does not reproduce. Real route: an
    int8 op model whose conv/FC weights are rewritten to packed INT4 (TensorType 17) in the
    flatbuffer, so the importer itself sets graph.meta["reference"] = "tflm".
@@ -21,7 +21,7 @@ from ai_edge_litert import schema_py_generated as schema
 from cli_helpers import assert_not_written, assert_user_error, call, patched, run_edgekit
 from edgekit.errors import UnsupportedModelError
 from edgekit.export import export
-from edgekit.importers.tflite import load_tflite
+from edgekit.frontend.tflite import load_tflite
 from edgekit.ir import short_name
 from edgekit.targets import get_target
 from opmodels import op_model

@@ -3,7 +3,7 @@
 - Kernel limits, buffer sizes and format constants: Python reads them from the kernel headers
   (edgekit.cdefs); every Python module constant that names an EK_ macro must be read that way,
   never restated as a literal.
-- The serial protocol (edgekit/link.py against firmware/device_main.c and the boards' timer.h):
+- The serial protocol (edgekit/run/link.py against firmware/device_main.c and the boards' timer.h):
   the firmware is C on a board and the host side must not read C at run time, so each shared
   number is checked equal here, parsed from the C.
 """
@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from edgekit import cdefs, link
+from edgekit import cdefs
+
+from edgekit.run import link
 from edgekit.resources import resource_dir
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,9 +6,9 @@ import pytest
 from conftest import assert_bit_exact, test_inputs
 from edgekit.api import load
 from edgekit.build import firmware_elf, firmware_size
-from edgekit.emulate import run_firmware
+from edgekit.run.emulate import run_firmware
 from edgekit.export import export
-from edgekit.reference import reference_outputs
+from edgekit.run.reference import reference_outputs
 from edgekit.targets import TARGETS, get_target, parse_size
 from opmodels import op_model
 

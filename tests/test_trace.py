@@ -18,9 +18,9 @@ import pytest
 from cli_helpers import assert_user_error, call
 from edgekit.errors import EdgekitError
 from edgekit.export import export
-from edgekit.intref import IntReference
+from edgekit.run.intref import IntReference
 from edgekit.targets import get_target
-from edgekit.trace import read_trace
+from edgekit.run.trace import read_trace
 from opmodels import op_model
 
 CASE = "mini_resnet"        # conv, add, mean, FC, softmax; 11 layers

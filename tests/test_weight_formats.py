@@ -1,4 +1,4 @@
-"""Compressed weight formats (edgekit.wformats, `export --weights`) on every convolution,
+"""Compressed weight formats (edgekit.formats, `export --weights`) on every convolution,
 depthwise and fully connected op case of tests/opmodels.py.
 
 Each case's int8 weights are rewritten in the .tflite so that the layer can take the format
@@ -17,11 +17,11 @@ import pytest
 
 from conftest import assert_bit_exact, test_inputs
 from edgekit.api import load
-from edgekit.emulate import run_firmware
+from edgekit.run.emulate import run_firmware
 from edgekit.export import export
-from edgekit.reference import reference_outputs
+from edgekit.run.reference import reference_outputs
 from edgekit.targets import get_target
-from edgekit.ops.kernels import kernel
+from edgekit.lower.kernels import kernel
 from opmodels import OP_CASES, op_model
 
 FORMATS = ("int4", "lut4", "lut8", "sparse", "huffman")

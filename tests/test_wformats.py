@@ -1,4 +1,4 @@
-"""Compressed weight formats (edgekit/wformats.py, firmware/kernels/ek_wcode.h): exact round trips
+"""Compressed weight formats (edgekit/formats.py, firmware/kernels/ek_wcode.h): exact round trips
 (both layouts), refusal reasons, and every format kernel and its _dsp variant against the portable
 int8 kernel on the decoded weights.
 
@@ -6,10 +6,10 @@ The kernel tests compile one C driver (below) with the format kernels, their _ds
 host through ek_dsp.h's exact C twins) and ek_conv2d_s8 / ek_fc_s8 / ek_dwconv_s8 under
 AddressSanitizer and UBSan, stream it a few hundred seeded random cases per (op, format, variant)
 and compare the two outputs byte for byte. The driver copies every array into a malloc of exactly
-its size (the flash array as wformats.py emits it) and the scratch buffer into exactly
+its size (the flash array as formats.py emits it) and the scratch buffer into exactly
 scratch_bytes(...) bytes (NULL when 0), so a read past a format's arrays or beyond the documented
 scratch size stops the run. Pointwise convolutions also run in place, their output starting
-exactly the gap edgekit.ops.compressed declares below their input.
+exactly the gap edgekit.lower.compressed declares below their input.
 """
 from __future__ import annotations
 
@@ -26,15 +26,15 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from edgekit import quant  # noqa: E402
-from edgekit.codegen import c_array_body  # noqa: E402
-from edgekit.ops.base import ArrayRef, InPlace  # noqa: E402
-from edgekit.ops import compressed  # noqa: E402
-from edgekit.ops.compressed import compressed_call, conv_inplace, conv_needs_patch, w4_conv_block_rows  # noqa: E402
-from edgekit.ops.kernels import KERNELS as REGISTRY, format_kernel  # noqa: E402
-from edgekit.ops.packing import fold_input_offset  # noqa: E402
+from edgekit.lower import quant  # noqa: E402
+from edgekit.emit.codegen import c_array_body  # noqa: E402
+from edgekit.lower.base import ArrayRef, InPlace  # noqa: E402
+from edgekit.lower import compressed  # noqa: E402
+from edgekit.lower.compressed import conv_inplace, conv_needs_patch, w4_conv_block_rows  # noqa: E402
+from edgekit.lower.kernels import KERNELS as REGISTRY, format_kernel  # noqa: E402
+from edgekit.lower.packing import fold_input_offset  # noqa: E402
 from edgekit.targets import get_target  # noqa: E402
-from edgekit.wformats import (FORMATS, HUFF_MAX_BITS, LAYOUTS, W4_DSP_ORDER, Encoded,  # noqa: E402
+from edgekit.formats import (FORMATS, HUFF_MAX_BITS, LAYOUTS, W4_DSP_ORDER, Encoded,  # noqa: E402
                               canonical_codes, encode, huff_books, huff_table_bits, limited_code_lengths)
 
 # The (op, format) pairs whose kernel has a _dsp variant, from the kernel registry.
@@ -732,7 +732,7 @@ def test_conv_kernels_with_biases_past_the_folded_form(driver, fmt, dsp):
 @pytest.mark.parametrize("fmt, dsp", [(fmt, dsp) for op, fmt, dsp in KERNEL_CASES if op == "conv2d"])
 def test_pointwise_kernel_in_place_at_the_declared_gap(driver, fmt, dsp):
     """Every compressed pointwise convolution, run with its output starting exactly the gap
-    edgekit.ops.compressed.conv_inplace declares below its input, gives the out-of-place bytes."""
+    edgekit.lower.compressed.conv_inplace declares below its input, gives the out-of-place bytes."""
     rng = np.random.default_rng(515 + FMT_CODE[fmt] + 100 * dsp)
     cases = []
     while len(cases) < 120:
@@ -762,7 +762,7 @@ def test_lowering_picks_the_variant_and_its_layout():
     """compressed_call: the _dsp kernel and the "dsp" layout on a DSP core, the portable ones
     elsewhere; the same scratch; the pointwise in-place declaration of the kernel it picked."""
     from edgekit.ir import Op
-    from edgekit.ops.compressed import compressed_call
+    from edgekit.lower.compressed import compressed_call
     rng = np.random.default_rng(9)
     w = weights_for("int4", rng, (8, 16))
     params = dict(in_h=3, in_w=3, in_c=16, out_h=3, out_w=3, out_c=8, k_h=1, k_w=1, stride_h=1, stride_w=1,
@@ -803,7 +803,7 @@ def test_lowering_picks_the_variant_and_its_layout():
 
 def test_dsp_variant_choice():
     """Conv and FC formats have _dsp variants on DSP cores; depthwise int4 (ek_dwconv_s8_w4) has
-    none (its 3x3 DSP form is chosen by shape in edgekit.ops.dwconv), and cores without the DSP
+    none (its 3x3 DSP form is chosen by shape in edgekit.lower.dwconv), and cores without the DSP
     extension, or `--kernels portable`, keep the portable kernels."""
     def dsp_of(target):
         return target is not None and target.has_dsp

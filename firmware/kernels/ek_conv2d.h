@@ -22,12 +22,12 @@
  *                           Padding taps hold the input zero point.
  *
  * The _dsp variants take their arrays in one of two forms, built at export by
- * edgekit/ops/conv.py and told apart by p->mult.  Both fold the input offset into
+ * edgekit/lower/conv.py and told apart by p->mult.  Both fold the input offset into
  * the bias (int32, wrapping), so the inner loops add in*w only:
  *     bias_folded[o] = bias[o] + input_offset * sum_{ky,kx,i} w[o][ky][kx][i]
  * input_offset is still read (the padding value of ek_conv2d_s8_dsp).
  *
- *   folded form (p->mult = p->shift = NULL; edgekit.ops.conv.pack_conv_fold), what
+ *   folded form (p->mult = p->shift = NULL; edgekit.lower.conv.pack_conv_fold), what
  *     the exporter chooses whenever the layer fits it:
  *     filter = the OHWI rows, each padded with zeros to a multiple of 4 bytes (the
  *     dot product reads whole words); bias = per channel 4 int32
@@ -77,14 +77,14 @@ typedef struct {
 } ek_conv2d_params;
 
 /* Largest patch (k_h*k_w*in_c) ek_conv2d_s8_dsp accepts; the exporter
- * (edgekit/ops/conv.py, CONV_DSP_MAX_PATCH) uses the same value. */
+ * (edgekit/lower/conv.py, CONV_DSP_MAX_PATCH) uses the same value. */
 #ifndef EK_CONV2D_DSP_MAX_PATCH
 #define EK_CONV2D_DSP_MAX_PATCH 1024
 #endif
 
 /* The _dsp variants' static buffer (int32-aligned): the folded form's four split patches
  * (32 bytes per four patch values: four 3x3x64 patches fill the default) or the pair form's
- * two im2col patches.  The exporter (edgekit/ops/conv.py, CONV_DSP_BUF_BYTES) accepts layers
+ * two im2col patches.  The exporter (edgekit/lower/conv.py, CONV_DSP_BUF_BYTES) accepts layers
  * up to the default, and the generated Makefile defines it to what the model's layers need
  * (-DEK_CONV2D_DSP_BUF_BYTES=..., the largest need rounded up to whole words). */
 #ifndef EK_CONV2D_DSP_BUF_BYTES

@@ -5,7 +5,7 @@
  * Operands are int8 rows of n values (any alignment, any n >= 0).  `a` rows
  * are plain; `b` (weights) of the 2-column products is a PAIR of rows b0, b1
  * interleaved by blocks of four (the layout ek_interleave_pairs in
- * edgekit/ops/conv.py writes):
+ * edgekit/lower/conv.py writes):
  *     b0[0..3] b1[0..3] b0[4..7] b1[4..7] ... b0[4q..n) b1[4q..n)   (q = n/4)
  * so one pointer walks both rows.  Four values at a time are read as one word and split with SXTB16 into the
  * even bytes {x0, x2} and, with SXTB16 ROR #8, the odd bytes {x1, x3}; since
@@ -32,7 +32,7 @@
 #include "ek_dsp.h"
 
 /* Shifts the folded form's one-SMMLAR requantization takes (right shifts of 1..23 bits); channels
- * with other shifts keep ek_requantize. edgekit (edgekit/ops/packing.py) reads these. */
+ * with other shifts keep ek_requantize. edgekit (edgekit/lower/packing.py) reads these. */
 #define EK_FOLD_SHIFT_MIN (-23)
 #define EK_FOLD_SHIFT_MAX (-1)
 

@@ -7,7 +7,7 @@
  * input channel i.  Padding, requantization and clamping as in ek_conv2d.h.
  *
  * Variants (same signature, same results bit for bit; the exporter picks one
- * per layer with a readable predicate in edgekit/ops/dwconv.py):
+ * per layer with a readable predicate in edgekit/lower/dwconv.py):
  *
  *   ek_dwconv_s8          the portable reference: any kernel size, stride,
  *                         dilation, padding and channel multiplier.
@@ -19,7 +19,7 @@
  *                         {c, c+2} and {c+1, c+3}, SMLABB/SMLATT multiply by the
  *                         weights.  Channel counts not divisible by 4 end with a
  *                         partial group.  Filter layout (built by
- *                         edgekit.ops.dwconv.pack_dw3x3_filter), int8 bytes of
+ *                         edgekit.lower.dwconv.pack_dw3x3_filter), int8 bytes of
  *                         little-endian int16 halves, ceil(C/4) * 72 bytes:
  *                           for each group g (channels c = 4g .. 4g+3, weights of
  *                           channels >= C are 0), for each tap t = ky*3 + kx:
@@ -35,7 +35,7 @@
  *                         is a plain SXTB16 split; taps outside the image read a
  *                         row of the input zero point (adding nothing), so border
  *                         pixels take the interior path.  Arrays (built by
- *                         edgekit.ops.dwconv.pack_dw3x3_fold); p->mult and
+ *                         edgekit.lower.dwconv.pack_dw3x3_fold); p->mult and
  *                         p->shift are not read (the exporter sets them NULL):
  *                           filter: pack_dw3x3_filter's ceil(C/4) * 72 bytes, then
  *                             ceil(C/4) * 4 bytes equal to -input_offset;
@@ -56,7 +56,7 @@
 #include "ek_common.h"
 
 /* Shifts ek_dwconv_s8_3x3_fold_dsp's one-multiply requantization takes (right shifts of 2..23
- * bits; the exporter, edgekit/ops/packing.py, reads these and checks every channel). */
+ * bits; the exporter, edgekit/lower/packing.py, reads these and checks every channel). */
 #define EK_DW_FOLD_SHIFT_MIN (-23)
 #define EK_DW_FOLD_SHIFT_MAX (-2)
 

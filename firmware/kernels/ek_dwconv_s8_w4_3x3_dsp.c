@@ -1,6 +1,6 @@
 /* ek_dwconv_s8_w4_3x3_dsp.c - 3x3 depthwise convolution with int4 weights, for the layers
  * ek_dwconv_s8_3x3_dsp or ek_dwconv_s8_3x3_fold_dsp takes (ek_dwconv.h): the filter is held as
- * nibbles in those kernels' order (edgekit.ops.dwconv: pack_dw3x3_filter's int16 halves, one
+ * nibbles in those kernels' order (edgekit.lower.dwconv: pack_dw3x3_filter's int16 halves, one
  * nibble each, low nibble first: codes, rows = 1, row_len = 9 * ceil(C / 4) * 4) and unpacked
  * at every call into scratch as its int16 halves; then, when p->dw.mult is NULL (the folded
  * form: bias = pack_dw3x3_fold's blocks), the row of the input zero point is appended and

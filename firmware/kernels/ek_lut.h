@@ -5,7 +5,7 @@
  * 256-entry table that its Prepare step fills with float arithmetic
  * (tflite::LUTPopulate with 1 / (1 + expf(-x)) or tanhf(x), then rounding to
  * the output's scale and zero point).  edgekit computes the same table at
- * export time (edgekit.ops.nonlinear.logistic_params / tanh_params), so one
+ * export time (edgekit.lower.nonlinear.logistic_params / tanh_params), so one
  * kernel serves every such op:
  *   output[i] = table[input[i] + 128]
  */

@@ -12,7 +12,7 @@
  *                shift) + output_zero_point, -128, 127)
  * (ek_fp_requantize: gemmlowp double rounding, see ek_fixedpoint.h)
  * where multiplier/shift already include the 1/count factor (see
- * edgekit.ops.nonlinear.mean_params).  The exporter merges neighbouring
+ * edgekit.lower.nonlinear.mean_params).  The exporter merges neighbouring
  * dimensions of the same kind and drops size-1 dimensions, so GAP on NHWC
  * arrives as dims = {H*W, C}, reduce_mask = 0x1.
  */

@@ -9,7 +9,7 @@
  *   max:     the largest value in the window (-128 for an empty window);
  * then clamped to [act_min, act_max].
  *
- * Variants (same signature, same results bit for bit; edgekit/ops/pool.py picks one):
+ * Variants (same signature, same results bit for bit; edgekit/lower/pool.py picks one):
  *   ek_avgpool_s8_dsp   average pooling with k_w <= 255: one 32-bit load per tap
  *                       reads four channels, SXTAB16 / SXTAB16 ROR #8 add them into
  *                       halfword sums {c, c+2} and {c+1, c+3}, widened to 32 bits

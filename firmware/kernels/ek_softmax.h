@@ -13,7 +13,7 @@
  *         clamped to [-128, 127];  d < diff_min gives -128.
  * input_multiplier / input_left_shift encode beta * input_scale * 2^26 and
  * diff_min = -floor(31 * 2^26 / 2^input_left_shift), all computed by
- * edgekit.ops.nonlinear.softmax_params.
+ * edgekit.lower.nonlinear.softmax_params.
  *
  * Beyond the reference: when a row's sum of exponentials reaches 512 (only
  * possible for depth >= 512 with many values near the row maximum) TFLite's

@@ -4,7 +4,7 @@
  * Every format is a LOSSLESS encoding of a layer's int8 weight matrix W
  * [rows][row_len]; a format kernel gives, byte for byte, the output of the
  * portable int8 kernel (ek_conv2d_s8, ek_fc_s8, ek_dwconv_s8) run on the
- * decoded W.  The encoder and its exact numpy inverse are edgekit/wformats.py.
+ * decoded W.  The encoder and its exact numpy inverse are edgekit/formats.py.
  *
  *   layer            rows    row_len K               W[o][k]
  *   CONV_2D          out_c   k_h * k_w * in_c        filter[o][ky][kx][i] (OHWI), k = (ky*k_w + kx)*in_c + i
@@ -31,12 +31,12 @@
  * delta and value once for the four (ek_conv2d_s8_sparse_dsp.c); the w4, lut4,
  * lut8 and huff ones unpack a few rows at a time (EK_WC_FOLD_ROWS = 4; huff:
  * its decoded block) into scratch and run them through the int8 kernels'
- * folded GEMM (ek_conv2d_fold_dsp.h).  edgekit.wformats.encode(...,
+ * folded GEMM (ek_conv2d_fold_dsp.h).  edgekit.formats.encode(...,
  * layout="dsp") writes the _dsp layout; wformats.kernel_layout(op, fmt, dsp)
  * names the layout a kernel reads.
  *
  * Conv and FC kernels take the FOLDED bias (never NULL), computed at export by
- * edgekit.ops.conv.fold_input_offset:
+ * edgekit.lower.conv.fold_input_offset:
  *     bias_folded[o] = bias[o] + input_offset * sum_k W[o][k]   (int32, wrapping)
  * so their inner loops add x*w only.  A conv kernel builds each output pixel's
  * patch of K int8 values in filter order (im2col of one pixel) in `scratch`,
@@ -80,7 +80,7 @@
  *                                   words), the patch
  *   other _dsp variants             as their portable kernel
  *
- * edgekit.wformats.scratch_bytes() returns the same numbers.
+ * edgekit.formats.scratch_bytes() returns the same numbers.
  *
  * In place: a conv kernel whose filter is 1x1 without padding reads only the
  * input pixel of the output pixel it computes, pixels in raster order, so with
@@ -88,7 +88,7 @@
  * the lut4 and lut8 _dsp kernels, which compute two such pixels at a time; 0
  * for ek_conv2d_s8_sparse_dsp, which copies four pixels' inputs into scratch
  * before it writes their outputs; Huffman only when one block holds every row).
- * edgekit.ops.compressed.conv_inplace declares it, with the argument.
+ * edgekit.lower.compressed.conv_inplace declares it, with the argument.
  *
  * ---------------------------------------------------------------------------
  * Formats.  "nibble j of a byte stream" is byte j/2, LOW nibble for even j,
@@ -168,7 +168,7 @@
  *   (a longer code: the kernel extends it bit by bit from length table_bits+1
  *   with counts and values, as zlib's puff).  table_bits = min(the longest
  *   code, about log2 of the stream's bytes / 16 within 6..EK_HUFF_TABLE_MAX_BITS):
- *   a table of at most an eighth of the stream (edgekit.wformats.huff_table_bits).
+ *   a table of at most an eighth of the stream (edgekit.formats.huff_table_bits).
  *   Symbols are either the int8 weights themselves (book NULL) or codebook
  *   indices (book != NULL): then values[] holds indices 0..levels-1 (as the
  *   bytes' uint8_t value), book[o*levels + i] is weight i of row o's codebook,

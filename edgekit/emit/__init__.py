@@ -1,0 +1,1 @@
+"""Emission: a lowered Program as C (codegen.py + templates/) and its report (report.py)."""

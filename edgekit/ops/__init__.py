@@ -1,3 +1,0 @@
-"""Op lowerings: one registry (LOWERINGS, TFLite op name -> function) filled by these modules."""
-from .base import LOWERINGS, Alias, KernelCall  # noqa: F401
-from . import activations, conv, dwconv, elementwise, fc, pool, shape  # noqa: F401  (register lowerings)

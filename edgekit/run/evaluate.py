@@ -1,0 +1,153 @@
+"""`edgekit eval OUT --data x.npy [--labels y.npy]`: the accuracy of the exact integer model an
+export deploys, on a whole dataset, without a board or a C build.
+
+OUT/model.tflite is lowered again with the portable kernels (and the weight formats of OUT's
+report, which are lossless) and run by edgekit's integer reference (edgekit.run.intref), whose every
+output byte is what the generated C computes (tests/test_intref.py holds them equal), batch by
+batch at numba speed. Float data is quantized with the model input's scale and zero point
+(edgekit.api.quantize_input), int8 data is used as is. Top-1 is the argmax of the int8 output
+(the first of equal maxima, like numpy.argmax), against integer class labels.
+
+A model with several outputs is scored on its output 0 (the first in the model's output order,
+the .tflite's), and the summary says so by name; the saved outputs are then every output's
+bytes, [N, total output bytes] (report.json's "outputs" give each one's offset and size).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.api import CompiledModel, quantize_input, saved_outputs
+from edgekit.errors import EdgekitError
+
+DEFAULT_BATCH = 256
+
+
+@dataclass
+class EvalResult:
+    outputs: np.ndarray            # int8 [N, *output_shape]; several outputs: [N, total output bytes]
+    predictions: np.ndarray        # int64 [N], argmax of each output (of output 0, when several)
+    labels: np.ndarray | None      # int64 [N]
+    seconds: float                 # running the batches (numba compilation excluded)
+    batch: int
+    layers: int
+    out_dir: Path
+    scored: str = ""               # several outputs: which one the predictions come from
+
+    @property
+    def count(self) -> int:
+        return int(self.outputs.shape[0])
+
+    @property
+    def correct(self) -> int | None:
+        return None if self.labels is None else int((self.predictions == self.labels).sum())
+
+    @property
+    def accuracy(self) -> float | None:
+        return None if self.labels is None else self.correct / self.count
+
+    def describe(self) -> str:
+        lines = []
+        what = f"the integer model of {self.out_dir} ({self.layers} layers, edgekit's integer reference)"
+        what += f", scored on {self.scored}" if self.scored else ""
+        if self.labels is not None:
+            lines.append(f"accuracy: {100 * self.accuracy:.2f}% top-1 ({self.correct:,} of {self.count:,} "
+                         f"samples) for {what}")
+        else:
+            classes, counts = np.unique(self.predictions, return_counts=True)
+            order = np.argsort(-counts, kind="stable")[:10]
+            top = ", ".join(f"class {int(classes[i])}: {int(counts[i]):,}" for i in order)
+            more = f" and {len(classes) - 10} more classes" if len(classes) > 10 else ""
+            lines.append(f"predictions of {what} for {self.count:,} samples: {top}{more}")
+        rate = self.count / self.seconds if self.seconds > 0 else float("inf")
+        lines.append(f"throughput: {rate:,.0f} samples/s ({self.count:,} samples in {self.seconds:.2f} s, "
+                     f"batches of {self.batch:,})")
+        return "\n".join(lines)
+
+
+def load_array(path: str | Path, option: str, key: str) -> np.ndarray:
+    """An array from a .npy file, or from a .npz file (its array `key`, or its only array)."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise EdgekitError(f"{option} {path} does not exist") from None
+    except OSError as e:
+        raise EdgekitError(f"cannot read {option} {path}: {e.strerror or e}") from None
+    except ValueError:
+        raise EdgekitError(f"{option} {path} is not a .npy or .npz file (numpy.save / numpy.savez)") from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        with data:
+            names = list(data.keys())
+            if key in names:
+                return data[key]
+            if len(names) == 1:
+                return data[names[0]]
+            raise EdgekitError(f"{option} {path} holds the arrays {', '.join(names) or 'none'}; name the "
+                               f"one to use '{key}'")
+    return data
+
+
+def prepare_data(x: np.ndarray, path, report: dict) -> np.ndarray:
+    """The dataset as int8 [N, *input_shape]: int8 as is, float quantized; one sentence otherwise."""
+    shape = tuple(report["input"]["shape"][1:])
+    if x.ndim == 0 or x.shape[1:] != shape:
+        raise EdgekitError(f"--data {path} holds shape {list(x.shape)}, but the model takes "
+                           f"[N, {', '.join(map(str, shape))}]")
+    if x.shape[0] == 0:
+        raise EdgekitError(f"--data {path} holds no samples")
+    if x.dtype != np.int8 and not np.issubdtype(x.dtype, np.floating):
+        raise EdgekitError(f"--data {path} is {x.dtype}: pass int8 (already quantized) or float values "
+                           "(quantized with the model input's scale and zero point)")
+    return quantize_input(x, report)
+
+
+def prepare_labels(y: np.ndarray, path, n: int, classes: int) -> np.ndarray:
+    """Integer class labels [N] (or one-hot [N, classes]) as int64, checked against the data."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim == 2 and y.shape[1] == classes and classes > 1:
+        y = np.argmax(y, axis=1)              # one-hot
+    if y.ndim != 1:
+        raise EdgekitError(f"--labels {path} holds shape {list(y.shape)}: pass one integer class per sample "
+                           f"([N]) or one-hot rows ([N, {classes}])")
+    if len(y) != n:
+        raise EdgekitError(f"--labels {path} holds {len(y):,} labels for {n:,} samples of --data")
+    if not (np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating)
+                                                   and np.all(np.isfinite(y)) and np.all(y == np.round(y)))):
+        raise EdgekitError(f"--labels {path} is {y.dtype} with non-integer values: pass integer class labels")
+    y = y.astype(np.int64)
+    bad = np.flatnonzero((y < 0) | (y >= classes))
+    if len(bad):
+        raise EdgekitError(f"--labels {path}: label {int(y[bad[0]])} of sample {int(bad[0])} is not a class of "
+                           f"the model's output (0 to {classes - 1})")
+    return y
+
+
+def evaluate(out_dir: str | Path, data: str | Path, labels: str | Path | None = None,
+             batch: int = DEFAULT_BATCH) -> EvalResult:
+    from edgekit.run.intref import IntReference
+    if batch < 1:
+        raise EdgekitError(f"--batch {batch}: pass at least 1")
+    model = CompiledModel(out_dir)          # checks report.json
+    if not model.tflite_path.exists():
+        raise EdgekitError(f"{out_dir} has no model.tflite: export the model again")
+    x = prepare_data(load_array(data, "--data", "x"), data, model.report)
+    layout = model.output_layout
+    scored = layout[0]
+    y = None if labels is None else prepare_labels(load_array(labels, "--labels", "y"), labels, len(x),
+                                                   scored["size"])
+    ref = IntReference.from_export(out_dir)
+    ref.run(x[:1])                          # compile (or load the cached kernels) before timing
+    flat = np.empty((len(x), model.output_size), np.int8)
+    start = time.perf_counter()
+    for i in range(0, len(x), batch):
+        flat[i:i + batch] = ref.run_flat(x[i:i + batch])
+    seconds = time.perf_counter() - start
+    part = flat[:, scored["offset"]:scored["offset"] + scored["size"]]
+    predictions = np.argmax(part, axis=1).astype(np.int64)
+    return EvalResult(outputs=saved_outputs(flat, layout), predictions=predictions, labels=y, seconds=seconds,
+                      batch=batch, layers=ref.num_layers, out_dir=Path(out_dir),
+                      scored=f"output 0 '{scored['name']}' of {len(layout)}" if len(layout) > 1 else "")
