@@ -89,20 +89,9 @@ def check_fit(report: dict, target: Target) -> None:
             f"{target.ram_bytes:,}: {over:,} bytes too many; use a smaller model or pass --ram for a bigger part")
 
 
-def model_defines(program: Program) -> dict[str, int]:
-    """The compile-time sizes the program's kernels need (KernelCall.defines): the largest value
-    of each, in whole words (at least one)."""
-    out: dict[str, int] = {}
-    for step in program.steps:
-        for name, value in step.call.defines.items():
-            out[name] = max(out.get(name, 4), -(-int(value) // 4) * 4)
-    return out
-
-
-def _render_build_files(target: Target, kernels: list[str], defines: dict[str, int] | None = None) -> dict[str, str]:
+def _render_build_files(target: Target, kernels: list[str]) -> dict[str, str]:
     env = environment()
     ctx = dict(target=target.name, is_host=target.is_host, arch_flags=" ".join(target.arch_flags),
-               model_defs=" ".join(f"-D{k}={v}" for k, v in sorted((defines or {}).items())),
                kernel_sources=[k for k in kernels if k.endswith(".c")], version=__version__,
                qemu_machine=target.qemu_machine or "", flash_size=target.flash_bytes,
                ram_size=target.ram_bytes, stack_size=target.stack_bytes)
@@ -183,7 +172,7 @@ def write_export(out_dir: Path, files: dict[str, str | bytes], copies: dict[str,
 def export_program(program: Program, out_dir: str | Path, target: Target, model_name: str, source: str,
                    tflite: bytes | None = None, weights: dict | None = None) -> ExportResult:
     """Write an export directory from a lowered Program: report.json (after the fit check),
-    model.c/model.h, the Makefile (with the kernels' model_defines) and linker script, plan.txt,
+    model.c/model.h, the Makefile and linker script, plan.txt,
     the kernels and firmware files, and `tflite` as model.tflite when given. `weights` is
     report["weights"] (the --weights/--optimize/--huffman-decode choice)."""
     report = build_report(program, target, model_name, source, __version__, weights_hash=weights_hash(program))
@@ -193,7 +182,7 @@ def export_program(program: Program, out_dir: str | Path, target: Target, model_
 
     files: dict[str, str | bytes] = dict(render_model(program, target.name, model_name, __version__))
     kernels = kernel_sources(program)
-    files.update(_render_build_files(target, kernels, model_defines(program)))
+    files.update(_render_build_files(target, kernels))
     if tflite is not None:
         files["model.tflite"] = tflite
     files["report.json"] = json.dumps(report, indent=2) + "\n"

@@ -9,8 +9,10 @@ the same Python helpers the lowerings use (edgekit.lower.packing.fold_input_offs
 for the pair form, conv_fold_ok / pack_conv_fold for the folded form), so the export-time layouts
 are checked too. The convolutions' folded form is also fuzzed at its limits (shifts outside the
 one-multiply range, multipliers 0 and 2^31 - 1, accumulators just under 2^30, patches that fill
-the buffer), both forms in place at their declared gaps, and all the convolution tests once more
-in a child process under AddressSanitizer.
+the per-layer scratch cap), both forms in place at their declared gaps, and all the convolution
+tests once more in a child process under AddressSanitizer. Every convolution gets exactly the
+scratch its lowering plans (conv_scratch_bytes; NULL when 0), filled with garbage: under
+AddressSanitizer a kernel that touches a byte past it fails.
 The whole-model cases, on the host and on the emulated Cortex-M4, are in test_ops.py and
 test_ops_device.py.
 """
@@ -32,7 +34,7 @@ if str(REPO) not in sys.path:
 from conftest import cached_cc  # noqa: E402
 from cstructs import c_struct  # noqa: E402
 from edgekit.lower import quant  # noqa: E402
-from edgekit.lower.conv import CONV_DSP_BUF_BYTES, CONV_DSP_MAX_PATCH, conv_fold_ok  # noqa: E402
+from edgekit.lower.conv import CONV_DSP_MAX_PATCH, CONV_DSP_MAX_SCRATCH, conv_fold_ok, conv_scratch_bytes  # noqa: E402
 from edgekit.lower.packing import CONV_FOLD_SHIFTS, fold_input_offset, interleave_pairs, pack_conv_fold  # noqa: E402
 
 KERNELS = REPO / "firmware" / "kernels"
@@ -61,7 +63,7 @@ def lib(tmp_path_factory):
     assert res.returncode == 0, f"compiling the kernels failed:\n{res.stderr}"
     so = ctypes.CDLL(str(out))
     for name in ("ek_conv2d_s8", "ek_conv2d_s8_1x1_dsp", "ek_conv2d_s8_dsp"):
-        getattr(so, name).argtypes = [ctypes.POINTER(ConvParams), I8P, I8P, I32P, I8P]
+        getattr(so, name).argtypes = [ctypes.POINTER(ConvParams), I8P, I8P, I32P, I8P, I8P]
     for name in ("ek_fc_s8", "ek_fc_s8_dsp"):
         getattr(so, name).argtypes = [ctypes.POINTER(FcParams), I8P, I8P, I32P, I8P]
     return so
@@ -71,10 +73,24 @@ def _ptr(a: np.ndarray | None, ptype):
     return None if a is None else a.ctypes.data_as(ptype)
 
 
+def _scratch(fn: str, ints: dict, folded: bool) -> np.ndarray | None:
+    """The scratch a convolution's lowering plans for it (edgekit/lower/conv.py conv_scratch_bytes,
+    the table in ek_conv2d.h), exactly that many bytes of garbage, or None (NULL) when it is 0."""
+    if fn == "ek_conv2d_s8":
+        return None
+    patch = ints["k_h"] * ints["k_w"] * ints["in_c"]
+    n = conv_scratch_bytes(patch, ints["in_c"], pointwise=fn.endswith("1x1_dsp"), folded=folded)
+    assert n <= CONV_DSP_MAX_SCRATCH
+    return np.full(n, 77, np.int8) if n else None       # numpy's buffers are word-aligned
+
+
 def _call(lib, fn: str, cls, ints: dict, mult, shift, x, w, bias, out_size: int, **extra) -> np.ndarray:
     params = cls(**ints, mult=_ptr(mult, I32P), shift=_ptr(shift, I32P), **extra)
     y = np.full(out_size, 99, dtype=np.int8)
-    getattr(lib, fn)(ctypes.byref(params), _ptr(x, I8P), _ptr(w, I8P), _ptr(bias, I32P), _ptr(y, I8P))
+    args = [ctypes.byref(params), _ptr(x, I8P), _ptr(w, I8P), _ptr(bias, I32P), _ptr(y, I8P)]
+    if cls is ConvParams:
+        args.append(_ptr(_scratch(fn, ints, folded=False), I8P))
+    getattr(lib, fn)(*args)
     return y
 
 
@@ -180,7 +196,8 @@ def _fold_call(lib, variant: str, ints: dict, mult, shift, x, w, bias, out_size:
     filt, block = pack_conv_fold(w, folded, mult, shift, ints["output_offset"])
     params = ConvParams(**ints, mult=None, shift=None)
     y = np.full(out_size, 99, dtype=np.int8) if output is None else output
-    getattr(lib, variant)(ctypes.byref(params), _ptr(x, I8P), _ptr(filt, I8P), _ptr(block, I32P), _ptr(y, I8P))
+    getattr(lib, variant)(ctypes.byref(params), _ptr(x, I8P), _ptr(filt, I8P), _ptr(block, I32P), _ptr(y, I8P),
+                          _ptr(_scratch(variant, ints, folded=True), I8P))
     return y
 
 
@@ -213,7 +230,7 @@ def _limit_layer(in_c: int, k: int, out_c: int, hw: tuple[int, int], stride: int
 
 
 # (variant, in_c, k, out_c, (in_h, in_w), stride, padding): accumulators at +-(2^30 - 1), every
-# fold shift end and the ones just outside, patches that fill the buffer (1x1x576 and 3x3x64 split
+# fold shift end and the ones just outside, patches that fill the scratch cap (1x1x576 and 3x3x64 split
 # straight from the input, 16x16x2 assembled first), filter rows of whole groups with in_c % 4 != 0 (inner
 # pixels split straight from the input, border ones assembled), 1 to 9 pixels (every remainder
 # of four).
@@ -260,8 +277,8 @@ def test_conv_fold_dsp_at_its_limits(lib, variant, in_c, k, out_c, hw, stride, p
 
 def test_conv_fold_ok_mirrors_the_kernels_limits():
     """conv_fold_ok is the C kernels' contract: accumulators under 2^30, four split patches (plus
-    one int8 patch when it is assembled first) within EK_CONV2D_DSP_BUF_BYTES."""
-    assert CONV_DSP_BUF_BYTES == 32 * (576 // 4) >= 2 * CONV_DSP_MAX_PATCH   # four 3x3x64 patches
+    one int8 patch when it is assembled first) within the per-layer cap EK_CONV2D_DSP_MAX_SCRATCH."""
+    assert CONV_DSP_MAX_SCRATCH == 32 * (576 // 4) >= 2 * CONV_DSP_MAX_PATCH   # four 3x3x64 patches
     zeros = np.zeros(1, np.int32)
     assert conv_fold_ok(np.zeros((1, 576), np.int8), zeros, 64, pointwise=False)          # 3x3x64: full
     assert not conv_fold_ok(np.zeros((1, 577), np.int8), zeros, 577, pointwise=True)
@@ -349,6 +366,24 @@ def test_lowering_picks_the_folded_form_when_it_fits():
     assert call.kernel == "ek_conv2d_s8_dsp" and call.params["mult"] == 0 and call.inplace == ()
 
 
+def test_lowering_plans_the_convolutions_scratch():
+    """Every int8 convolution ends with a ScratchArg after its output, sized by the variant
+    (ek_conv2d.h's table); the portable kernels ask for none (NULL), ek_dwconv_s8 has no such arg."""
+    from edgekit.lower.base import ScratchArg, TensorArg
+    from edgekit.lower.conv import lower_conv2d
+    from edgekit.targets import get_target
+    m4 = get_target("cortex-m4")
+    for (in_c, out_c, k, bias_value), target, kernel, scratch in [
+            ((8, 8, 1, 1000), m4, "ek_conv2d_s8_1x1_dsp", 32 * 2),          # folded: four split pixels
+            ((8, 8, 1, 2**30), m4, "ek_conv2d_s8_1x1_dsp", 0),              # pair form 1x1: none
+            ((3, 5, 3, 0), m4, "ek_conv2d_s8_dsp", 32 * 7 + 27),            # folded, assembled patch
+            ((3, 5, 3, 2**30), m4, "ek_conv2d_s8_dsp", 2 * 27),             # pair form: two patches
+            ((3, 5, 3, 0), None, "ek_conv2d_s8", 0)]:
+        call = lower_conv2d(*_conv_graph(in_c, out_c, k, bias_value), target)
+        assert call.kernel == kernel and call.scratch_bytes == scratch
+        assert isinstance(call.args[3], TensorArg) and call.args[3:] == [TensorArg(3), ScratchArg()]
+
+
 def test_conv_fold_1x1_in_place_at_the_declared_gap(lib):
     """edgekit/lower/conv.py declares InPlace(0, 0) for the folded 1x1 convolution when out_c <= in_c:
     run with the output over the input (same start), every byte equals the out-of-place result."""
@@ -387,7 +422,7 @@ def test_conv_pair_1x1_in_place_at_the_declared_gap(lib):
         folded = fold_input_offset(bias, w, ints["input_offset"])
         base = buf.ctypes.data
         lib.ek_conv2d_s8_1x1_dsp(ctypes.byref(params), ctypes.cast(base + gap, I8P), _ptr(interleave_pairs(w), I8P),
-                                 _ptr(folded, I32P), ctypes.cast(base, I8P))
+                                 _ptr(folded, I32P), ctypes.cast(base, I8P), None)   # pair form: no scratch
         assert_same(buf[:out_size], ref, f"pair form in place at gap {gap}, case {done} {ints}")
         done += 1
 
@@ -395,7 +430,7 @@ def test_conv_pair_1x1_in_place_at_the_declared_gap(lib):
 def test_conv_fold_under_address_sanitizer():
     """The convolution tests again in a child process with the kernels under AddressSanitizer
     (libasan preloaded, so numpy's buffers get redzones too): no read past the filter's rows,
-    the input or the static buffer, in either form."""
+    the input or the scratch the lowering plans, in either form."""
     if ASAN:
         pytest.skip("already the AddressSanitizer run")
     libasan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()

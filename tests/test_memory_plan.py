@@ -170,3 +170,19 @@ def test_scratch_buffer_lives_during_its_call_and_renders_as_arena_pointer():
         s.op = SimpleNamespace(kind="OP", name="op", inputs=[0], outputs=[1])
     program = Program(graph=graph, steps=steps, places=places, plan=plan, buffers=buffers)
     assert _layer(program, 1).args == ["arena + 0", "arena + 100", "arena + 200"]
+
+
+def test_scratch_of_an_in_place_call_overlaps_neither_its_input_nor_its_output():
+    # ek_conv2d_s8_1x1_dsp in place (InPlace(0, 0)) with its 4-pixel buffer in scratch: the input
+    # dies and the output is born at the call, the scratch lives only there, so the output may
+    # share the input's bytes but the scratch conflicts with both and goes beside them.
+    sizes = {0: 16, 1: 100, 2: 100, 3: 16}
+    graph, steps = _fake(sizes, [((0,), 1), ((1,), 2), ((2,), 3)], inplace={1: (InPlace(0, 0),)})
+    steps[1].call.scratch_bytes = 36
+    steps[1].call.args.append(ScratchArg())
+    buffers, shares, _ = arena_buffers(graph, steps, lambda t: t, {0, 3})
+    assert Buffer(1, 100, 0, 1) in buffers and Buffer(2, 100, 1, 2) in buffers and Buffer(-2, 36, 1, 1) in buffers
+    plan = plan_memory(buffers, shares)
+    check_plan(buffers, plan)
+    assert plan.shares == (Share(1, 2),)
+    assert plan.offsets == {1: 0, 2: 0, -2: 100} and plan.arena_size == 136

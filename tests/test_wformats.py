@@ -489,7 +489,7 @@ int main(void)
                          .input_offset = v[14], .output_offset = v[15], .act_min = v[16],
                          .act_max = v[17], .mult = mult, .shift = shift},
                 .w = w};
-            ek_conv2d_s8(&p.conv, input, weights, bias, ref);
+            ek_conv2d_s8(&p.conv, input, weights, bias, ref, NULL);
             if (gap >= 0) {            /* one buffer: output at 0, input at gap */
                 const int32_t size = gap + in_n > out_n ? gap + in_n : out_n;
                 int8_t *buf = malloc((size_t)size);

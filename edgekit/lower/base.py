@@ -71,9 +71,6 @@ class KernelCall:
     macs: int = 0
     scratch_bytes: int = 0                    # arena bytes for a ScratchArg, live during this call
     inplace: tuple[int | InPlace, ...] = ()   # args[k] (or InPlace(k, gap)) may share the output
-    # Compile-time sizes the call's kernel needs (e.g. {"EK_CONV2D_DSP_BUF_BYTES": 512}, a static
-    # buffer): the build defines each to its largest value over the program (export.model_defines).
-    defines: dict[str, int] = field(default_factory=dict)
 
     @property
     def header(self) -> str:

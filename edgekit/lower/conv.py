@@ -2,12 +2,14 @@
 
 On a core with the DSP extension (target.has_dsp) a convolution lowers to one of the SMLAD GEMM
 variants (firmware/kernels/ek_conv2d.h): ek_conv2d_s8_1x1_dsp for pointwise layers, otherwise
-ek_conv2d_s8_dsp (im2col) when a patch fits its buffer. Both fold the input offset into the bias
+ek_conv2d_s8_dsp (im2col) when a patch fits EK_CONV2D_DSP_MAX_PATCH. Both fold the input offset into the bias
 (edgekit.lower.packing.fold_input_offset) and take their arrays in the folded form (pack_conv_fold:
 per-channel blocks for the one-multiply requantization, plain filter rows) whenever conv_fold_ok
 accepts the layer, else in the pair form (interleave_pairs + mult/shift); the host and DSP-less
 cores keep the portable ek_conv2d_s8. conv2d_kernel is that choice, read by the lowering and by
-the weight-format choice (edgekit.passes.weights, through choose_kernel).
+the weight-format choice (edgekit.passes.weights, through choose_kernel). Every variant takes a
+scratch buffer after its output (ScratchArg; conv_scratch_bytes of the arena, planned live only
+during the call, NULL when 0), so their working memory is in the memory plan and the RAM figures.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from edgekit.lower import quant
 from edgekit.cdefs import define
 from edgekit.ir import Graph, Op
 from edgekit.targets import Target
-from edgekit.lower.base import (ArrayArg, ArrayRef, ConstArray, InPlace, KernelCall, TensorArg, choose_kernel, lowering,
+from edgekit.lower.base import (ArrayArg, ArrayRef, ConstArray, InPlace, KernelCall, ScratchArg, TensorArg, choose_kernel, lowering,
                    nhwc, require_int8, unsupported, weights_format)
 from edgekit.lower.compressed import compressed_call
 from edgekit.lower.kernels import Kernel, format_kernel, kernel
@@ -68,35 +70,43 @@ def conv_weights_and_quant(graph: Graph, op: Op, out_c: int):
     return w, bias, q, arrays
 
 
-# Largest patch k_h*k_w*in_c of ek_conv2d_s8_dsp, and the _dsp convolutions' static buffer (ek_conv2d.h).
+# Largest patch k_h*k_w*in_c of ek_conv2d_s8_dsp, and the most scratch one layer of the _dsp
+# convolutions may ask for (a per-layer cap, ek_conv2d.h).
 CONV_DSP_MAX_PATCH = define("EK_CONV2D_DSP_MAX_PATCH")
-CONV_DSP_BUF_BYTES = define("EK_CONV2D_DSP_BUF_BYTES")
+CONV_DSP_MAX_SCRATCH = define("EK_CONV2D_DSP_MAX_SCRATCH")
 
 
 def conv_fold_ok(rows: np.ndarray, folded_bias: np.ndarray, in_c: int, pointwise: bool) -> bool:
     """Whether the _dsp kernels can take a layer in the folded form (ek_conv2d.h): no accumulator
     reaches 2^30 (|folded bias| + patch * 2^14 < 2^30, so the doubled one is an int32), and four
     split patches, plus one int8 patch when it cannot be split straight from the input (an im2col
-    convolution with in_c % 4 != 0), fit the buffer. rows: [out_c][patch] int8 weights."""
+    convolution with in_c % 4 != 0), fit the per-layer scratch cap. rows: [out_c][patch] int8 weights."""
     patch = rows.shape[1]
     max_bias = int(np.abs(folded_bias.astype(np.int64)).max()) if folded_bias.size else 0
-    return max_bias + patch * 2 ** 14 < 2 ** 30 and fold_buffer_bytes(patch, in_c, pointwise) <= CONV_DSP_BUF_BYTES
+    return (max_bias + patch * 2 ** 14 < 2 ** 30
+            and conv_scratch_bytes(patch, in_c, pointwise, folded=True) <= CONV_DSP_MAX_SCRATCH)
 
 
-def fold_buffer_bytes(patch: int, in_c: int, pointwise: bool) -> int:
-    """Bytes of EK_CONV2D_DSP_BUF_BYTES the folded form uses: four split patches (32 bytes per
-    four values), plus one int8 patch to assemble when in_c % 4 != 0 (an im2col convolution)."""
-    staged = not pointwise and in_c % 4 != 0
-    return 32 * -(-patch // 4) + (patch if staged else 0)
+def conv_scratch_bytes(patch: int, in_c: int, pointwise: bool, folded: bool) -> int:
+    """Scratch bytes of a _dsp convolution (the table in ek_conv2d.h). Folded form: four split
+    patches (32 bytes per four values), plus one int8 patch to assemble when in_c % 4 != 0 (an
+    im2col convolution). Pair form: two int8 patches for the im2col, none for the pointwise GEMM."""
+    if folded:
+        staged = not pointwise and in_c % 4 != 0
+        return 32 * -(-patch // 4) + (patch if staged else 0)
+    return 0 if pointwise else 2 * patch
 
 
-def conv_call(name: str, op: Op, params: dict, weights: np.ndarray, bias, quant_arrays: list, macs: int) -> KernelCall:
-    """The portable ek_conv2d_s8 / ek_dwconv_s8 call (weights in the op's own order)."""
+def conv_call(name: str, op: Op, params: dict, weights: np.ndarray, bias, quant_arrays: list, macs: int,
+              scratch_arg: bool = False) -> KernelCall:
+    """The portable ek_conv2d_s8 / ek_dwconv_s8 call (weights in the op's own order). scratch_arg:
+    end with a ScratchArg of 0 bytes (NULL), for ek_conv2d_s8, which shares its _dsp variants'
+    signature; ek_dwconv_s8 has none."""
     arrays = [ConstArray("filter", "int8_t", np.asarray(weights).reshape(-1))] + ([bias] if bias else []) + quant_arrays
-    return KernelCall(kernel=name, params=params,
-                      args=[TensorArg(op.inputs[0]), ArrayArg("filter"), ArrayArg("bias" if bias else None),
-                            TensorArg(op.outputs[0])],
-                      arrays=arrays, macs=macs)
+    args = [TensorArg(op.inputs[0]), ArrayArg("filter"), ArrayArg("bias" if bias else None), TensorArg(op.outputs[0])]
+    if scratch_arg:
+        args.append(ScratchArg())
+    return KernelCall(kernel=name, params=params, args=args, arrays=arrays, macs=macs)
 
 
 @dataclass
@@ -139,7 +149,7 @@ def read_conv2d(graph: Graph, op: Op) -> ConvLayer:
 def conv2d_kernel(layer: ConvLayer, target: Target | None, fmt: str) -> Kernel:
     """The kernel a convolution takes for weight format fmt: a format's kernel (its _dsp variant on a
     DSP core); for int8 on a DSP core ek_conv2d_s8_1x1_dsp for pointwise layers, else
-    ek_conv2d_s8_dsp when a patch fits its buffer; else the portable ek_conv2d_s8."""
+    ek_conv2d_s8_dsp when a patch fits EK_CONV2D_DSP_MAX_PATCH; else the portable ek_conv2d_s8."""
     dsp = target is not None and target.has_dsp
     if fmt != "int8":
         return format_kernel("conv2d", fmt, dsp)
@@ -165,22 +175,23 @@ def lower_conv2d(graph: Graph, op: Op, target: Target | None = None) -> KernelCa
         return compressed_call(k, op, params, rows, None if bias is None else bias.values, layer.quant_arrays,
                                macs=layer.macs)
     if not k.dsp:
-        return conv_call(k.name, op, params, rows, bias, layer.quant_arrays, macs=layer.macs)
+        return conv_call(k.name, op, params, rows, bias, layer.quant_arrays, macs=layer.macs, scratch_arg=True)
     in_c, out_c = params["in_c"], params["out_c"]
     use_1x1 = k.name == "ek_conv2d_s8_1x1_dsp"
     folded = fold_input_offset(None if bias is None else bias.values, rows, params["input_offset"])
-    call_args = [TensorArg(op.inputs[0]), ArrayArg("filter"), ArrayArg("bias"), TensorArg(op.outputs[0])]
+    call_args = [TensorArg(op.inputs[0]), ArrayArg("filter"), ArrayArg("bias"), TensorArg(op.outputs[0]),
+                 ScratchArg()]
     if conv_fold_ok(rows, folded, in_c, use_1x1):
         # Folded form (ek_conv2d.h): the multipliers live in the per-channel block, p->mult/shift NULL.
-        # In place: ek_conv2d_s8_1x1_dsp splits all of a block's four input pixels into its buffer
-        # before it writes their outputs, so with out_c <= in_c the output may start at the input.
+        # In place: ek_conv2d_s8_1x1_dsp splits all of a block's four input pixels into scratch
+        # before it writes their outputs, so with out_c <= in_c the output may start at the input
+        # (the scratch, live only during the call, overlaps neither).
         mults, shifts = (next(a.values for a in layer.quant_arrays if a.name == name) for name in ("mult", "shift"))
         filt, block = pack_conv_fold(rows, folded, mults, shifts, params["output_offset"])
-        need = fold_buffer_bytes(rows.shape[1], in_c, use_1x1)
         return KernelCall(kernel=k.name, params={**params, "mult": 0, "shift": 0}, args=call_args,
                           arrays=[ConstArray("filter", "int8_t", filt), ConstArray("bias", "int32_t", block)],
                           macs=layer.macs, inplace=(InPlace(0, 0),) if use_1x1 and out_c <= in_c else (),
-                          defines={"EK_CONV2D_DSP_BUF_BYTES": need})
+                          scratch_bytes=conv_scratch_bytes(rows.shape[1], in_c, use_1x1, folded=True))
     dsp_arrays = [ConstArray("filter", "int8_t", interleave_pairs(rows)),
                   ConstArray("bias", "int32_t", folded)] + layer.quant_arrays
     # In place (edgekit.lower.base.InPlace): ek_conv2d_s8_1x1_dsp works on blocks of two pixels in
@@ -188,7 +199,5 @@ def lower_conv2d(graph: Graph, op: Op, target: Target | None = None) -> KernelCa
     # out_c <= in_c, every output byte written so far lies below the input still to be read once
     # the output starts 2 * in_c bytes below the input.
     inplace = (InPlace(0, 2 * in_c),) if use_1x1 and out_c <= in_c else ()
-    # The pair form's im2col (ek_conv2d_s8_dsp) holds two patches in the buffer.
-    need = 0 if use_1x1 else 2 * rows.shape[1]
     return KernelCall(kernel=k.name, params=params, args=call_args, arrays=dsp_arrays, macs=layer.macs,
-                      inplace=inplace, defines={"EK_CONV2D_DSP_BUF_BYTES": need})
+                      inplace=inplace, scratch_bytes=conv_scratch_bytes(rows.shape[1], in_c, use_1x1, folded=False))

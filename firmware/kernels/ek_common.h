@@ -32,6 +32,23 @@ extern "C" {
 #define EK_INT8_MIN (-128)
 #define EK_INT8_MAX 127
 
+/* Inlined even where GCC would not: a hot loop's helper, whose accumulators must stay in the
+ * caller's registers and whose constant arguments (a format, a rotation) remove branches. */
+#if defined(__GNUC__)
+#define EK_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define EK_ALWAYS_INLINE inline
+#endif
+
+/* No instruction: keeps GCC from moving loads across this point (in a hot loop, the next step's
+ * loads above this step's multiplies, which runs the M4 out of registers). */
+static inline void ek_compiler_barrier(void)
+{
+#if defined(__GNUC__)
+    __asm__ volatile("" ::: "memory");
+#endif
+}
+
 static inline int32_t ek_min_i32(int32_t a, int32_t b) { return a < b ? a : b; }
 static inline int32_t ek_max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
 static inline int32_t ek_clamp_i32(int32_t x, int32_t lo, int32_t hi)

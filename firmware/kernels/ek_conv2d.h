@@ -34,28 +34,42 @@
  *       {2 * bias_folded[o], M[o], 2^(R-1) + output_offset * 2^R, R}, R = -shift[o],
  *     for shifts in [-23, -1]; other shifts {2 * bias_folded[o], M[o], shift[o], 0}.
  *     The exporter checks |bias_folded| + patch * 2^14 < 2^30 (no accumulator
- *     reaches 2^30) and that the buffer holds four patches (below).  Four pixels'
+ *     reaches 2^30) and that its scratch (below) fits EK_CONV2D_DSP_MAX_SCRATCH.  Four pixels'
  *     patches are split once, doubled, into halfword pairs (ek_fold_split; in_c % 4
  *     == 0 straight from the input, otherwise assembled as int8 first), every
  *     channel's row runs against all four (ek_dot_fold_4x1: 28 instructions for 32
  *     MACs) and each output is one SMMLAR, one shift and one SSAT
  *     (ek_fold_requantize; the identity and its proof are in ek_dot_s8_dsp.h).  The
  *     block's out-of-range channels take ek_requantize on the same accumulators.
- *     Patches must fit EK_CONV2D_DSP_BUF_BYTES: 32 * ceil(patch / 4) bytes, plus
- *     patch bytes to assemble each one when in_c % 4 != 0 in ek_conv2d_s8_dsp.
+ *     The four split patches live in scratch (below).
  *     ek_conv2d_s8_1x1_dsp reads all of a block's four input pixels before it
  *     writes their outputs, so it runs in place with no gap when out_c <= in_c.
  *
  *   pair form (p->mult, p->shift set), for the other layers: bias = bias_folded
  *     [out_c]; filter = the OHWI rows interleaved by pairs (ek_dot_s8_dsp.h).  Two
  *     pixels x two channels per pass (ek_conv2d_s8_dsp: the int8 patches of two
- *     pixels in the buffer), SMLAD on SXTB16-split words, each output requantized by
+ *     pixels in scratch), SMLAD on SXTB16-split words, each output requantized by
  *     ek_requantize.  ek_conv2d_s8_1x1_dsp runs in place with the output starting
  *     2 * in_c bytes below the input when out_c <= in_c.
  *
  * They use Armv7E-M DSP instructions on Cortex-M4/M7 and their exact C twins
- * elsewhere (ek_dsp.h, ek_dot_s8_dsp.h).  Their static buffer makes them not
- * reentrant.
+ * elsewhere (ek_dsp.h, ek_dot_s8_dsp.h).
+ *
+ * Scratch: every variant takes a last argument `scratch`, a word-aligned buffer the caller
+ * owns for the duration of the call (the generated model.c passes `arena + offset`, planned
+ * by edgekit.plan as a buffer live only during this layer, so it never overlaps the layer's
+ * input or output, in place or not; NULL when the size below is 0).  Bytes each needs
+ * (edgekit/lower/conv.py, conv_scratch_bytes, computes the same):
+ *
+ *   ek_conv2d_s8                          0 (it ignores scratch)
+ *   ek_conv2d_s8_1x1_dsp, pair form       0 (it ignores scratch)
+ *   ek_conv2d_s8_dsp, pair form           2 * patch (two pixels' int8 patches)
+ *   folded form, either variant           32 * ceil(patch / 4) (four split patches), plus
+ *                                         patch (one int8 patch assembled before it is split)
+ *                                         for ek_conv2d_s8_dsp with in_c % 4 != 0
+ *
+ * with patch = k_h * k_w * in_c.  With scratch from the caller the kernels keep no state of
+ * their own between calls.
  */
 #ifndef EK_CONV2D_H
 #define EK_CONV2D_H
@@ -82,29 +96,22 @@ typedef struct {
 #define EK_CONV2D_DSP_MAX_PATCH 1024
 #endif
 
-/* The _dsp variants' static buffer (int32-aligned): the folded form's four split patches
- * (32 bytes per four patch values: four 3x3x64 patches fill the default) or the pair form's
- * two im2col patches.  The exporter (edgekit/lower/conv.py, CONV_DSP_BUF_BYTES) accepts layers
- * up to the default, and the generated Makefile defines it to what the model's layers need
- * (-DEK_CONV2D_DSP_BUF_BYTES=..., the largest need rounded up to whole words). */
-#ifndef EK_CONV2D_DSP_BUF_BYTES
-#define EK_CONV2D_DSP_BUF_BYTES 4608
-#endif
-#if EK_CONV2D_DSP_BUF_BYTES <= 0 || EK_CONV2D_DSP_BUF_BYTES % 4
-#error "EK_CONV2D_DSP_BUF_BYTES must be a positive number of whole words"
-#endif
+/* The most scratch one layer may ask of the _dsp variants, in bytes: a per-layer cap, not a
+ * buffer (each call's scratch is its own, in the arena).  The exporter (edgekit/lower/conv.py,
+ * CONV_DSP_MAX_SCRATCH) takes the folded form only for layers whose scratch fits it (four
+ * 3x3x64 patches fill it); the pair form needs at most 2 * EK_CONV2D_DSP_MAX_PATCH. */
+#define EK_CONV2D_DSP_MAX_SCRATCH 4608
 
 void ek_conv2d_s8(const ek_conv2d_params *p, const int8_t *input,
-                  const int8_t *filter, const int32_t *bias, int8_t *output);
+                  const int8_t *filter, const int32_t *bias, int8_t *output, int8_t *scratch);
 void ek_conv2d_s8_1x1_dsp(const ek_conv2d_params *p, const int8_t *input,
-                          const int8_t *filter, const int32_t *bias, int8_t *output);
+                          const int8_t *filter, const int32_t *bias, int8_t *output, int8_t *scratch);
 void ek_conv2d_s8_dsp(const ek_conv2d_params *p, const int8_t *input,
-                      const int8_t *filter, const int32_t *bias, int8_t *output);
+                      const int8_t *filter, const int32_t *bias, int8_t *output, int8_t *scratch);
 
-/* Internal to the _dsp variants (defined in ek_conv2d_s8_1x1_dsp.c): their buffer, and the
- * folded-form GEMM of `count` (1..4) pixels split into x (ek_fold_split's 4-pixel layout)
- * against every output channel, writing the first pixel's outputs at out. */
-extern int32_t ek_conv2d_dsp_buf[EK_CONV2D_DSP_BUF_BYTES / 4];
+/* Internal to the _dsp variants (defined in ek_conv2d_s8_1x1_dsp.c): the folded-form GEMM of
+ * `count` (1..4) pixels split into x (ek_fold_split's 4-pixel layout) against every output
+ * channel, writing the first pixel's outputs at out. */
 void ek_conv2d_fold_gemm_dsp(const ek_conv2d_params *p, const int32_t *x, int32_t count,
                              const int8_t *filter, const int32_t *block, int8_t *out);
 

@@ -2,8 +2,9 @@
 #include "ek_conv2d.h"
 
 void ek_conv2d_s8(const ek_conv2d_params *p, const int8_t *input,
-                  const int8_t *filter, const int32_t *bias, int8_t *output)
+                  const int8_t *filter, const int32_t *bias, int8_t *output, int8_t *scratch)
 {
+    (void)scratch;     /* the shared signature's scratch: this variant needs none */
     for (int32_t y = 0; y < p->out_h; ++y) {
         const int32_t iy0 = y * p->stride_h - p->pad_top;
         for (int32_t x = 0; x < p->out_w; ++x) {

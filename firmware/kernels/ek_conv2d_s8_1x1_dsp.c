@@ -1,5 +1,5 @@
 /* ek_conv2d_s8_1x1_dsp.c - pointwise convolution as a GEMM with SMLAD (see ek_conv2d.h); also
- * the folded-form GEMM and buffer that ek_conv2d_s8_dsp shares. */
+ * the folded-form GEMM that ek_conv2d_s8_dsp shares. */
 #include <stddef.h>
 
 #include "ek_conv2d.h"
@@ -67,9 +67,7 @@ static void ek_conv2d_1x1_pairs(const ek_conv2d_params *p, const int8_t *input,
     }
 }
 
-/* ---- Folded form: the per-channel block, plain filter rows, the 4-pixel buffer ---- */
-
-int32_t ek_conv2d_dsp_buf[EK_CONV2D_DSP_BUF_BYTES / 4];
+/* ---- Folded form: the per-channel block, plain filter rows, the 4-pixel buffer in scratch ---- */
 
 void ek_conv2d_fold_gemm_dsp(const ek_conv2d_params *p, const int32_t *x, int32_t count,
                              const int8_t *filter, const int32_t *block, int8_t *out)
@@ -78,7 +76,7 @@ void ek_conv2d_fold_gemm_dsp(const ek_conv2d_params *p, const int32_t *x, int32_
 }
 
 static void ek_conv2d_1x1_fold(const ek_conv2d_params *p, const int8_t *input,
-                               const int8_t *filter, const int32_t *block, int8_t *output)
+                               const int8_t *filter, const int32_t *block, int8_t *output, int32_t *buf)
 {
     const int32_t n = p->in_c;
     const int32_t out_c = p->out_c;
@@ -87,17 +85,17 @@ static void ek_conv2d_1x1_fold(const ek_conv2d_params *p, const int8_t *input,
         const int32_t count = pixels - px >= 4 ? 4 : pixels - px;
         /* all of the block's input is read before any of its output is written */
         for (int32_t i = 0; i < count; ++i) {
-            ek_fold_split(ek_conv2d_dsp_buf + 2 * i, input + (px + i) * n, n);
+            ek_fold_split(buf + 2 * i, input + (px + i) * n, n);
         }
-        ek_conv2d_fold_gemm_dsp(p, ek_conv2d_dsp_buf, count, filter, block, output + px * out_c);
+        ek_conv2d_fold_gemm_dsp(p, buf, count, filter, block, output + px * out_c);
     }
 }
 
 void ek_conv2d_s8_1x1_dsp(const ek_conv2d_params *p, const int8_t *input,
-                          const int8_t *filter, const int32_t *bias, int8_t *output)
+                          const int8_t *filter, const int32_t *bias, int8_t *output, int8_t *scratch)
 {
     if (p->mult == NULL) {
-        ek_conv2d_1x1_fold(p, input, filter, bias, output);
+        ek_conv2d_1x1_fold(p, input, filter, bias, output, (int32_t *)(void *)scratch);
     } else {
         ek_conv2d_1x1_pairs(p, input, filter, bias, output);
     }

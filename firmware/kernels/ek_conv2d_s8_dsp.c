@@ -1,7 +1,7 @@
 /* ek_conv2d_s8_dsp.c - any 2-D convolution: im2col + the pointwise GEMM (see ek_conv2d.h).
  * Pair form: the patches of two output pixels as int8 rows, then ek_conv2d_s8_1x1_dsp on them.
  * Folded form: the patches of four output pixels split straight into the 4-pixel buffer, then
- * ek_conv2d_fold_gemm_dsp. */
+ * ek_conv2d_fold_gemm_dsp.  Both build their patches in the caller's scratch (ek_conv2d.h). */
 #include <stddef.h>
 #include <string.h>
 
@@ -121,9 +121,8 @@ static void ek_conv2d_im2col(const ek_conv2d_params *p, const int8_t *input, int
 }
 
 static void ek_conv2d_dsp_pairs(const ek_conv2d_params *p, const int8_t *input,
-                                const int8_t *filter, const int32_t *bias, int8_t *output)
+                                const int8_t *filter, const int32_t *bias, int8_t *output, int8_t *cols)
 {
-    int8_t *cols = (int8_t *)ek_conv2d_dsp_buf;
     const int32_t patch = p->k_h * p->k_w * p->in_c;
     /* The GEMM sees the patches as pixels of a 1x1 convolution with patch channels. */
     ek_conv2d_params gemm = *p;
@@ -138,7 +137,7 @@ static void ek_conv2d_dsp_pairs(const ek_conv2d_params *p, const int8_t *input,
             ek_conv2d_im2col(p, input, y, x, cols + i * patch);
         }
         gemm.out_w = count;
-        ek_conv2d_s8_1x1_dsp(&gemm, cols, filter, bias, output + px * p->out_c);
+        ek_conv2d_s8_1x1_dsp(&gemm, cols, filter, bias, output + px * p->out_c, NULL);
     }
 }
 
@@ -175,7 +174,7 @@ static void ek_conv2d_fold_patch(const ek_conv2d_params *p, const int8_t *input,
 }
 
 static void ek_conv2d_dsp_fold(const ek_conv2d_params *p, const int8_t *input,
-                               const int8_t *filter, const int32_t *block, int8_t *output)
+                               const int8_t *filter, const int32_t *block, int8_t *output, int32_t *buf)
 {
     const int32_t patch = p->k_h * p->k_w * p->in_c;
     const int32_t groups = (patch + 3) >> 2;
@@ -187,7 +186,7 @@ static void ek_conv2d_dsp_fold(const ek_conv2d_params *p, const int8_t *input,
     const int direct_inside = (row_len & 3) == 0 && p->dil_w == 1;
     const int32_t last_dy = (p->k_h - 1) * p->dil_h;
     /* any other patch is assembled as int8 past the four split ones, then split */
-    int8_t *col = (int8_t *)(ek_conv2d_dsp_buf + EK_FOLD_GROUP_WORDS * groups);
+    int8_t *col = (int8_t *)(buf + EK_FOLD_GROUP_WORDS * groups);
     const int8_t z = (int8_t)(-p->input_offset);
     const int32_t pad = ek_dbl16(ek_sxtb16((int32_t)((uint32_t)(uint8_t)z * 0x01010101u)));
     const int32_t pixels = p->out_h * p->out_w;
@@ -198,22 +197,22 @@ static void ek_conv2d_dsp_fold(const ek_conv2d_params *p, const int8_t *input,
             const int32_t iy0 = y * p->stride_h - p->pad_top, ix0 = x * p->stride_w - p->pad_left;
             if (direct || (direct_inside && iy0 >= 0 && iy0 + last_dy < p->in_h && ix0 >= 0 &&
                            ix0 + p->k_w <= p->in_w)) {
-                ek_conv2d_fold_patch(p, input, y, x, ek_conv2d_dsp_buf + 2 * i, pad);
+                ek_conv2d_fold_patch(p, input, y, x, buf + 2 * i, pad);
             } else {
                 ek_conv2d_im2col(p, input, y, x, col);
-                ek_fold_split(ek_conv2d_dsp_buf + 2 * i, col, patch);
+                ek_fold_split(buf + 2 * i, col, patch);
             }
         }
-        ek_conv2d_fold_gemm_dsp(p, ek_conv2d_dsp_buf, count, filter, block, output + px * p->out_c);
+        ek_conv2d_fold_gemm_dsp(p, buf, count, filter, block, output + px * p->out_c);
     }
 }
 
 void ek_conv2d_s8_dsp(const ek_conv2d_params *p, const int8_t *input,
-                      const int8_t *filter, const int32_t *bias, int8_t *output)
+                      const int8_t *filter, const int32_t *bias, int8_t *output, int8_t *scratch)
 {
     if (p->mult == NULL) {
-        ek_conv2d_dsp_fold(p, input, filter, bias, output);
+        ek_conv2d_dsp_fold(p, input, filter, bias, output, (int32_t *)(void *)scratch);
     } else {
-        ek_conv2d_dsp_pairs(p, input, filter, bias, output);
+        ek_conv2d_dsp_pairs(p, input, filter, bias, output, scratch);
     }
 }

@@ -32,38 +32,40 @@
 #define EK_SP_RUN_MAX 255u             /* entries one accumulator takes apart exactly */
 #define EK_SP_RUN 248u                 /* entries per run of a longer row (a multiple of 8) */
 
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-/* One entry: px moved by delta channels, one LDRD for X01 and X23 and two SMLALs (in asm: GCC
- * would rather split the LDRD into two loads and an add). */
-#define EK_SP_ENTRY(DELTA, VALUE)                                                         \
-    do {                                                                                  \
-        const uint32_t d_ = (DELTA);                                                      \
-        const int32_t v_ = (VALUE);                                                       \
-        int32_t xa_, xb_;                                                                 \
-        __asm__("add %[px], %[px], %[d], lsl #3\n\t"                                      \
-                "ldrd %[xa], %[xb], [%[px]]\n\t"                                          \
-                "smlal %[l0], %[h0], %[xa], %[v]\n\t"                                     \
-                "smlal %[l1], %[h1], %[xb], %[v]"                                         \
-                : [l0] "+r"(l0), [h0] "+r"(h0), [l1] "+r"(l1), [h1] "+r"(h1), [px] "+r"(px), \
-                  [xa] "=&r"(xa_), [xb] "=&r"(xb_)                                        \
-                : [d] "r"(d_), [v] "r"(v_) : "memory");                                   \
-    } while (0)
-#else
-/* (l, h) += a * b as one 64-bit accumulator (SMLAL). */
+/* The two 64-bit accumulators of a walk: (l0, h0) = 2^23 * S1 + S0, (l1, h1) = 2^23 * S3 + S2. */
+typedef struct {
+    uint32_t l0, h0, l1, h1;
+} ek_sp_acc;
+
+/* (l, h) += a * b as one 64-bit accumulator (SMLAL), the portable form. */
 static inline void ek_sp_smlal(uint32_t *l, uint32_t *h, int32_t a, int32_t b)
 {
     const uint64_t acc = (((uint64_t)*h << 32) | *l) + (uint64_t)((int64_t)a * b);
     *l = (uint32_t)acc;
     *h = (uint32_t)(acc >> 32);
 }
-#define EK_SP_ENTRY(DELTA, VALUE)                                                         \
-    do {                                                                                  \
-        const int32_t v_ = (VALUE);                                                       \
-        px += 2u * (DELTA);                                                               \
-        ek_sp_smlal(&l0, &h0, px[0], v_);                                                 \
-        ek_sp_smlal(&l1, &h1, px[1], v_);                                                 \
-    } while (0)
+
+/* One entry: px moved by delta channels (two words each), acc += value * {X01, X23} there;
+ * returns the moved px.  On a DSP core one ADD, one LDRD and two SMLALs (in asm: GCC would
+ * rather split the LDRD into two loads and an add). */
+static EK_ALWAYS_INLINE const int32_t *ek_sp_entry(const int32_t *px, uint32_t delta, int32_t value, ek_sp_acc *acc)
+{
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    int32_t xa, xb;
+    __asm__("add %[px], %[px], %[d], lsl #3\n\t"
+            "ldrd %[xa], %[xb], [%[px]]\n\t"
+            "smlal %[l0], %[h0], %[xa], %[v]\n\t"
+            "smlal %[l1], %[h1], %[xb], %[v]"
+            : [l0] "+r"(acc->l0), [h0] "+r"(acc->h0), [l1] "+r"(acc->l1), [h1] "+r"(acc->h1), [px] "+r"(px),
+              [xa] "=&r"(xa), [xb] "=&r"(xb)
+            : [d] "r"(delta), [v] "r"(value) : "memory");
+#else
+    px += 2u * delta;
+    ek_sp_smlal(&acc->l0, &acc->h0, px[0], value);
+    ek_sp_smlal(&acc->l1, &acc->h1, px[1], value);
 #endif
+    return px;
+}
 
 /* S_even and S_odd of an accumulator (l, h) that started at EK_SP_BIAS. */
 static inline uint32_t ek_sp_even(uint32_t l) { return (l & ((1u << EK_SP_HALF) - 1u)) - EK_SP_BIAS; }
@@ -115,23 +117,23 @@ static EK_ALWAYS_INLINE void ek_sp_walk(const int fmt, const int32_t **ppx, cons
 {
     const int32_t *px = *ppx;
     const int8_t *v = values + e;
-    uint32_t l0 = acc[0], h0 = acc[1], l1 = acc[2], h1 = acc[3];
+    ek_sp_acc a = {acc[0], acc[1], acc[2], acc[3]};
     if (fmt == EK_WF_SPARSE8) {
         const uint8_t *d = deltas + e;
         for (uint32_t j = n >> 2; j > 0; --j) {
-            EK_SP_ENTRY(d[0], v[0]);
-            EK_SP_ENTRY(d[1], v[1]);
-            EK_SP_ENTRY(d[2], v[2]);
-            EK_SP_ENTRY(d[3], v[3]);
+            px = ek_sp_entry(px, d[0], v[0], &a);
+            px = ek_sp_entry(px, d[1], v[1], &a);
+            px = ek_sp_entry(px, d[2], v[2], &a);
+            px = ek_sp_entry(px, d[3], v[3], &a);
             d += 4;
             v += 4;
         }
         for (uint32_t j = n & 3u; j > 0; --j) {
-            EK_SP_ENTRY(*d++, *v++);
+            px = ek_sp_entry(px, *d++, *v++, &a);
         }
     } else {
         if (n > 0 && (e & 1u)) {                /* the row starts in a high nibble */
-            EK_SP_ENTRY((uint32_t)deltas[e >> 1] >> 4, *v++);
+            px = ek_sp_entry(px, (uint32_t)deltas[e >> 1] >> 4, *v++, &a);
             --n;
             ++e;
         }
@@ -139,30 +141,30 @@ static EK_ALWAYS_INLINE void ek_sp_walk(const int fmt, const int32_t **ppx, cons
         for (uint32_t j = n >> 3; j > 0; --j) {
             const uint32_t d8 = ek_read_u32(d);
             d += 4;
-            EK_SP_ENTRY(d8 & 15u, v[0]);
-            EK_SP_ENTRY((d8 >> 4) & 15u, v[1]);
-            EK_SP_ENTRY((d8 >> 8) & 15u, v[2]);
-            EK_SP_ENTRY((d8 >> 12) & 15u, v[3]);
-            EK_SP_ENTRY((d8 >> 16) & 15u, v[4]);
-            EK_SP_ENTRY((d8 >> 20) & 15u, v[5]);
-            EK_SP_ENTRY((d8 >> 24) & 15u, v[6]);
-            EK_SP_ENTRY(d8 >> 28, v[7]);
+            px = ek_sp_entry(px, d8 & 15u, v[0], &a);
+            px = ek_sp_entry(px, (d8 >> 4) & 15u, v[1], &a);
+            px = ek_sp_entry(px, (d8 >> 8) & 15u, v[2], &a);
+            px = ek_sp_entry(px, (d8 >> 12) & 15u, v[3], &a);
+            px = ek_sp_entry(px, (d8 >> 16) & 15u, v[4], &a);
+            px = ek_sp_entry(px, (d8 >> 20) & 15u, v[5], &a);
+            px = ek_sp_entry(px, (d8 >> 24) & 15u, v[6], &a);
+            px = ek_sp_entry(px, d8 >> 28, v[7], &a);
             v += 8;
         }
         for (uint32_t j = (n & 7u) >> 1; j > 0; --j) {   /* a byte: two entries, low nibble first */
             const uint32_t b = *d++;
-            EK_SP_ENTRY(b & 15u, v[0]);
-            EK_SP_ENTRY(b >> 4, v[1]);
+            px = ek_sp_entry(px, b & 15u, v[0], &a);
+            px = ek_sp_entry(px, b >> 4, v[1], &a);
             v += 2;
         }
         if (n & 1u) {                           /* the row ends in a low nibble */
-            EK_SP_ENTRY(*d & 15u, *v);
+            px = ek_sp_entry(px, *d & 15u, *v, &a);
         }
     }
-    acc[0] = l0;
-    acc[1] = h0;
-    acc[2] = l1;
-    acc[3] = h1;
+    acc[0] = a.l0;
+    acc[1] = a.h0;
+    acc[2] = a.l1;
+    acc[3] = a.h1;
     *ppx = px;
 }
 

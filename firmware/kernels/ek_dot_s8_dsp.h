@@ -211,28 +211,38 @@ static inline int32_t ek_smmlar(int32_t a, int32_t b, int32_t acc)
 }
 /* Both halfwords doubled (SADD16 x, x; no half overflows for doubled int8). */
 static inline int32_t ek_dbl16(int32_t x) { return (int32_t)__sadd16((uint32_t)x, (uint32_t)x); }
-/* Half a group: the next four buffer words {xa_even, xa_odd, xb_even, xb_odd} (two pixels), p += 4,
- * sa += xa . {we, wo}, sb += xb . {we, wo}: one LDM and four SMLADs.  In asm because LDM needs
- * ascending registers (r4..r7 here) and GCC, left to itself, spends a spare register on SMLAD
- * temporaries and then spills the loop bound. */
-#define EK_FOLD_HALF(p, we, wo, sa, sb)                                                          \
-    __asm__("ldmia %[x]!, {r4, r5, r6, r7}\n\t"                                                 \
-            "smlad %[a], r4, %[e], %[a]\n\t"                                                    \
-            "smlad %[a], r5, %[o], %[a]\n\t"                                                    \
-            "smlad %[b], r6, %[e], %[b]\n\t"                                                    \
-            "smlad %[b], r7, %[o], %[b]"                                                         \
-            : [a] "+r"(sa), [b] "+r"(sb), [x] "+r"(p)                                            \
-            : [e] "r"(we), [o] "r"(wo), "m"(*(const int32_t(*)[4])(p))                           \
-            : "r4", "r5", "r6", "r7")
-/* The word at *p (any alignment), p += 4: one post-indexed LDR (GCC would rather add once for
+/* Half a group: the four buffer words at p {xa_even, xa_odd, xb_even, xb_odd} (two pixels),
+ * *sa += xa . {we, wo}, *sb += xb . {we, wo}; returns p + 4.  One LDM and four SMLADs, in asm
+ * because LDM needs ascending registers (r4..r7 here) and GCC, left to itself, spends a spare
+ * register on SMLAD temporaries and then spills the loop bound. */
+static EK_ALWAYS_INLINE const int32_t *ek_fold_half(const int32_t *p, int32_t we, int32_t wo, int32_t *sa,
+                                                    int32_t *sb)
+{
+    __asm__("ldmia %[x]!, {r4, r5, r6, r7}\n\t"
+            "smlad %[a], r4, %[e], %[a]\n\t"
+            "smlad %[a], r5, %[o], %[a]\n\t"
+            "smlad %[b], r6, %[e], %[b]\n\t"
+            "smlad %[b], r7, %[o], %[b]"
+            : [a] "+r"(*sa), [b] "+r"(*sb), [x] "+r"(p)
+            : [e] "r"(we), [o] "r"(wo), "m"(*(const int32_t(*)[4])p)
+            : "r4", "r5", "r6", "r7");
+    return p;
+}
+/* The word at *p (any alignment), *p += 4: one post-indexed LDR (GCC would rather add once for
  * two loads at [p] and [p, #4]). */
-#define EK_FOLD_READ_S8X4_POST(p, v) __asm__("ldr %0, [%1], #4" : "=r"(v), "+r"(p) : "m"(*(const int8_t(*)[4])(p)))
-/* dst[0] = e, dst[1] = o, dst += EK_FOLD_GROUP_WORDS: one post-indexed STRD (dst word-aligned). */
-#define EK_FOLD_STORE_PAIR(dst, e, o) \
-    __asm__("strd %2, %3, [%0], #32" : "+r"(dst), "=m"(*(int32_t(*)[2])(dst)) : "r"(e), "r"(o))
-/* Keeps GCC from hoisting the next group's weight load above this group's multiplies (which
- * runs the M4 out of registers); no instruction. */
-#define EK_FOLD_BARRIER() __asm__ volatile("" ::: "memory")
+static EK_ALWAYS_INLINE int32_t ek_fold_read_s8x4_next(const int8_t **p)
+{
+    int32_t v;
+    __asm__("ldr %0, [%1], #4" : "=r"(v), "+r"(*p) : "m"(*(const int8_t(*)[4])*p));
+    return v;
+}
+/* dst[0] = e, dst[1] = o; returns dst + EK_FOLD_GROUP_WORDS: one post-indexed STRD (dst
+ * word-aligned). */
+static EK_ALWAYS_INLINE int32_t *ek_fold_store_pair(int32_t *dst, int32_t e, int32_t o)
+{
+    __asm__("strd %2, %3, [%0], #32" : "+r"(dst), "=m"(*(int32_t(*)[2])dst) : "r"(e), "r"(o));
+    return dst;
+}
 #else
 static inline int32_t ek_smmlar(int32_t a, int32_t b, int32_t acc)
 {
@@ -245,15 +255,24 @@ static inline int32_t ek_dbl16(int32_t x)
     const int32_t hi = (int32_t)(int16_t)(uint16_t)((uint32_t)x >> 16);
     return (int32_t)(((uint32_t)(uint16_t)(2 * lo)) | ((uint32_t)(uint16_t)(2 * hi) << 16));
 }
-#define EK_FOLD_HALF(p, we, wo, sa, sb)                                     \
-    do {                                                                    \
-        (sa) = ek_smlad((p)[1], (wo), ek_smlad((p)[0], (we), (sa)));        \
-        (sb) = ek_smlad((p)[3], (wo), ek_smlad((p)[2], (we), (sb)));        \
-        (p) += 4;                                                           \
-    } while (0)
-#define EK_FOLD_READ_S8X4_POST(p, v) ((v) = ek_read_s8x4(p), (p) += 4)
-#define EK_FOLD_STORE_PAIR(dst, e, o) ((dst)[0] = (e), (dst)[1] = (o), (dst) += 8)
-#define EK_FOLD_BARRIER() ((void)0)
+static inline const int32_t *ek_fold_half(const int32_t *p, int32_t we, int32_t wo, int32_t *sa, int32_t *sb)
+{
+    *sa = ek_smlad(p[1], wo, ek_smlad(p[0], we, *sa));
+    *sb = ek_smlad(p[3], wo, ek_smlad(p[2], we, *sb));
+    return p + 4;
+}
+static inline int32_t ek_fold_read_s8x4_next(const int8_t **p)
+{
+    const int32_t v = ek_read_s8x4(*p);
+    *p += 4;
+    return v;
+}
+static inline int32_t *ek_fold_store_pair(int32_t *dst, int32_t e, int32_t o)
+{
+    dst[0] = e;
+    dst[1] = o;
+    return dst + 8;
+}
 #endif
 
 /* The first n (0..3) int8 at p as one word, missing bytes 0. */
@@ -275,15 +294,14 @@ static inline int32_t ek_read_s8x4_partial(const int8_t *p, int32_t n)
 static inline int32_t *ek_fold_split(int32_t *dst, const int8_t *x, int32_t n)
 {
     for (int32_t k = n >> 2; k > 0; --k) {
-        int32_t v;
-        EK_FOLD_READ_S8X4_POST(x, v);
+        const int32_t v = ek_fold_read_s8x4_next(&x);
         const int32_t e = ek_dbl16(ek_sxtb16(v)), o = ek_dbl16(ek_sxtb16_ror8(v));
-        EK_FOLD_STORE_PAIR(dst, e, o);
+        dst = ek_fold_store_pair(dst, e, o);
     }
     if (n & 3) {
         const int32_t v = ek_read_s8x4_partial(x, n & 3);
         const int32_t e = ek_dbl16(ek_sxtb16(v)), o = ek_dbl16(ek_sxtb16_ror8(v));
-        EK_FOLD_STORE_PAIR(dst, e, o);
+        dst = ek_fold_store_pair(dst, e, o);
     }
     return dst;
 }
@@ -292,44 +310,42 @@ static inline int32_t *ek_fold_split(int32_t *dst, const int8_t *x, int32_t n)
 static inline int32_t *ek_fold_fill(int32_t *dst, int32_t even, int32_t odd, int32_t groups)
 {
     for (; groups > 0; --groups) {
-        EK_FOLD_STORE_PAIR(dst, even, odd);
+        dst = ek_fold_store_pair(dst, even, odd);
     }
     return dst;
 }
 
-/* One group of ek_dot_fold_4x1: the next weight word against four pixels' pairs. */
-#define EK_FOLD_GROUP()                                          \
-    do {                                                         \
-        int32_t v;                                               \
-        EK_FOLD_READ_S8X4_POST(w, v);                            \
-        const int32_t we = ek_sxtb16(v), wo = ek_sxtb16_ror8(v); \
-        EK_FOLD_HALF(x, we, wo, s0, s1);                         \
-        EK_FOLD_HALF(x, we, wo, s2, s3);                         \
-    } while (0)
+/* One group of ek_dot_fold_4x1: the next weight word (at *w) against the four pixels' pairs
+ * (at *x), s[i] += their dot products; *w and *x move past them. */
+static EK_ALWAYS_INLINE void ek_fold_group(const int32_t **x, const int8_t **w, int32_t s[4])
+{
+    const int32_t v = ek_fold_read_s8x4_next(w);
+    const int32_t we = ek_sxtb16(v), wo = ek_sxtb16_ror8(v);
+    *x = ek_fold_half(*x, we, wo, &s[0], &s[1]);
+    *x = ek_fold_half(*x, we, wo, &s[2], &s[3]);
+}
 
 /* acc[i] += dot(2 * x_i, w) for the four pixels i of the buffer x (`groups` groups) and one
  * weight row w of 4 * groups int8 (any alignment); returns w + 4 * groups, the next row of a
  * filter whose rows are padded to whole groups.  Two groups per iteration: 28 instructions
  * for 32 MACs. */
-#if defined(__GNUC__)
-__attribute__((always_inline))   /* its accumulators must stay in the caller's registers */
-#endif
-static inline const int8_t *ek_dot_fold_4x1(const int32_t *x, const int8_t *w, int32_t groups, int32_t acc[4])
+static EK_ALWAYS_INLINE const int8_t *ek_dot_fold_4x1(const int32_t *x, const int8_t *w, int32_t groups,
+                                                      int32_t acc[4])
 {
-    int32_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
+    int32_t s[4] = {acc[0], acc[1], acc[2], acc[3]};
     const int32_t *const end = x + EK_FOLD_GROUP_WORDS * groups;
     if (groups & 1) {
-        EK_FOLD_GROUP();
+        ek_fold_group(&x, &w, s);
     }
     while (x != end) {
-        EK_FOLD_GROUP();
-        EK_FOLD_BARRIER();
-        EK_FOLD_GROUP();
+        ek_fold_group(&x, &w, s);
+        ek_compiler_barrier();     /* the next group's weight load stays below these SMLADs */
+        ek_fold_group(&x, &w, s);
     }
-    acc[0] = s0;
-    acc[1] = s1;
-    acc[2] = s2;
-    acc[3] = s3;
+    acc[0] = s[0];
+    acc[1] = s[1];
+    acc[2] = s[2];
+    acc[3] = s[3];
     return w;
 }
 

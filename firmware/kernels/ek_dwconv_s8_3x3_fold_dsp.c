@@ -33,43 +33,33 @@ static inline int32_t ek_dw_fold_read_partial(const int8_t *p, int32_t n)
     return (int32_t)v;
 }
 
-/* One tap for channels c..c+3: v holds x[c..c+3] (no offset: it is in the bias). */
-#define EK_DW_FOLD_TAP(v, w)                         \
-    do {                                             \
-        const int32_t x02 = ek_sxtb16(v);            \
-        const int32_t x13 = ek_sxtb16_ror8(v);       \
-        const int32_t w02 = ek_read_s8x4(w);         \
-        const int32_t w13 = ek_read_s8x4((w) + 4);   \
-        a0 = ek_smlabb(x02, w02, a0);                \
-        a2 = ek_smlatt(x02, w02, a2);                \
-        a1 = ek_smlabb(x13, w13, a1);                \
-        a3 = ek_smlatt(x13, w13, a3);                \
-    } while (0)
+/* One tap for four channels c..c+3: acc[i] += x[c+i] * w[i], v holding x[c..c+3] (no offset:
+ * it is in the bias), w the tap's 8 filter bytes {w0, w2} and {w1, w3} as halfwords. */
+static EK_ALWAYS_INLINE void ek_dw_fold_tap(int32_t acc[4], int32_t v, const int8_t *w)
+{
+    const int32_t x02 = ek_sxtb16(v);
+    const int32_t x13 = ek_sxtb16_ror8(v);
+    const int32_t w02 = ek_read_s8x4(w);
+    const int32_t w13 = ek_read_s8x4(w + 4);
+    acc[0] = ek_smlabb(x02, w02, acc[0]);
+    acc[2] = ek_smlatt(x02, w02, acc[2]);
+    acc[1] = ek_smlabb(x13, w13, acc[1]);
+    acc[3] = ek_smlatt(x13, w13, acc[3]);
+}
 
-/* Keeps GCC from hoisting the next tap's loads above this one's multiplies (which
- * runs the M4 out of registers); no instruction. */
-#if defined(__GNUC__)
-#define EK_DW_FOLD_BARRIER() __asm__ volatile("" ::: "memory")
-#else
-#define EK_DW_FOLD_BARRIER() ((void)0)
-#endif
-
-/* full_range is a constant in each inlined copy of ek_dw_fold_body */
-#define EK_DW_FOLD_OUT(i, acc)                                                                      \
-    do {                                                                                            \
-        const int32_t r_ = ek_dw_fold_requantize((acc), blk[4 + (i)], blk[8 + (i)], blk[12 + (i)]); \
-        out[ch + (i)] = (int8_t)(full_range ? ek_ssat8(r_) : ek_clamp_i32(r_, act_min, act_max));    \
-    } while (0)
-
-#if defined(__GNUC__)
-#define EK_DW_FOLD_INLINE static inline __attribute__((always_inline))
-#else
-#define EK_DW_FOLD_INLINE static inline
-#endif
+/* Output value of channel i (0..3) of a group from its accumulator: requantized with the
+ * group's block blk, clamped (full_range, a constant in each inlined copy of ek_dw_fold_body:
+ * one SSAT to [-128, 127]). */
+static EK_ALWAYS_INLINE int8_t ek_dw_fold_out(const int32_t *blk, int32_t i, int32_t acc, const int full_range,
+                                              int32_t act_min, int32_t act_max)
+{
+    const int32_t r = ek_dw_fold_requantize(acc, blk[4 + i], blk[8 + i], blk[12 + i]);
+    return (int8_t)(full_range ? ek_ssat8(r) : ek_clamp_i32(r, act_min, act_max));
+}
 
 /* The kernel for one clamp range; inlined twice so the common [-128, 127] range
  * has constant bounds (one SSAT). */
-EK_DW_FOLD_INLINE void ek_dw_fold_body(
+static EK_ALWAYS_INLINE void ek_dw_fold_body(
     const ek_dwconv_params *p, const int8_t *input, const int8_t *filter, const int32_t *bias,
     int8_t *output, int full_range, int32_t act_min, int32_t act_max)
 {
@@ -99,32 +89,29 @@ EK_DW_FOLD_INLINE void ek_dw_fold_body(
             const int32_t *blk = bias;
             int32_t ch = 0;
             for (int32_t g = 0; g < full; ++g, ch += 4, w += 72, blk += 16) {
-                int32_t a0 = blk[0], a1 = blk[1], a2 = blk[2], a3 = blk[3];
+                int32_t acc[4] = {blk[0], blk[1], blk[2], blk[3]};
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC unroll 9
 #endif
                 for (int32_t t = 0; t < 9; ++t) {
-                    EK_DW_FOLD_TAP(ek_read_s8x4(tap[t] + ch), w + 8 * t);
-                    EK_DW_FOLD_BARRIER();
+                    ek_dw_fold_tap(acc, ek_read_s8x4(tap[t] + ch), w + 8 * t);
+                    ek_compiler_barrier();   /* the next tap's loads stay below these multiplies */
                 }
-                EK_DW_FOLD_OUT(0, a0);
-                EK_DW_FOLD_OUT(1, a1);
-                EK_DW_FOLD_OUT(2, a2);
-                EK_DW_FOLD_OUT(3, a3);
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 4
+#endif
+                for (int32_t i = 0; i < 4; ++i) {
+                    out[ch + i] = ek_dw_fold_out(blk, i, acc[i], full_range, act_min, act_max);
+                }
             }
             if (ch < c) {
                 const int32_t n = c - ch;        /* 1..3 channels left */
-                int32_t a0 = blk[0], a1 = blk[1], a2 = blk[2], a3 = blk[3];
+                int32_t acc[4] = {blk[0], blk[1], blk[2], blk[3]};
                 for (int32_t t = 0; t < 9; ++t) {
-                    EK_DW_FOLD_TAP(ek_dw_fold_read_partial(tap[t] + ch, n), w + 8 * t);
+                    ek_dw_fold_tap(acc, ek_dw_fold_read_partial(tap[t] + ch, n), w + 8 * t);
                 }
-                (void)a3;
-                EK_DW_FOLD_OUT(0, a0);
-                if (n > 1) {
-                    EK_DW_FOLD_OUT(1, a1);
-                }
-                if (n > 2) {
-                    EK_DW_FOLD_OUT(2, a2);
+                for (int32_t i = 0; i < n; ++i) {
+                    out[ch + i] = ek_dw_fold_out(blk, i, acc[i], full_range, act_min, act_max);
                 }
             }
         }

@@ -31,14 +31,6 @@
 
 #include "ek_wcode.h"
 
-/* Inlined even where GCC would not: the layer loops below pass a format constant that removes
- * whole branches (and keeps the dot of one format in the inner loop). */
-#if defined(__GNUC__)
-#define EK_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define EK_ALWAYS_INLINE inline
-#endif
-
 /* Sign-extended low / high nibble of a byte (two's complement, 4 bits). */
 static inline int32_t ek_nib_lo(uint32_t b) { return (int8_t)(uint8_t)(b << 4) >> 4; }
 static inline int32_t ek_nib_hi(uint32_t b) { return (int8_t)(uint8_t)b >> 4; }
@@ -210,6 +202,11 @@ typedef struct {
     const uint8_t *next;       /* the next stream byte to load */
     uint32_t buf;              /* the next 16 + room bits, MSB first */
     int32_t room;              /* bits in buf minus 16: refill when < 0 */
+} ek_huff_reader;
+
+/* A stream being decoded: its reader and the canonical code's limits for ek_huff_long. */
+typedef struct {
+    ek_huff_reader bits;       /* where the stream is */
     uint32_t lim[EK_HUFF_MAX_BITS + 1];
     int32_t base[EK_HUFF_MAX_BITS + 1];
 } ek_huff_state;
@@ -226,21 +223,21 @@ static inline void ek_huff_init(const ek_wcode *w, ek_huff_state *s)
     }
     s->lim[0] = 0;
     s->base[0] = 0;
-    s->next = w->codes;
-    s->buf = 0;
-    s->room = -16;
+    s->bits.next = w->codes;
+    s->bits.buf = 0;
+    s->bits.room = -16;
 }
 
-/* The code longer than table_bits at the top of s->buf: (len << 8) | (uint8_t)symbol.  Out of
- * line, and reading its state from memory, so that the decode loop keeps no registers for it. */
+/* The code longer than table_bits at the top of buf: (len << 8) | (uint8_t)symbol.  Out of
+ * line, and reading its tables from memory, so that the decode loop keeps no registers for it. */
 #if defined(__GNUC__) && !defined(__clang__)
 __attribute__((noinline, noipa, unused))
 #elif defined(__GNUC__)
 __attribute__((noinline, unused))
 #endif
-static uint32_t ek_huff_long(const ek_wcode *w, const ek_huff_state *s)
+static uint32_t ek_huff_long(const ek_wcode *w, const ek_huff_state *s, uint32_t buf)
 {
-    const uint32_t v = s->buf >> 16;
+    const uint32_t v = buf >> 16;
     int32_t len = w->table_bits + 1;
     while (v >= s->lim[len]) {
         if (++len > EK_HUFF_MAX_BITS) {
@@ -256,31 +253,33 @@ static uint32_t ek_huff_long(const ek_wcode *w, const ek_huff_state *s)
 #define EK_UNLIKELY(c) (c)
 #endif
 
-/* Refill buf two bytes at a time: room >= 0 afterwards. */
-#define EK_HUFF_REFILL(buf, room, next)                                                   \
-    do {                                                                                  \
-        (buf) |= ((uint32_t)(next)[0] << 8 | (next)[1]) << (uint32_t)-(room);             \
-        (next) += 2;                                                                      \
-        (room) += 16;                                                                     \
-    } while (0)
+/* Load the next two stream bytes into r->buf below its bits: r->room >= 0 afterwards. */
+static EK_ALWAYS_INLINE void ek_huff_refill(ek_huff_reader *r)
+{
+    r->buf |= ((uint32_t)r->next[0] << 8 | r->next[1]) << (uint32_t)-r->room;
+    r->next += 2;
+    r->room += 16;
+}
 
-/* One code: its symbol to *dst, buf and room advanced past it (refilled when room < 0). */
-#define EK_HUFF_STEP(dst)                                                                 \
-    do {                                                                                  \
-        uint32_t e_ = table[buf >> drop];                                                 \
-        uint32_t len_ = e_ >> 8;                                                          \
-        if (EK_UNLIKELY(len_ == 0u)) {                                                    \
-            s->buf = buf;                                                                 \
-            e_ = ek_huff_long(w, s);                                                      \
-            len_ = e_ >> 8;                                                               \
-        }                                                                                 \
-        *(dst) = (int8_t)(uint8_t)e_;                                                     \
-        buf <<= len_;                                                                     \
-        room -= (int32_t)len_;                                                            \
-        if (EK_UNLIKELY(room < 0)) {                                                      \
-            EK_HUFF_REFILL(buf, room, next);                                              \
-        }                                                                                 \
-    } while (0)
+/* The symbol of the code at the top of r to *dst, r advanced past it (refilled when room < 0);
+ * table and drop = 32 - table_bits are w's, passed so that they stay in registers.  (Storing
+ * here, before the shift, rather than returning the symbol saves GCC 12 an instruction a refill.) */
+static EK_ALWAYS_INLINE void ek_huff_decode_one(int8_t *dst, ek_huff_reader *r, const uint16_t *table,
+                                                uint32_t drop, const ek_wcode *w, const ek_huff_state *s)
+{
+    uint32_t entry = table[r->buf >> drop];
+    uint32_t len = entry >> 8;
+    if (EK_UNLIKELY(len == 0u)) {
+        entry = ek_huff_long(w, s, r->buf);
+        len = entry >> 8;
+    }
+    *dst = (int8_t)(uint8_t)entry;
+    r->buf <<= len;
+    r->room -= (int32_t)len;
+    if (EK_UNLIKELY(r->room < 0)) {
+        ek_huff_refill(r);
+    }
+}
 
 /* Decode the next n weights of the stream into dst (two codes per loop pass).  Out of line:
  * called once per block, it keeps the whole bit reader in registers. */
@@ -291,22 +290,18 @@ static void ek_huff_decode(const ek_wcode *w, ek_huff_state *s, int8_t *dst, int
 {
     const uint16_t *table = w->table;
     const uint32_t drop = 32u - (uint32_t)w->table_bits;
-    const uint8_t *next = s->next;
-    uint32_t buf = s->buf;
-    int32_t room = s->room;
-    if (room < 0) {
-        EK_HUFF_REFILL(buf, room, next);
+    ek_huff_reader r = s->bits;
+    if (r.room < 0) {
+        ek_huff_refill(&r);
     }
     for (int32_t k = n >> 1; k > 0; --k, dst += 2) {
-        EK_HUFF_STEP(dst);
-        EK_HUFF_STEP(dst + 1);
+        ek_huff_decode_one(dst, &r, table, drop, w, s);
+        ek_huff_decode_one(dst + 1, &r, table, drop, w, s);
     }
     if (n & 1) {
-        EK_HUFF_STEP(dst);
+        ek_huff_decode_one(dst, &r, table, drop, w, s);
     }
-    s->next = next;
-    s->buf = buf;
-    s->room = room;
+    s->bits = r;
 }
 
 /* Requantized, offset and clamped output value of a conv / depthwise channel

@@ -156,16 +156,16 @@ static inline int32_t ek_pair16(int32_t lo, int32_t hi)
 #endif
 }
 
-/* s0 += the SMLAD of xv with the halfword pair w and, for a second vector (two != 0), s1 += that
- * of yv (evaluated only then) with the same pair. */
-#define EK_MAC_PAIR(xv, yv, w)                                                            \
-    do {                                                                                  \
-        const int32_t w_ = (w);                                                           \
-        s0 = ek_smlad((xv), w_, s0);                                                      \
-        if (two) {                                                                        \
-            s1 = ek_smlad((yv), w_, s1);                                                  \
-        }                                                                                 \
-    } while (0)
+/* *s0 += SMLAD(xv, w) and, for a second pixel (two != 0), *s1 += SMLAD(yv, w): one halfword
+ * pair of weights against one or two pixels' halfword pairs. */
+static EK_ALWAYS_INLINE void ek_smlad_one_or_two(int32_t *s0, int32_t *s1, const int two, int32_t xv, int32_t yv,
+                                                 int32_t w)
+{
+    *s0 = ek_smlad(xv, w, *s0);
+    if (two) {
+        *s1 = ek_smlad(yv, w, *s1);
+    }
+}
 
 /* acc[0] += dot(x, row) for a lut4 row (portable layout) with the codebook `table` and, when
  * two != 0 (a constant after inlining), acc[1] += dot(x + dp, row): two conv pixels share each
@@ -181,11 +181,14 @@ static EK_ALWAYS_INLINE void ek_wdot_lut4_dsp(const int8_t *x, int32_t dp, const
         const int32_t y0 = two ? ek_read_s8x4(x + dp) : 0, y1 = two ? ek_read_s8x4(x + dp + 4) : 0;
         codes += 4;
         x += 8;
-        EK_MAC_PAIR(ek_sxtb16(x0), ek_sxtb16(y0), ek_pair16(table[i & 15u], table[(i >> 8) & 15u]));
-        EK_MAC_PAIR(ek_sxtb16_ror8(x0), ek_sxtb16_ror8(y0),
-                    ek_pair16(table[(i >> 4) & 15u], table[(i >> 12) & 15u]));
-        EK_MAC_PAIR(ek_sxtb16(x1), ek_sxtb16(y1), ek_pair16(table[(i >> 16) & 15u], table[(i >> 24) & 15u]));
-        EK_MAC_PAIR(ek_sxtb16_ror8(x1), ek_sxtb16_ror8(y1), ek_pair16(table[(i >> 20) & 15u], table[i >> 28]));
+        ek_smlad_one_or_two(&s0, &s1, two, ek_sxtb16(x0), ek_sxtb16(y0),
+                            ek_pair16(table[i & 15u], table[(i >> 8) & 15u]));
+        ek_smlad_one_or_two(&s0, &s1, two, ek_sxtb16_ror8(x0), ek_sxtb16_ror8(y0),
+                            ek_pair16(table[(i >> 4) & 15u], table[(i >> 12) & 15u]));
+        ek_smlad_one_or_two(&s0, &s1, two, ek_sxtb16(x1), ek_sxtb16(y1),
+                            ek_pair16(table[(i >> 16) & 15u], table[(i >> 24) & 15u]));
+        ek_smlad_one_or_two(&s0, &s1, two, ek_sxtb16_ror8(x1), ek_sxtb16_ror8(y1),
+                            ek_pair16(table[(i >> 20) & 15u], table[i >> 28]));
     }
     acc[0] = (int32_t)((uint32_t)s0 + (uint32_t)ek_wdot_lut4(x, codes, table, K & 7));
     if (two) {
@@ -202,8 +205,9 @@ static EK_ALWAYS_INLINE void ek_wdot_lut8_dsp(const int8_t *x, int32_t dp, const
         const int32_t x0 = ek_read_s8x4(x);
         const int32_t y0 = two ? ek_read_s8x4(x + dp) : 0;
         x += 4;
-        EK_MAC_PAIR(ek_sxtb16(x0), ek_sxtb16(y0), ek_pair16(table[codes[0]], table[codes[2]]));
-        EK_MAC_PAIR(ek_sxtb16_ror8(x0), ek_sxtb16_ror8(y0), ek_pair16(table[codes[1]], table[codes[3]]));
+        ek_smlad_one_or_two(&s0, &s1, two, ek_sxtb16(x0), ek_sxtb16(y0), ek_pair16(table[codes[0]], table[codes[2]]));
+        ek_smlad_one_or_two(&s0, &s1, two, ek_sxtb16_ror8(x0), ek_sxtb16_ror8(y0),
+                            ek_pair16(table[codes[1]], table[codes[3]]));
         codes += 4;
     }
     acc[0] = (int32_t)((uint32_t)s0 + (uint32_t)ek_wdot_lut8(x, codes, table, K & 3));
@@ -212,41 +216,54 @@ static EK_ALWAYS_INLINE void ek_wdot_lut8_dsp(const int8_t *x, int32_t dp, const
     }
 }
 
-/* p + the byte (word >> rot) & 0xFF: UXTAB (base Armv7-M; the rotation 0, 8, 16 or 24). */
+/* p + the byte (word >> rot) & 0xFF, rot 0, 8, 16 or 24: one UXTAB (base Armv7-M).  Its rotation
+ * is an immediate, so one asm per value; rot is a constant after inlining and the switch folds
+ * away (and still compiles at -O0, where an "i" operand would not). */
+static EK_ALWAYS_INLINE const int8_t *ek_add_byte(const int8_t *p, uint32_t word, const int rot)
+{
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-#define EK_UXTAB_PTR(p, word, rot)                                                        \
-    do {                                                                                  \
-        __asm__("uxtab %0, %0, %1, ror #" #rot : "+r"(p) : "r"(word));                    \
-    } while (0)
+    switch (rot) {
+    case 8:
+        __asm__("uxtab %0, %0, %1, ror #8" : "+r"(p) : "r"(word));
+        break;
+    case 16:
+        __asm__("uxtab %0, %0, %1, ror #16" : "+r"(p) : "r"(word));
+        break;
+    case 24:
+        __asm__("uxtab %0, %0, %1, ror #24" : "+r"(p) : "r"(word));
+        break;
+    default:
+        __asm__("uxtab %0, %0, %1" : "+r"(p) : "r"(word));
+        break;
+    }
+    return p;
 #else
-#define EK_UXTAB_PTR(p, word, rot) ((p) += ((word) >> (rot)) & 0xFFu)
+    return p + ((word >> rot) & 0xFFu);
 #endif
+}
 
-/* One step of a sparse walk: px advanced by a delta (UXTAB of byte `rot` of `word`), the input
- * there into x. */
-#define EK_SPARSE_STEP(px, word, rot, x)                                                  \
-    do {                                                                                  \
-        EK_UXTAB_PTR(px, word, rot);                                                      \
-        (x) = (px)[0];                                                                    \
-    } while (0)
+/* s0 + dot of four entries of a sparse walk: *px moved by each delta in turn (the bytes at
+ * rotations r0 of a, r1 of b, r2 of a and r3 of b) and the input there taken; the values the four
+ * int8 of v4.  The gathered inputs in pairs {0, 2}, {1, 3} meet SXTB16's {v0, v2}, {v1, v3}. */
+static EK_ALWAYS_INLINE int32_t ek_sparse_quad(const int8_t **px, int32_t s0, uint32_t a, uint32_t b, const int r0,
+                                               const int r1, const int r2, const int r3, int32_t v4)
+{
+    const int8_t *p = *px;
+    p = ek_add_byte(p, a, r0);
+    const int32_t x0 = p[0];
+    p = ek_add_byte(p, b, r1);
+    const int32_t x1 = p[0];
+    p = ek_add_byte(p, a, r2);
+    const int32_t x2 = p[0];
+    p = ek_add_byte(p, b, r3);
+    const int32_t x3 = p[0];
+    *px = p;
+    s0 = ek_smlad(ek_pair16(x0, x2), ek_sxtb16(v4), s0);
+    return ek_smlad(ek_pair16(x1, x3), ek_sxtb16_ror8(v4), s0);
+}
 
-/* Four entries of a sparse walk, their deltas the bytes at rotations r0 of a, r1 of b, r2 of a
- * and r3 of b, their values the four int8 of v4: the gathered inputs in pairs {0, 2}, {1, 3}
- * meet SXTB16's {v0, v2}, {v1, v3}. */
-#define EK_SPARSE_QUAD(a, b, r0, r1, r2, r3, v4)                                          \
-    do {                                                                                  \
-        const int32_t v4_ = (v4);                                                         \
-        int32_t x0, x1, x2, x3;                                                           \
-        EK_SPARSE_STEP(px, a, r0, x0);                                                    \
-        EK_SPARSE_STEP(px, b, r1, x1);                                                    \
-        EK_SPARSE_STEP(px, a, r2, x2);                                                    \
-        EK_SPARSE_STEP(px, b, r3, x3);                                                    \
-        s0 = ek_smlad(ek_pair16(x0, x2), ek_sxtb16(v4_), s0);                             \
-        s0 = ek_smlad(ek_pair16(x1, x3), ek_sxtb16_ror8(v4_), s0);                        \
-    } while (0)
-
-/* One entry of value w at px: s0 += px[0] * w. */
-#define EK_SPARSE_MAC1(w) (s0 = (int32_t)((uint32_t)s0 + ek_wmul(px[0], (w))))
+/* s0 + x * w, wrapping (one entry of a sparse walk). */
+static inline int32_t ek_mac_wrap(int32_t s0, int32_t x, int32_t w) { return (int32_t)((uint32_t)s0 + ek_wmul(x, w)); }
 
 /* acc + dot(x, row) over the n entries of a sparse row starting at entry e (global number;
  * delta_bits 4 or 8). */
@@ -263,16 +280,16 @@ static EK_ALWAYS_INLINE int32_t ek_wdot_sparse_dsp(const int8_t *x, const uint8_
             const int32_t v4 = ek_read_s8x4(v);
             d += 4;
             v += 4;
-            EK_SPARSE_QUAD(d4, d4, 0, 8, 16, 24, v4);
+            s0 = ek_sparse_quad(&px, s0, d4, d4, 0, 8, 16, 24, v4);
         }
         for (uint32_t j = n & 3u; j > 0; --j) {
             px += *d++;
-            EK_SPARSE_MAC1(*v++);
+            s0 = ek_mac_wrap(s0, px[0], *v++);
         }
     } else {
         if (n > 0 && (e & 1u)) {           /* the row starts in a high nibble */
             px += deltas[e >> 1] >> 4;
-            EK_SPARSE_MAC1(*v++);
+            s0 = ek_mac_wrap(s0, px[0], *v++);
             ++e;
             --n;
         }
@@ -283,28 +300,28 @@ static EK_ALWAYS_INLINE int32_t ek_wdot_sparse_dsp(const int8_t *x, const uint8_
             const uint32_t d8 = ek_read_u32(d);
             const uint32_t even = d8 & low, odd = (d8 >> 4) & low;
             d += 4;
-            EK_SPARSE_QUAD(even, odd, 0, 0, 8, 8, ek_read_s8x4(v));
-            EK_SPARSE_QUAD(even, odd, 16, 16, 24, 24, ek_read_s8x4(v + 4));
+            s0 = ek_sparse_quad(&px, s0, even, odd, 0, 0, 8, 8, ek_read_s8x4(v));
+            s0 = ek_sparse_quad(&px, s0, even, odd, 16, 16, 24, 24, ek_read_s8x4(v + 4));
             v += 8;
         }
         if (n & 4u) {                       /* four more entries: two bytes of deltas */
             const uint32_t d4 = (uint32_t)d[0] | (uint32_t)d[1] << 8;
             const uint32_t even = d4 & low, odd = (d4 >> 4) & low;
             d += 2;
-            EK_SPARSE_QUAD(even, odd, 0, 0, 8, 8, ek_read_s8x4(v));
+            s0 = ek_sparse_quad(&px, s0, even, odd, 0, 0, 8, 8, ek_read_s8x4(v));
             v += 4;
         }
         for (uint32_t j = (n & 3u) >> 1; j > 0; --j) {  /* a byte: two entries, low nibble first */
             const uint32_t b = *d++;
             px += b & 15u;
-            EK_SPARSE_MAC1(v[0]);
+            s0 = ek_mac_wrap(s0, px[0], v[0]);
             px += b >> 4;
-            EK_SPARSE_MAC1(v[1]);
+            s0 = ek_mac_wrap(s0, px[0], v[1]);
             v += 2;
         }
         if (n & 1u) {                       /* the row ends in a low nibble */
             px += *d & 15u;
-            EK_SPARSE_MAC1(*v);
+            s0 = ek_mac_wrap(s0, px[0], *v);
         }
     }
     return s0;
