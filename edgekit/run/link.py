@@ -337,7 +337,26 @@ def _open_serial(port: str | Any, baudrate: int, poll_interval: float) -> tuple[
     return port, False
 
 
-class DeviceLink:
+class PortSession:
+    """What both serial protocols' links share: a context manager that closes the port on exit
+    if the link opened it (a pyserial object passed in stays the caller's)."""
+
+    _serial: Any
+    _owns_serial: bool
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the port if this link opened it."""
+        if self._owns_serial:
+            self._serial.close()
+
+
+class DeviceLink(PortSession):
     """A connection to edgekit firmware over a serial port.
 
     port: a pyserial URL or device name ("/dev/ttyACM0", "socket://host:port",
@@ -381,19 +400,6 @@ class DeviceLink:
         self._info: DeviceInfo | None = None
         self._session = False  # a banner or a reply was seen: a new banner means a reboot
         self.runs_done = 0  # timed runs recorded by the last run()
-
-    # -- context manager -----------------------------------------------------
-
-    def __enter__(self) -> DeviceLink:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the port if this link opened it."""
-        if self._owns_serial:
-            self._serial.close()
 
     # -- low level: bytes ------------------------------------------------------
 

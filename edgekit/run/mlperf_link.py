@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from edgekit.run.link import (_PORT_ERRORS, BoardReset, DeviceError, DeviceInfo, DeviceLink, ErrorCode, LinkClosed,
+from edgekit.run.link import (_PORT_ERRORS, BoardReset, DeviceError, DeviceInfo, DeviceLink, ErrorCode, LinkClosed, PortSession,
                               LinkTimeout, ProtocolError, _open_serial, _read_waiting)
 
 MLPERF_READY = "m-ready"
@@ -38,7 +38,7 @@ class MlperfInference:
         return self.end_us - self.start_us
 
 
-class MlperfTinyLink:
+class MlperfTinyLink(PortSession):
     """A connection to firmware speaking the MLPerf Tiny / EEMBC runner protocol.
 
     ASCII commands end with '%'; the device answers with lines and ends every
@@ -76,17 +76,6 @@ class MlperfTinyLink:
         self._buffer = bytearray()
         self._session = False
         self._info: DeviceInfo | None = None
-
-    def __enter__(self) -> MlperfTinyLink:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the port if this link opened it."""
-        if self._owns_serial:
-            self._serial.close()
 
     # -- lines -------------------------------------------------------------------
 
