@@ -141,11 +141,6 @@ def choose_kernel(*kinds: str):
     return register
 
 
-def weights_format(op: Op) -> str:
-    """The weight format this layer's kernel reads (edgekit.ir.Op.weights_format)."""
-    return op.weights_format
-
-
 def lowering(*kinds: str):
     """Register a lowering function for one or more TFLite builtin op names."""
     def register(fn: Lowering) -> Lowering:

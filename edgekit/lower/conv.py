@@ -22,7 +22,7 @@ from edgekit.cdefs import define
 from edgekit.ir import Graph, Op
 from edgekit.targets import Target
 from edgekit.lower.base import (ArrayArg, ArrayRef, ConstArray, InPlace, KernelCall, ScratchArg, TensorArg, choose_kernel, lowering,
-                   nhwc, require_int8, unsupported, weights_format)
+                   nhwc, require_int8, unsupported)
 from edgekit.lower.compressed import compressed_call
 from edgekit.lower.kernels import Kernel, format_kernel, kernel
 from edgekit.lower.packing import fold_input_offset, interleave_pairs, pack_conv_fold
@@ -168,7 +168,7 @@ def choose_conv2d(graph: Graph, op: Op, target: Target | None, fmt: str) -> Kern
 @lowering("CONV_2D")
 def lower_conv2d(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     layer = read_conv2d(graph, op)
-    fmt = weights_format(op)
+    fmt = op.weights_format
     k = conv2d_kernel(layer, target, fmt)
     params, rows, bias = layer.params, layer.rows, layer.bias
     if fmt != "int8":

@@ -17,7 +17,7 @@ from edgekit import formats
 from edgekit.ir import Graph, Op
 from edgekit.targets import Target
 from edgekit.lower.base import (ArrayArg, ConstArray, InPlace, KernelCall, ScratchArg, TensorArg, choose_kernel, lowering,
-                   nhwc, require_int8, unsupported, weights_format)
+                   nhwc, require_int8, unsupported)
 from edgekit.lower.compressed import compressed_call
 from edgekit.lower.conv import conv_call, conv_geometry, conv_weights_and_quant
 from edgekit.lower.kernels import Kernel, format_kernel, kernel
@@ -133,7 +133,7 @@ def w4_3x3_call(layer: DwLayer, op: Op, fold: bool) -> KernelCall:
 @lowering("DEPTHWISE_CONV_2D")
 def lower_dwconv(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     layer = read_dwconv(graph, op)
-    fmt = weights_format(op)
+    fmt = op.weights_format
     k = dwconv_kernel(layer, target, fmt)
     params, bias = layer.params, layer.bias
     if k.name == "ek_dwconv_s8_w4_3x3_dsp":

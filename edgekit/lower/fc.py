@@ -8,7 +8,7 @@ from edgekit.lower import quant
 from edgekit.ir import Graph, Op
 from edgekit.targets import Target
 from edgekit.lower.base import (ArrayArg, ArrayRef, ConstArray, KernelCall, TensorArg, choose_kernel, lowering, require_int8,
-                   unsupported, weights_format)
+                   unsupported)
 from edgekit.lower.compressed import compressed_call
 from edgekit.lower.kernels import Kernel, format_kernel, kernel
 from edgekit.lower.packing import fold_input_offset, interleave_pairs
@@ -71,7 +71,7 @@ def lower_fc(graph: Graph, op: Op, target: Target | None = None) -> KernelCall:
     per_tensor = len(set(zip(mults, shifts))) <= 1   # one multiplier for the whole layer
     params["per_tensor"] = int(per_tensor)
     params["double_round"] = int(double_round)
-    fmt = weights_format(op)
+    fmt = op.weights_format
     k = fc_kernel(weight_offset, target, fmt)
     if fmt != "int8":
         if weight_offset != 0:

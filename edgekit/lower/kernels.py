@@ -164,11 +164,3 @@ def format_kernel(op: str, fmt: str, dsp: bool) -> Kernel:
                 return k
     raise ValueError(f"no {fmt} kernel for {op}")
 
-
-def format_kernels(op: str) -> dict[str, tuple[Kernel, ...]]:
-    """format -> the kernels of op that read it (portable first)."""
-    out: dict[str, list[Kernel]] = {}
-    for k in KERNELS.values():
-        if k.op == op and k.weights:
-            out.setdefault(k.weights, []).append(k)
-    return {f: tuple(sorted(ks, key=lambda k: k.dsp)) for f, ks in out.items()}

@@ -27,7 +27,7 @@ from edgekit.passes.weights import choose_weight_formats
 class Settings:
     """What an export asks of the passes."""
     target: Target | None = None       # None: portable kernels only
-    weights: str = "auto"              # --weights
+    weights: str = "int8"              # --weights (export passes its own, "auto" by default)
     optimize: str = "speed"            # --optimize
     huffman_decode: str = "layer"      # --huffman-decode
 
@@ -115,7 +115,7 @@ def check_supported(graph: Graph, settings: Settings | None = None) -> Graph:
 
 
 def choose_weights(graph: Graph, settings: Settings | None = None) -> Graph:
-    s = settings or Settings(weights="int8")
+    s = settings or Settings()
     choose_weight_formats(graph, s.weights, s.optimize, s.target, s.huffman_decode)
     return graph
 
@@ -126,7 +126,7 @@ PASSES = (strip_boundary_quantize, check_io, separate_repeated_outputs, check_su
 def run_passes(graph: Graph, settings: Settings | None = None) -> Graph:
     """Every pass in order. Without settings: the portable target and int8 weights (what the
     integer reference and the tests of single passes use)."""
-    settings = settings or Settings(weights="int8")
+    settings = settings or Settings()
     for p in PASSES:
         graph = p(graph, settings)
     return graph

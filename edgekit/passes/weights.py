@@ -2,9 +2,10 @@
 
 Every format in edgekit.formats is a lossless encoding of the layer's int8 weights, so the
 choice changes flash bytes and instructions, never an output byte. The pass records each
-choice in op.notes.weights (edgekit.ir.WeightsChoice); the lowerings emit the matching kernel. A format the user forces but a layer cannot take (too many distinct values
-for a codebook, values outside [-8, 7] for int4, a depthwise layer and a codebook) falls back
-to int8 for that layer, with the reason in the report.
+choice in op.notes.weights (edgekit.ir.WeightsChoice); the lowerings emit the matching kernel.
+A format the user forces but a layer cannot take (too many distinct values for a codebook,
+values outside [-8, 7] for int4, a depthwise layer and a codebook) falls back to int8 for that
+layer, with the reason in the report.
 
 auto picks per layer, among the formats the layer can take:
   --optimize size      the fewest flash bytes;
