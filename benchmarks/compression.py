@@ -3,7 +3,7 @@ on the emulated Cortex-M4, for each model variant and each `--weights` format.
 
     .venv/bin/python benchmarks/compression.py [--models kws resnet ad]
         [--variants int8 pruned clustered int4] [--formats int8 int4 lut4 lut8 sparse huffman auto]
-        [--target cortex-m4] [--json F]
+        [--target cortex-m4] [--kernels auto|portable] [--json F]
 
 Variants: the shared int8 model itself, and tests/model_variants.py's tfmot variants (pruned to
 80 %, clustered to 16 clusters, pruned to 80 % then clustered to 16 with the zeros kept (Deep
@@ -13,7 +13,8 @@ with `--weights FORMAT` (`auto` = `--weights auto --optimize size`), built with 
 -O2 and run by `edgekit bench --emulate` (QEMU -icount: instructions are exact and repeatable);
 every output is checked against the reference (LiteRT's reference kernels, TFLite Micro for INT4
 models). A forced format a layer cannot take falls back to int8 for that layer: the "layers"
-column says how many conv/FC/depthwise layers took the format.
+column says how many conv/FC/depthwise layers took the format. `--kernels portable` keeps the
+portable C kernels on a core with the DSP extension (as `edgekit export --kernels portable`).
 
 Columns: weights = bytes of the conv/FC/depthwise weight arrays in the chosen formats (int8 =
 one byte per weight); constants = every constant array (weights, biases, multipliers);
@@ -46,7 +47,7 @@ def model_path(model: str, variant: str) -> Path:
     return variant_path(model, variant)
 
 
-def measure(path: Path, fmt: str, target_name: str, tmp: Path) -> dict:
+def measure(path: Path, fmt: str, target_name: str, portable: bool, tmp: Path) -> dict:
     from edgekit.measure.bench import BenchConfig, bench
     from edgekit.build import firmware_elf, firmware_size
     from edgekit.export import export
@@ -54,7 +55,8 @@ def measure(path: Path, fmt: str, target_name: str, tmp: Path) -> dict:
 
     out = tmp / f"{path.stem}-{fmt}"
     weights, optimize = ("auto", "size") if fmt == "auto" else (fmt, "speed")
-    result = export(path, out, get_target(target_name), weights=weights, optimize=optimize)
+    result = export(path, out, get_target(target_name, portable=portable), weights=weights,
+                    optimize=optimize)
     report = result.report
     layers = [l for l in report["layers"] if "weights" in l]
     took = sum(1 for l in layers if l["weights"]["format"] == fmt)      # auto: see `formats`
@@ -75,6 +77,8 @@ def main() -> int:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
     ap.add_argument("--target", default="cortex-m4")
+    ap.add_argument("--kernels", choices=["auto", "portable"], default="auto",
+                    help="portable: the plain C kernels even where the core has the DSP extension")
     ap.add_argument("--json")
     args = ap.parse_args()
     if not MODELS_DIR.is_dir():
@@ -83,7 +87,7 @@ def main() -> int:
     sys.path.insert(0, str(REPO))
     print("$ .venv/bin/python benchmarks/compression.py --models " + " ".join(args.models) +
           " --variants " + " ".join(args.variants) + " --formats " + " ".join(args.formats) +
-          f" --target {args.target}\n")
+          f" --target {args.target} --kernels {args.kernels}\n")
     print("| model | variant | --weights | layers in format | weights bytes | vs int8 | constants | "
           "flash | arena | instructions | vs int8 | exact |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
@@ -94,7 +98,7 @@ def main() -> int:
                 path = model_path(model, variant)
                 base = None
                 for fmt in args.formats:
-                    r = measure(path, fmt, args.target, Path(tmp))
+                    r = measure(path, fmt, args.target, args.kernels == "portable", Path(tmp))
                     r.update(model=MODELS[model][0], variant=variant)
                     base = base or (r if fmt == "int8" else None)
                     ok &= r["exact"]

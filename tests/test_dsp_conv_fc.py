@@ -171,7 +171,8 @@ def test_conv_dsp_equals_reference(lib, variant, extreme):
 def _fold_quant(rng, ints: dict, mult, shift, w, bias, extreme: bool):
     """The folded form's quantization edges on top of a _conv_case: shifts mostly in the one-multiply
     range CONV_FOLD_SHIFTS and some channels outside it (the kernel's ek_requantize path),
-    multipliers 0 and 2^31 - 1, biases that take the accumulators to just under 2^30."""
+    multipliers 0 and 2^31 - 1, biases that take the accumulators to just under 2^30, and pruned
+    channels (their row of w set to zero in place) with any int32 bias (constant blocks)."""
     n = mult.size
     shift = rng.integers(CONV_FOLD_SHIFTS[0], CONV_FOLD_SHIFTS[1] + 1, n).astype(np.int32)
     if rng.random() < 0.3:
@@ -184,6 +185,11 @@ def _fold_quant(rng, ints: dict, mult, shift, w, bias, extreme: bool):
             limit = 2**30 - 1 - w.shape[1] * 2**14
             target = np.where(rng.random(n) < 0.5, limit, -limit).astype(np.int64)
             bias = (target - ints["input_offset"] * w.astype(np.int64).sum(axis=1)).astype(np.int32)
+        if rng.random() < 0.3:
+            pruned = rng.integers(0, n)
+            w[pruned] = 0
+            bias = np.zeros(n, np.int32) if bias is None else bias
+            bias[pruned] = rng.choice(np.array([2**31 - 1, -2**31, 2**30, -12345], np.int32))
     return mult, shift, bias
 
 
@@ -276,8 +282,9 @@ def test_conv_fold_dsp_at_its_limits(lib, variant, in_c, k, out_c, hw, stride, p
 
 
 def test_conv_fold_ok_mirrors_the_kernels_limits():
-    """conv_fold_ok is the C kernels' contract: accumulators under 2^30, four split patches (plus
-    one int8 patch when it is assembled first) within the per-layer cap EK_CONV2D_DSP_MAX_SCRATCH."""
+    """conv_fold_ok is the C kernels' contract: accumulators under 2^30 (all-zero rows aside: their
+    blocks are constants), four split patches (plus one int8 patch when it is assembled first)
+    within the per-layer cap EK_CONV2D_DSP_MAX_SCRATCH."""
     assert CONV_DSP_MAX_SCRATCH == 32 * (576 // 4) >= 2 * CONV_DSP_MAX_PATCH   # four 3x3x64 patches
     zeros = np.zeros(1, np.int32)
     assert conv_fold_ok(np.zeros((1, 576), np.int8), zeros, 64, pointwise=False)          # 3x3x64: full
@@ -286,8 +293,23 @@ def test_conv_fold_ok_mirrors_the_kernels_limits():
     assert not conv_fold_ok(np.zeros((1, 513), np.int8), zeros, 3, pointwise=False)
     assert conv_fold_ok(np.zeros((1, 513), np.int8), zeros, 3, pointwise=True)            # never assembled
     limit = 2**30 - 1 - 9 * 2**14
-    assert conv_fold_ok(np.zeros((2, 9), np.int8), np.array([5, -limit], np.int32), 1, pointwise=True)
-    assert not conv_fold_ok(np.zeros((2, 9), np.int8), np.array([5, limit + 1], np.int32), 1, pointwise=True)
+    assert conv_fold_ok(np.ones((2, 9), np.int8), np.array([5, -limit], np.int32), 1, pointwise=True)
+    assert not conv_fold_ok(np.ones((2, 9), np.int8), np.array([5, limit + 1], np.int32), 1, pointwise=True)
+    pruned = np.array([[1] * 9, [0] * 9], np.int8)
+    assert conv_fold_ok(pruned, np.array([5, 2**31 - 1], np.int32), 1, pointwise=True)
+
+
+def test_export_requantize_is_the_kernels():
+    """edgekit.lower.quant.requantize (the exporter's, for constant channels) equals the integer
+    reference's ek_requantize (edgekit.run.intref._requantize) at the int32 and shift extremes."""
+    from edgekit.lower.quant import requantize
+    from edgekit.run.intref import _requantize
+    rng = np.random.default_rng(8)
+    xs = [int(v) for v in rng.integers(-2**31, 2**31, 300)] + [-2**31, -2**31 + 1, -1, 0, 1, 2**30, 2**31 - 1]
+    ms = [int(v) for v in rng.integers(-2**31, 2**31, 12)] + [-2**31, 0, 1 << 30, 2**31 - 1]
+    for shift in (-31, -24, -23, -1, 0, 1, 7, 30):
+        for m in ms:
+            assert [requantize(x, m, shift) for x in xs] == [_requantize(x, m, shift) for x in xs], (m, shift)
 
 
 def _tflite_requantize(a: np.ndarray, m: int, shift: int) -> np.ndarray:

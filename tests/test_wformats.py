@@ -9,7 +9,10 @@ and compare the two outputs byte for byte. The driver copies every array into a 
 its size (the flash array as formats.py emits it) and the scratch buffer into exactly
 scratch_bytes(...) bytes (NULL when 0), so a read past a format's arrays or beyond the documented
 scratch size stops the run. Pointwise convolutions also run in place, their output starting
-exactly the gap edgekit.lower.compressed declares below their input.
+exactly the gap edgekit.lower.compressed declares below their input. A convolution case runs the
+kernel the lowering picks for it (edgekit.lower.conv.conv2d_kernel: on a DSP core the _dsp variant,
+with the folded form's requantization blocks for its bias, for layers within that form's range,
+else the portable kernel).
 """
 from __future__ import annotations
 
@@ -28,11 +31,12 @@ if str(REPO) not in sys.path:
 
 from edgekit.lower import quant  # noqa: E402
 from edgekit.emit.codegen import c_array_body  # noqa: E402
-from edgekit.lower.base import ArrayRef, InPlace  # noqa: E402
+from edgekit.lower.base import ArrayRef, ConstArray, InPlace  # noqa: E402
 from edgekit.lower import compressed  # noqa: E402
 from edgekit.lower.compressed import conv_inplace, conv_needs_patch, w4_conv_block_rows  # noqa: E402
 from edgekit.lower.kernels import KERNELS as REGISTRY, format_kernel  # noqa: E402
-from edgekit.lower.packing import fold_input_offset  # noqa: E402
+from edgekit.lower.conv import ConvLayer, conv2d_kernel  # noqa: E402
+from edgekit.lower.packing import fold_input_offset, pack_conv_fold_blocks  # noqa: E402
 from edgekit.targets import get_target  # noqa: E402
 from edgekit.formats import (FORMATS, HUFF_MAX_BITS, LAYOUTS, W4_DSP_ORDER, Encoded,  # noqa: E402
                               canonical_codes, encode, huff_books, huff_table_bits, limited_code_lengths)
@@ -368,22 +372,21 @@ def test_scratch_bytes_table():
         enc = encode(fmt, w)
         assert (scratch_bytes("conv2d", enc, True), scratch_bytes("conv2d", enc, False),
                 scratch_bytes("fc", enc, False)) == (30, 0, 0)
-    sp = encode("sparse", w)       # _dsp: blocks, the 4-pixel buffer of 32 values, two patches
+    # the _dsp convolutions' requantization blocks are in flash, not scratch
+    sp = encode("sparse", w)       # _dsp: the 4-pixel buffer of 32 values, two patches
     assert (scratch_bytes("conv2d", sp, True, dsp=True), scratch_bytes("conv2d", sp, False, dsp=True),
-            scratch_bytes("fc", sp, False, dsp=True)) == (16 * 10 + 32 * 8 + 2 * 30, 16 * 10 + 32 * 8, 0)
-    # the _dsp Huffman convolution: blocks, the 4-pixel buffer, 3 decoded rows of 32, a patch
+            scratch_bytes("fc", sp, False, dsp=True)) == (32 * 8 + 2 * 30, 32 * 8, 0)
+    # the _dsp Huffman convolution: the 4-pixel buffer, 3 decoded rows of 32, a patch
     assert (scratch_bytes("conv2d", hf, True, dsp=True), scratch_bytes("conv2d", hf, False, dsp=True),
-            scratch_bytes("fc", hf, False, dsp=True)) == (16 * 10 + 32 * 8 + 3 * 32 + 30, 16 * 10 + 32 * 8 + 3 * 32,
-                                                          3 * 30)
+            scratch_bytes("fc", hf, False, dsp=True)) == (32 * 8 + 3 * 32 + 30, 32 * 8 + 3 * 32, 3 * 30)
     assert [kernel_layout(op, fmt, True) for op, fmt in [("conv2d", "int4"), ("fc", "int4"), ("fc", "huffman"),
                                                          ("conv2d", "huffman"), ("conv2d", "lut4")]] == \
         ["portable", "dsp", "dsp", "portable", "portable"]
-    for fmt in ("int4", "lut4", "lut8"):       # _dsp: blocks, the 4-pixel buffer, unpacked rows, a patch
+    for fmt in ("int4", "lut4", "lut8"):       # _dsp: the 4-pixel buffer, unpacked rows, a patch
         enc = encode(fmt, w)
         rows = 10 if fmt == "int4" else 4       # int4: every row (4096 bytes hold 128 of 32)
         assert (scratch_bytes("conv2d", enc, True, dsp=True), scratch_bytes("conv2d", enc, False, dsp=True),
-                scratch_bytes("fc", enc, False, dsp=True)) == (16 * 10 + 32 * 8 + rows * 32 + 30,
-                                                               16 * 10 + 32 * 8 + rows * 32, 0)
+                scratch_bytes("fc", enc, False, dsp=True)) == (32 * 8 + rows * 32 + 30, 32 * 8 + rows * 32, 0)
     assert w4_conv_block_rows(10, 30) == 10 and w4_conv_block_rows(300, 1024) == 4 and w4_conv_block_rows(3, 5000) == 1
     assert for_kernel(encode("int4", w), "conv2d", True).fields["block_rows"] == 10
     assert "block_rows" not in for_kernel(encode("int4", w), "conv2d", False).fields
@@ -425,7 +428,8 @@ DRIVER = r"""
  * format kernel (or its _dsp variant) on the encoded ones, and writes both outputs to stdout.
  * Every array is copied into a malloc of exactly its size, so ASan sees any read past it. With
  * gap >= 0 (conv only) the format kernel runs in place: its output starts gap bytes below its
- * input in one buffer. */
+ * input in one buffer. With fold (the _dsp convolutions) the format kernel's bias array holds the
+ * folded form's blocks and its conv.mult and conv.shift are NULL. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -456,10 +460,10 @@ static fc_fn *const FC[2][5] = {
 
 int main(void)
 {
-    int32_t op, fmt, dsp, gap;
+    int32_t op, fmt, dsp, fold, gap;
     while (rd_i32(&op)) {
         int32_t v[24], n, in_n;
-        need(rd_i32(&fmt) && rd_i32(&dsp) && rd_i32(&gap) && rd_i32(&n) && n <= 24);
+        need(rd_i32(&fmt) && rd_i32(&dsp) && rd_i32(&fold) && rd_i32(&gap) && rd_i32(&n) && n <= 24);
         for (int32_t i = 0; i < n; ++i) need(rd_i32(&v[i]));
         int32_t *mult = rd_arr(4, NULL), *shift = rd_arr(4, NULL);
         int8_t *input = rd_arr(1, &in_n), *weights = rd_arr(1, NULL);
@@ -490,6 +494,10 @@ int main(void)
                          .act_max = v[17], .mult = mult, .shift = shift},
                 .w = w};
             ek_conv2d_s8(&p.conv, input, weights, bias, ref, NULL);
+            if (fold) {
+                p.conv.mult = NULL;
+                p.conv.shift = NULL;
+            }
             if (gap >= 0) {            /* one buffer: output at 0, input at gap */
                 const int32_t size = gap + in_n > out_n ? gap + in_n : out_n;
                 int8_t *buf = malloc((size_t)size);
@@ -593,8 +601,23 @@ def _wcode(enc: Encoded, scratch: int, out_n: int) -> bytes:
             + _i32(scratch, out_n))
 
 
-def _head(op: str, fmt: str, dsp: bool, ints: list[int], gap: int = -1) -> bytes:
-    return _i32(OP_CODE[op], FMT_CODE[fmt], int(dsp), gap, len(ints), *ints)
+def _head(op: str, fmt: str, dsp: bool, ints: list[int], gap: int = -1, fold: bool = False) -> bytes:
+    return _i32(OP_CODE[op], FMT_CODE[fmt], int(dsp), int(fold), gap, len(ints), *ints)
+
+
+def conv_kernel(fmt: str, dsp: bool, w: np.ndarray, bias: np.ndarray | None, input_offset: int):
+    """The kernel the lowering picks for a convolution with weights w (edgekit.lower.conv.conv2d_kernel)
+    on a DSP core (dsp) or not."""
+    layer = ConvLayer(params=dict(input_offset=input_offset), rows=w, quant_arrays=[], macs=0,
+                      bias=None if bias is None else ConstArray("bias", "int32_t", bias))
+    return conv2d_kernel(layer, get_target("cortex-m4") if dsp else None, fmt)
+
+
+def conv_bias(k, w: np.ndarray, bias: np.ndarray | None, mult, shift, q: list[int]) -> np.ndarray:
+    """The bias array a compressed conv kernel k takes (edgekit.lower.compressed.compressed_call):
+    the folded form's blocks when k.fold, else the bias with the input offset folded in."""
+    folded = fold_input_offset(bias, w, q[0])
+    return pack_conv_fold_blocks(w, folded, mult, shift, q[1]) if k.fold else folded
 
 
 def _geometry(rng, in_hw, pointwise: bool):
@@ -612,8 +635,11 @@ def _geometry(rng, in_hw, pointwise: bool):
 
 
 def _conv_case(rng, fmt: str, dsp: bool, extreme: bool, in_place: bool = False, big_bias: bool = False):
-    """A random convolution; in_place: a pointwise one run at the declared gap (None when the
-    kernel declares none for it); big_bias: biases up to 2^29 (past the folded form's 2^28)."""
+    """A random convolution, run on the kernel the lowering picks for it (on a DSP core when dsp);
+    in_place: a pointwise one run at the declared gap (None when the kernel declares none for it);
+    big_bias: folded biases at the folded form's range limit (|bias| + K * 2^14 = 2^30 - 1), in some
+    layers one channel just past it (the portable kernel), in others an all-zero row with a bias
+    anywhere in int32 (a constant channel: still the folded form)."""
     in_c = int(rng.choice([1, 3, 4, 7, 8, 16, 33, 70]))
     out_c = int(rng.choice([1, 2, 3, 8, 17]))
     if in_place:
@@ -626,27 +652,38 @@ def _conv_case(rng, fmt: str, dsp: bool, extreme: bool, in_place: bool = False, 
     ints = [in_h, in_w, in_c, *out_hw, out_c, *k, *stride, *dil, *pads, *q]
     K = k[0] * k[1] * in_c
     w = weights_for(fmt, rng, (out_c, K))
+    x, bias = _inputs(rng, in_h * in_w * in_c, extreme), _bias(rng, out_c)
+    if big_bias:
+        limit = 2 ** 30 - 1 - K * 2 ** 14
+        target = rng.choice(np.array([limit, -limit, 5], np.int64), out_c)
+        pick = rng.random()
+        if pick < 0.4:                                                  # past the range
+            target[rng.integers(0, out_c)] = limit + 1
+        elif pick < 0.8:                                                # a pruned channel
+            o = rng.integers(0, out_c)
+            w[o] = 0
+            target[o] = rng.choice([2 ** 30, -2 ** 31, 2 ** 31 - 1, -(2 ** 30) - 12345])
+        bias = (target - q[0] * w.astype(np.int64).sum(axis=1)).astype(np.int32)
+    kern = conv_kernel(fmt, dsp, w, bias, q[0])
     budget = 4096 if in_place else int(rng.choice([1, 50, 300, 4096]))
-    enc = encode(fmt, w, huff_scratch_budget=budget, layout=kernel_layout("conv2d", fmt, dsp))
+    enc = encode(fmt, w, huff_scratch_budget=budget, layout=kern.layout)
     assert isinstance(enc, Encoded), enc
-    enc = for_kernel(enc, "conv2d", dsp)
+    enc = compressed.for_kernel(enc, kern)
     needs_patch = conv_needs_patch(*k, *pads)
     gap = -1
     if in_place:
-        declared = conv_inplace(fmt, dsp, enc, in_c, out_c, needs_patch)
+        declared = conv_inplace(fmt, kern.dsp, enc, in_c, out_c, needs_patch)
         if not declared:
             return None
         gap = declared[0].gap
-    x, bias = _inputs(rng, in_h * in_w * in_c, extreme), _bias(rng, out_c)
-    if big_bias:
-        bias = rng.choice([1 << 28, -(1 << 28), (1 << 28) + (1 << 8), -(1 << 29), 5], out_c).astype(np.int32)
     out_n = out_hw[0] * out_hw[1] * out_c
-    scratch = scratch_bytes("conv2d", enc, needs_patch, dsp=dsp)
-    data = (_head("conv2d", fmt, dsp, ints, gap) + _arr(mult, "<i4") + _arr(shift, "<i4")
+    scratch = compressed.scratch_bytes(kern, enc, needs_patch)
+    data = (_head("conv2d", fmt, kern.dsp, ints, gap, fold=kern.fold) + _arr(mult, "<i4") + _arr(shift, "<i4")
             + _arr(x, "i1") + _arr(enc.decode(), "i1") + _arr(bias, "<i4")
-            + _arr(fold_input_offset(bias, w, q[0]), "<i4") + _wcode(enc, scratch, out_n))
+            + _arr(conv_bias(kern, w, bias, mult, shift, q), "<i4") + _wcode(enc, scratch, out_n))
     return data, out_n, dict(zip(("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h",
-                                  "stride_w", "dil_h", "dil_w", "pad_top", "pad_left"), ints), gap=gap)
+                                  "stride_w", "dil_h", "dil_w", "pad_top", "pad_left"), ints), gap=gap,
+                             kernel=kern.name)
 
 
 def _fc_case(rng, fmt: str, dsp: bool, extreme: bool):
@@ -713,30 +750,37 @@ def test_kernel_equals_int8_reference(driver, op, fmt, dsp):
         case = CASE_MAKERS[op](rng, fmt, dsp, extreme=len(cases) % 4 == 3)
         if case is not None:
             cases.append(case)
+    if op == "conv2d":          # every layer is within the folded form's range: the kernel itself
+        assert {c[2]["kernel"] for c in cases} == {kernel_name(op, fmt, dsp)}
     _run(driver, cases, kernel_name(op, fmt, dsp))
 
 
 @pytest.mark.parametrize("fmt, dsp", [(fmt, dsp) for op, fmt, dsp in KERNEL_CASES if op == "conv2d"])
-def test_conv_kernels_with_biases_past_the_folded_form(driver, fmt, dsp):
-    """Folded biases beyond 2^28 (ek_conv2d_s8_huff_dsp then runs its portable loops; the other
-    kernels take them as they come), and at exactly +-2^28 (still folded)."""
+def test_conv_kernels_at_the_folded_forms_range(driver, fmt, dsp):
+    """Folded biases at the folded form's range limit (|bias| + K * 2^14 = 2^30 - 1: a _dsp
+    kernel's accumulators reach 2^30 - 1), all-zero rows with any int32 bias (constant blocks), and
+    biases just past the limit, where the lowering gives a DSP core the portable kernel
+    (edgekit.lower.conv.conv2d_kernel); all exact."""
     rng = np.random.default_rng(4242 + FMT_CODE[fmt] + 100 * dsp)
     cases = []
     while len(cases) < 40:
         case = _conv_case(rng, fmt, dsp, extreme=False, big_bias=True)
         if case is not None:
             cases.append(case)
-    _run(driver, cases, kernel_name("conv2d", fmt, dsp) + " with large biases")
+    expected = {kernel_name("conv2d", fmt, False)} | ({kernel_name("conv2d", fmt, True)} if dsp else set())
+    assert {c[2]["kernel"] for c in cases} == expected
+    _run(driver, cases, kernel_name("conv2d", fmt, dsp) + " at the folded form's range")
 
 
 @pytest.mark.parametrize("fmt, dsp", [(fmt, dsp) for op, fmt, dsp in KERNEL_CASES if op == "conv2d"])
 def test_pointwise_kernel_in_place_at_the_declared_gap(driver, fmt, dsp):
     """Every compressed pointwise convolution, run with its output starting exactly the gap
-    edgekit.lower.compressed.conv_inplace declares below its input, gives the out-of-place bytes."""
+    edgekit.lower.compressed.conv_inplace declares below its input, gives the out-of-place bytes
+    (every fifth layer's biases at or past the folded form's range)."""
     rng = np.random.default_rng(515 + FMT_CODE[fmt] + 100 * dsp)
     cases = []
     while len(cases) < 120:
-        case = _conv_case(rng, fmt, dsp, extreme=len(cases) % 4 == 3, in_place=True)
+        case = _conv_case(rng, fmt, dsp, extreme=len(cases) % 4 == 3, in_place=True, big_bias=len(cases) % 5 == 4)
         if case is not None:
             cases.append(case)
     assert min(c[2]["gap"] for c in cases) >= 0
@@ -744,13 +788,13 @@ def test_pointwise_kernel_in_place_at_the_declared_gap(driver, fmt, dsp):
 
 
 def test_inplace_declarations():
-    """Pointwise layers with out_c <= in_c only; Huffman with one block; pairs of pixels for the
-    lut4 and lut8 _dsp kernels; the sparse _dsp kernel reads four pixels before writing them."""
+    """Pointwise layers with out_c <= in_c only; Huffman with one block; the _dsp kernels read
+    four pixels before writing them (gap 0), the portable ones one (gap out_c)."""
     w = np.ones((8, 16), np.int8)
     for fmt in ("int4", "lut4", "lut8", "sparse", "huffman"):
         for dsp in (False, True):
             enc = encode(fmt, w, layout=kernel_layout("conv2d", fmt, dsp))
-            gap = 16 if (dsp and fmt in ("lut4", "lut8")) else 0 if (dsp and fmt == "sparse") else 8
+            gap = 0 if dsp else 8
             assert conv_inplace(fmt, dsp, enc, 16, 8, False) == (InPlace(0, gap),), (fmt, dsp)
             assert conv_inplace(fmt, dsp, enc, 16, 8, True) == ()
             assert conv_inplace(fmt, dsp, enc, 7, 8, False) == ()
@@ -760,29 +804,41 @@ def test_inplace_declarations():
 
 def test_lowering_picks_the_variant_and_its_layout():
     """compressed_call: the _dsp kernel and the "dsp" layout on a DSP core, the portable ones
-    elsewhere; the same scratch; the pointwise in-place declaration of the kernel it picked."""
+    elsewhere; the _dsp convolutions' folded-form blocks in place of bias, mult and shift; their
+    scratch; the pointwise in-place declaration of the kernel it picked."""
     from edgekit.ir import Op
     from edgekit.lower.compressed import compressed_call
     rng = np.random.default_rng(9)
     w = weights_for("int4", rng, (8, 16))
     params = dict(in_h=3, in_w=3, in_c=16, out_h=3, out_w=3, out_c=8, k_h=1, k_w=1, stride_h=1, stride_w=1,
-                  dil_h=1, dil_w=1, pad_top=0, pad_left=0, input_offset=5, output_offset=0, act_min=-128,
-                  act_max=127)
+                  dil_h=1, dil_w=1, pad_top=0, pad_left=0, input_offset=5, output_offset=3, act_min=-128,
+                  act_max=127, mult=ArrayRef("mult"), shift=ArrayRef("shift"))
+    mult, shift = np.full(8, 1 << 30, np.int32), np.arange(-8, 0, dtype=np.int32)
+    quant = [ConstArray("mult", "int32_t", mult), ConstArray("shift", "int32_t", shift)]
+    bias = np.arange(8, dtype=np.int32) * 1000
     op = Op(kind="CONV_2D", inputs=[0, 1], outputs=[2])
-    # the _dsp convolution reads the portable layout (rows unpacked four at a time), FC the "dsp" one
-    for target, kernel, op_kind, layout, scratch in [
-            (get_target("cortex-m4"), "ek_conv2d_s8_w4_dsp", "conv2d", "portable", 16 * 8 + 32 * 4 + 8 * 16),
-            (get_target("cortex-m3"), "ek_conv2d_s8_w4", "conv2d", "portable", 0),
-            (None, "ek_conv2d_s8_w4", "conv2d", "portable", 0)]:
-        k = format_kernel(op_kind, "int4", target is not None and target.has_dsp)
-        call = compressed_call(k, op, params, w, None, [], macs=0)
+    folded = fold_input_offset(bias, w, 5)
+    # the _dsp convolution reads the portable layout (rows unpacked once per block), FC the "dsp" one
+    for target, kernel, inplace, scratch in [
+            (get_target("cortex-m4"), "ek_conv2d_s8_w4_dsp", InPlace(0, 0), 32 * 4 + 8 * 16),
+            (get_target("cortex-m3"), "ek_conv2d_s8_w4", InPlace(0, 8), 0),
+            (None, "ek_conv2d_s8_w4", InPlace(0, 8), 0)]:
+        k = format_kernel("conv2d", "int4", target is not None and target.has_dsp)
+        call = compressed_call(k, op, params, w, bias, quant, macs=0)
         assert call.kernel == kernel and call.sources == (f"{kernel}.c",)
         codes = next(a for a in call.arrays if a.name == "wcodes").values
-        assert codes.tolist() == encode("int4", w, layout=layout).array("wcodes").tolist()
-        assert call.inplace == (InPlace(0, 8),) and call.scratch_bytes == scratch
-    call = compressed_call(format_kernel("conv2d", "sparse", True), op, params, w, None, [], macs=0)
+        assert codes.tolist() == encode("int4", w).array("wcodes").tolist()
+        assert call.inplace == (inplace,) and call.scratch_bytes == scratch
+        arrays = {a.name: a.values for a in call.arrays}
+        if k.fold:          # the blocks for the bias, mult and shift NULL
+            assert arrays["bias"].tolist() == pack_conv_fold_blocks(w, folded, mult, shift, 3).tolist()
+            assert "mult" not in arrays and call.params["conv.mult"] == call.params["conv.shift"] == 0
+        else:
+            assert arrays["bias"].tolist() == folded.tolist() and arrays["mult"].tolist() == mult.tolist()
+            assert call.params["conv.mult"] == ArrayRef("mult")
+    call = compressed_call(format_kernel("conv2d", "sparse", True), op, params, w, bias, quant, macs=0)
     assert call.kernel == "ek_conv2d_s8_sparse_dsp" and call.inplace == (InPlace(0, 0),)
-    assert call.scratch_bytes == 16 * 8 + 32 * 4          # blocks of 8 channels, the 4-pixel buffer
+    assert call.scratch_bytes == 32 * 4          # the 4-pixel buffer
     fc = dict(rows=1, in_n=16, out_n=8, input_offset=5, weight_offset=0, output_offset=0, act_min=-128,
               act_max=127, per_tensor=0, double_round=0)
     call = compressed_call(format_kernel("fc", "huffman", True), Op(kind="FULLY_CONNECTED", inputs=[0, 1], outputs=[2]),
@@ -794,11 +850,46 @@ def test_lowering_picks_the_variant_and_its_layout():
     assert next(a for a in w4.arrays if a.name == "wcodes").values.tolist() == \
         encode("int4", w, layout="dsp").array("wcodes").tolist()
     assert call.params["w.block_rows"] == 4 and call.scratch_bytes == 4 * 16     # two pairs of rows
-    call = compressed_call(format_kernel("conv2d", "huffman", True), op, params, w, None, [], macs=0)
-    assert call.kernel == "ek_conv2d_s8_huff_dsp" and call.inplace == (InPlace(0, 8),)
+    call = compressed_call(format_kernel("conv2d", "huffman", True), op, params, w, bias, quant, macs=0)
+    assert call.kernel == "ek_conv2d_s8_huff_dsp" and call.inplace == (InPlace(0, 0),)
     codes = next(a for a in call.arrays if a.name == "wcodes").values     # rows in order
     assert codes.tolist() == encode("huffman", w, huff_scratch_budget=4096).array("wcodes").tolist()
-    assert call.scratch_bytes == 16 * 8 + 32 * 4 + 8 * 16     # blocks, the 4-pixel buffer, the 8 rows
+    assert call.scratch_bytes == 32 * 4 + 8 * 16     # the 4-pixel buffer, the 8 rows
+    past = (bias + (2 ** 30 - 16 * 2 ** 14 - folded[0])).astype(np.int32)     # channel 0 at 2^30 - K * 2^14
+    with pytest.raises(ValueError, match="folded form's range"):
+        compressed_call(format_kernel("conv2d", "lut4", True), op, params, w, past, quant, macs=0)
+
+
+def test_conv_kernel_outside_the_folded_range_is_portable():
+    """conv2d_kernel gives a DSP core the _dsp format kernel for a layer within the folded form's
+    range (conv_fold_range_ok: |folded bias| + K * 2^14 < 2^30 over the rows that are not all
+    zero), the portable one past it; an all-zero row's bias does not count."""
+    w = np.ones((2, 10), np.int8)
+    for fmt in FORMATS:
+        for top, within in [(2 ** 30 - 1 - 10 * 2 ** 14, True), (2 ** 30 - 10 * 2 ** 14, False)]:
+            for target in ([top, -5], [7, -top]):
+                bias = (np.array(target, np.int64) - 3 * w.sum(axis=1)).astype(np.int32)
+                assert conv_kernel(fmt, True, w, bias, input_offset=3).name == kernel_name("conv2d", fmt, within)
+                assert conv_kernel(fmt, False, w, bias, input_offset=3).name == kernel_name("conv2d", fmt)
+        pruned = np.array([[0] * 10, [1] * 10], np.int8)
+        bias = np.array([2 ** 31 - 1, 2 ** 30 - 1 - 10 * 2 ** 14 - 30], np.int32)
+        assert conv_kernel(fmt, True, pruned, bias, input_offset=3).name == kernel_name("conv2d", fmt, True)
+
+
+def test_pruned_channel_blocks_are_constants():
+    """pack_conv_fold_blocks: a channel whose weights are all zero gets {0, 0, 2y + 1, 1} with y its
+    one output, clamp(requantize(bias) + output_offset) to int8, for any bias; the others the usual
+    blocks."""
+    from edgekit.lower.quant import requantize
+    rows = np.array([[0, 0, 0], [1, -2, 3], [0, 0, 0], [0, 0, 0]], np.int8)
+    bias = np.array([2 ** 30, 100, -2 ** 31, 2 ** 31 - 1], np.int64)
+    mult = np.array([1280848370, 1 << 30, 1 << 30, 1 << 30], np.int32)
+    shift = np.array([-27, -5, 0, -1], np.int32)
+    block = pack_conv_fold_blocks(rows, bias.astype(np.int32), mult, shift, -35).reshape(4, 4)
+    assert block[1].tolist() == [200, 1 << 30, 16 + -35 * 32, 5]
+    y = [requantize(int(bias[o]), int(mult[o]), int(shift[o])) - 35 for o in (0, 2, 3)]
+    assert y[0] == -30 and y[1] < -128 and y[2] > 127
+    assert block[[0, 2, 3]].tolist() == [[0, 0, 2 * -30 + 1, 1], [0, 0, 2 * -128 + 1, 1], [0, 0, 2 * 127 + 1, 1]]
 
 
 def test_dsp_variant_choice():
@@ -848,7 +939,8 @@ def test_kernels_on_edge_layers(driver, dsp):
 @pytest.mark.parametrize("dsp", [False, True])
 def test_sparse_conv_long_rows(driver, dsp):
     """Sparse convolution rows of more entries than one 64-bit accumulator of the _dsp kernel takes
-    apart (255: runs of 248), with both delta widths, the wide gaps of gap_row, in place and not."""
+    apart (255: runs of 248), with both delta widths, the wide gaps of gap_row, in place and not,
+    with and without a pruned (all-zero) row whose bias is far past the folded form's range."""
     rng = np.random.default_rng(31)
     dense = rng.integers(-128, 128, (4, 700)).astype(np.int8)
     dense[dense == 0] = 1
@@ -858,20 +950,28 @@ def test_sparse_conv_long_rows(driver, dsp):
     cases = []
     for w in (dense, gap_row(), np.concatenate([dense, gap_row()])):
         out_c, in_c = w.shape
-        for in_place, extreme in ((False, False), (False, True), (True, False)):
+        for in_place, extreme, pruned in ((False, False, False), (False, True, False), (True, False, False),
+                                          (False, True, True), (True, False, True)):
             if in_place and out_c > in_c:
                 continue
             mult, shift, q = _quant(rng, out_c, double_round=True, extreme=extreme)
             in_h, in_w = 2, 5
             ints = [in_h, in_w, in_c, in_h, in_w, out_c, 1, 1, 1, 1, 1, 1, 0, 0, *q]
-            enc = encode("sparse", w, layout=kernel_layout("conv2d", "sparse", dsp))
-            gap = conv_inplace("sparse", dsp, enc, in_c, out_c, False)[0].gap if in_place else -1
             x, bias = _inputs(rng, in_h * in_w * in_c, extreme), _bias(rng, out_c)
+            if pruned:                          # an all-zero row with a bias far past the range
+                w = w.copy()
+                w[-1] = 0
+                bias = np.zeros(out_c, np.int32) if bias is None else bias
+                bias[-1] = 2 ** 31 - 1
+            kern = conv_kernel("sparse", dsp, w, bias, q[0])
+            assert kern.name == kernel_name("conv2d", "sparse", dsp)
+            enc = encode("sparse", w, layout=kern.layout)
+            gap = conv_inplace("sparse", dsp, enc, in_c, out_c, False)[0].gap if in_place else -1
             out_n = in_h * in_w * out_c
-            data = (_head("conv2d", "sparse", dsp, ints, gap) + _arr(mult, "<i4") + _arr(shift, "<i4")
-                    + _arr(x, "i1") + _arr(enc.decode(), "i1") + _arr(bias, "<i4")
-                    + _arr(fold_input_offset(bias, w, q[0]), "<i4")
-                    + _wcode(enc, scratch_bytes("conv2d", enc, False, dsp=dsp), out_n))
+            data = (_head("conv2d", "sparse", dsp, ints, gap, fold=kern.fold) + _arr(mult, "<i4")
+                    + _arr(shift, "<i4") + _arr(x, "i1") + _arr(enc.decode(), "i1") + _arr(bias, "<i4")
+                    + _arr(conv_bias(kern, w, bias, mult, shift, q), "<i4")
+                    + _wcode(enc, compressed.scratch_bytes(kern, enc, False), out_n))
             cases.append((data, out_n, dict(shape=w.shape, delta_bits=enc.fields["delta_bits"], gap=gap)))
     assert {c[2]["delta_bits"] for c in cases} == {4, 8}
     _run(driver, cases, "sparse conv long rows" + (" (_dsp)" if dsp else ""))

@@ -10,7 +10,11 @@ point from the patch they build in scratch); the depthwise kernel keeps ek_dwcon
 On a core with the DSP extension (target.has_dsp) convolution and FC layers take the _dsp variant
 of their kernel (same signature and results, SMLAD inner loops; edgekit.lower.kernels.format_kernel),
 which reads the layout its registry entry names (the same bytes re-ordered where the variant
-needs it). The kernels' scratch sizes (the table in ek_wcode.h) and in-place rules live here.
+needs it). The _dsp convolutions (Kernel.fold) take the folded form's per-channel requantization
+blocks (edgekit.lower.packing.pack_conv_fold_blocks) in place of the bias, with the params' mult
+and shift NULL; edgekit.lower.conv.conv2d_kernel gives them only layers within the folded form's
+range (conv_fold_range_ok) and any other layer the portable kernel. The kernels' scratch sizes
+(the table in ek_wcode.h) and in-place rules live here.
 
 A pointwise convolution (1x1 filter, no padding) may run in place (edgekit.lower.base.InPlace):
 see conv_inplace for the argument.
@@ -26,7 +30,7 @@ from edgekit.cdefs import define
 from edgekit.ir import Op
 from edgekit.lower.base import ArrayArg, ConstArray, InPlace, KernelCall, ScratchArg, TensorArg
 from edgekit.lower.kernels import Kernel
-from edgekit.lower.packing import fold_input_offset
+from edgekit.lower.packing import conv_fold_range_ok, fold_input_offset, pack_conv_fold_blocks
 
 # op -> the prefix of the op's own params inside its format kernels' params struct (`.conv.in_h`...)
 PARAMS_PREFIX = {"conv2d": "conv", "fc": "fc", "dwconv": "dw"}
@@ -37,10 +41,6 @@ PARAMS_PREFIX = {"conv2d": "conv", "fc": "fc", "dwconv": "dw"}
 # block, so it takes blocks of up to 4 KB; an FC layer loses nothing with small blocks: four rows,
 # the _dsp kernel's two pairs.
 HUFF_CONV_SCRATCH = 4096
-# The formats whose _dsp convolution computes two pointwise output pixels at a time.
-PIXEL_PAIR_FORMATS = ("lut4", "lut8")
-# The formats whose _dsp convolution copies four output pixels' inputs into scratch first.
-BUFFERED_FORMATS = ("sparse",)
 HUFF_FC_ROWS = 4
 
 
@@ -85,30 +85,29 @@ def scratch_bytes(k: Kernel, enc: formats.Encoded, needs_patch: bool, out_channe
     if k.op == "dwconv":       # int32 accumulators of one output pixel: 4 * out_c
         return 4 * out_channels
     if k.op == "conv2d" and k.dsp and enc.format == "sparse":
-        return sparse_dsp_conv_scratch(enc.rows, n, needs_patch)
+        return sparse_dsp_conv_scratch(n, needs_patch)
     if k.op == "conv2d" and k.dsp:         # int4, lut4, lut8, huffman: the folded GEMM
         rows = (int(enc.fields["block_rows"]) if enc.format == "huffman"
                 else w4_conv_block_rows(enc.rows, n) if enc.format == "int4" else WC_FOLD_ROWS)
-        return fold_dsp_conv_scratch(enc.rows, n, rows, needs_patch)
+        return fold_dsp_conv_scratch(n, rows, needs_patch)
     rows = enc.fields["block_rows"] * n if enc.format == "huffman" else 0
     patch = n if k.op == "conv2d" and needs_patch else 0
     return rows + patch
 
 
-def fold_dsp_conv_scratch(out_c: int, k: int, rows: int, needs_patch: bool) -> int:
-    """Scratch of the _dsp int4, lut4, lut8 and Huffman convolutions (ek_wcode.h): the per-channel
-    requantization blocks (4 int32 each), the 4-pixel buffer (two int32 per patch value, in groups
-    of four), `rows` unpacked or decoded rows (each padded to whole groups of four: WC_FOLD_ROWS,
-    or a Huffman layer's block_rows), then, when patches are built, one int8 patch."""
+def fold_dsp_conv_scratch(k: int, rows: int, needs_patch: bool) -> int:
+    """Scratch of the _dsp int4, lut4, lut8 and Huffman convolutions (ek_wcode.h): the 4-pixel
+    buffer (two int32 per patch value, in groups of four), `rows` unpacked or decoded rows (each
+    padded to whole groups of four: WC_FOLD_ROWS, or a layer's block_rows), then, when patches are
+    built, one int8 patch. (Their requantization blocks are constants in flash.)"""
     groups = -(-k // 4)
-    return 16 * out_c + 32 * groups + rows * 4 * groups + (k if needs_patch else 0)
+    return 32 * groups + rows * 4 * groups + (k if needs_patch else 0)
 
 
-def sparse_dsp_conv_scratch(out_c: int, k: int, needs_patch: bool) -> int:
-    """Scratch of ek_conv2d_s8_sparse_dsp (ek_wcode.h): the per-channel requantization blocks
-    (4 int32 each), the 4-pixel buffer (two int32 per patch value, in groups of four values),
-    then, when patches are built, two int8 patches."""
-    return 16 * out_c + 32 * -(-k // 4) + (2 * k if needs_patch else 0)
+def sparse_dsp_conv_scratch(k: int, needs_patch: bool) -> int:
+    """Scratch of ek_conv2d_s8_sparse_dsp (ek_wcode.h): the 4-pixel buffer (two int32 per patch
+    value, in groups of four values), then, when patches are built, two int8 patches."""
+    return 32 * -(-k // 4) + (2 * k if needs_patch else 0)
 
 
 def conv_inplace(fmt: str, dsp: bool, enc, in_c: int, out_c: int, needs_patch: bool) -> tuple[InPlace, ...]:
@@ -116,37 +115,29 @@ def conv_inplace(fmt: str, dsp: bool, enc, in_c: int, out_c: int, needs_patch: b
 
     Only a pointwise layer qualifies (no patch in scratch: output pixel p reads input pixel
     q(p) = (y*stride_h)*in_w + x*stride_w >= p, since out_w <= in_w), and only with out_c <= in_c.
-    Every kernel but the ones below works one output pixel at a time in raster order: all of
-    pixel p's out_c bytes are written while input bytes >= q(p)*in_c >= p*in_c are still to be
-    read, and output byte p*out_c + o (o < out_c) lies below p*in_c once the output starts
-    out_c bytes below the input (gap out_c).
       - huffman (and the int4 _dsp kernel) decode (unpack) block_rows filter rows and run them
         over every pixel before the next block: in place only when one block holds every row.
-      - the lut4 and lut8 _dsp kernels, for a layer outside the folded form (see
-        ek_wc_conv_dsp), work on pairs of pixels (p, p+1), writing their outputs channel by
-        channel; the highest byte written so far is (p+1)*out_c + o < (p+2)*out_c while input
-        bytes >= p*in_c are still to be read: gap 2*out_c. (In the folded form every _dsp
-        format kernel splits four pixels' inputs into scratch before it writes their outputs,
-        which any of these gaps allows.)
-      - the sparse _dsp kernel copies the inputs of four pixels p..p+3 into scratch before it
-        writes any of their outputs; the highest byte it writes, below (p+4)*out_c, is below every
+      - the portable kernels work one output pixel at a time in raster order: all of pixel p's
+        out_c bytes are written while input bytes >= q(p)*in_c >= p*in_c are still to be read,
+        and output byte p*out_c + o (o < out_c) lies below p*in_c once the output starts out_c
+        bytes below the input (gap out_c).
+      - the _dsp kernels copy (split) the inputs of four pixels p..p+3 into scratch before they
+        write any of their outputs; the highest byte written, below (p+4)*out_c, is below every
         input byte still to be read (>= (p+4)*in_c): gap 0.
     tests/test_wformats.py runs every kernel in place at exactly this gap."""
     if needs_patch or out_c > in_c:
         return ()
     if fmt in ("huffman", "int4") and enc.fields.get("block_rows", enc.rows) < enc.rows:
         return ()
-    if dsp and fmt in BUFFERED_FORMATS:
-        return (InPlace(0, 0),)
-    pixels_per_step = 2 if (dsp and fmt in PIXEL_PAIR_FORMATS) else 1
-    return (InPlace(0, pixels_per_step * out_c),)
+    return (InPlace(0, 0 if dsp else out_c),)
 
 
 def compressed_call(k: Kernel, op: Op, params: dict, rows: np.ndarray, bias: np.ndarray | None,
                     quant_arrays: list[ConstArray], macs: int) -> KernelCall:
     """The call of format kernel k (edgekit.lower.kernels.format_kernel) for op k.op ('conv2d',
     'fc', 'dwconv') with weights `rows` ([out][K] int8; one row for depthwise) encoded in k.weights,
-    in the layout k reads."""
+    in the layout k reads; quant_arrays: the op's mult and shift arrays (a kernel that takes the
+    folded form's blocks gets them in its blocks instead)."""
     name, fmt = k.op, k.weights
     needs_patch = name == "conv2d" and conv_needs_patch(params["k_h"], params["k_w"],
                                                          params["pad_top"], params["pad_left"])
@@ -159,6 +150,18 @@ def compressed_call(k: Kernel, op: Op, params: dict, rows: np.ndarray, bias: np.
     if name == "dwconv":
         arrays = list(enc.arrays) + ([ConstArray("bias", "int32_t", bias)] if bias is not None else [])
         bias_arg = ArrayArg("bias" if bias is not None else None)
+    elif k.fold:
+        # The folded form (ek_conv2d.h): per-channel blocks {2 * bias, M, k, R} in place of the
+        # bias, mult and shift NULL; conv2d_kernel picks such a kernel only within its range.
+        folded = fold_input_offset(bias, rows, params["input_offset"])
+        if not conv_fold_range_ok(rows, folded):
+            raise ValueError(f"{k.name} takes only layers within the folded form's range (conv_fold_range_ok)")
+        mults, shifts = (next(a.values for a in quant_arrays if a.name == q) for q in ("mult", "shift"))
+        block = pack_conv_fold_blocks(rows, folded, mults, shifts, params["output_offset"])
+        arrays = list(enc.arrays) + [ConstArray("bias", "int32_t", block)]
+        bias_arg = ArrayArg("bias")
+        fields.update({f"{PARAMS_PREFIX[name]}.mult": 0, f"{PARAMS_PREFIX[name]}.shift": 0})
+        quant_arrays = []
     else:
         folded = fold_input_offset(bias, rows, params["input_offset"])
         arrays = list(enc.arrays) + [ConstArray("bias", "int32_t", folded)]

@@ -25,7 +25,7 @@ from edgekit.lower.base import (ArrayArg, ArrayRef, ConstArray, InPlace, KernelC
                    nhwc, require_int8, unsupported)
 from edgekit.lower.compressed import compressed_call
 from edgekit.lower.kernels import Kernel, format_kernel, kernel
-from edgekit.lower.packing import fold_input_offset, interleave_pairs, pack_conv_fold
+from edgekit.lower.packing import conv_fold_range_ok, fold_input_offset, interleave_pairs, pack_conv_fold
 
 
 def conv_geometry(op: Op, in_hw: tuple[int, int], k_hw: tuple[int, int], out_hw: tuple[int, int]) -> dict:
@@ -77,13 +77,12 @@ CONV_DSP_MAX_SCRATCH = define("EK_CONV2D_DSP_MAX_SCRATCH")
 
 
 def conv_fold_ok(rows: np.ndarray, folded_bias: np.ndarray, in_c: int, pointwise: bool) -> bool:
-    """Whether the _dsp kernels can take a layer in the folded form (ek_conv2d.h): no accumulator
-    reaches 2^30 (|folded bias| + patch * 2^14 < 2^30, so the doubled one is an int32), and four
-    split patches, plus one int8 patch when it cannot be split straight from the input (an im2col
-    convolution with in_c % 4 != 0), fit the per-layer scratch cap. rows: [out_c][patch] int8 weights."""
+    """Whether the int8 _dsp kernels can take a layer in the folded form (ek_conv2d.h): its range
+    rule holds (conv_fold_range_ok: no accumulator reaches 2^30), and four split patches, plus one
+    int8 patch when it cannot be split straight from the input (an im2col convolution with
+    in_c % 4 != 0), fit the per-layer scratch cap. rows: [out_c][patch] int8 weights."""
     patch = rows.shape[1]
-    max_bias = int(np.abs(folded_bias.astype(np.int64)).max()) if folded_bias.size else 0
-    return (max_bias + patch * 2 ** 14 < 2 ** 30
+    return (conv_fold_range_ok(rows, folded_bias)
             and conv_scratch_bytes(patch, in_c, pointwise, folded=True) <= CONV_DSP_MAX_SCRATCH)
 
 
@@ -120,6 +119,12 @@ class ConvLayer:
     macs: int
 
     @property
+    def folded_bias(self) -> np.ndarray:
+        """The bias with the input offset folded in (fold_input_offset), as the _dsp kernels take it."""
+        return fold_input_offset(None if self.bias is None else self.bias.values, self.rows,
+                                 self.params["input_offset"])
+
+    @property
     def pointwise(self) -> bool:
         """A 1x1 filter, stride 1, no padding, same size in and out: ek_conv2d_s8_1x1_dsp's shape."""
         p = self.params
@@ -147,12 +152,17 @@ def read_conv2d(graph: Graph, op: Op) -> ConvLayer:
 
 
 def conv2d_kernel(layer: ConvLayer, target: Target | None, fmt: str) -> Kernel:
-    """The kernel a convolution takes for weight format fmt: a format's kernel (its _dsp variant on a
-    DSP core); for int8 on a DSP core ek_conv2d_s8_1x1_dsp for pointwise layers, else
-    ek_conv2d_s8_dsp when a patch fits EK_CONV2D_DSP_MAX_PATCH; else the portable ek_conv2d_s8."""
+    """The kernel a convolution takes for weight format fmt: a format's kernel, its _dsp variant on a
+    DSP core, which takes only the folded form, for a layer within the folded form's range
+    (conv_fold_range_ok), else the portable one; for int8 on a DSP core ek_conv2d_s8_1x1_dsp for
+    pointwise layers, else ek_conv2d_s8_dsp when a patch fits EK_CONV2D_DSP_MAX_PATCH; else the
+    portable ek_conv2d_s8."""
     dsp = target is not None and target.has_dsp
     if fmt != "int8":
-        return format_kernel("conv2d", fmt, dsp)
+        k = format_kernel("conv2d", fmt, dsp)
+        if k.fold and not conv_fold_range_ok(layer.rows, layer.folded_bias):
+            return format_kernel("conv2d", fmt, dsp=False)
+        return k
     if dsp and layer.pointwise:
         return kernel("ek_conv2d_s8_1x1_dsp")
     if dsp and layer.rows.shape[1] <= CONV_DSP_MAX_PATCH:
@@ -178,7 +188,7 @@ def lower_conv2d(graph: Graph, op: Op, target: Target | None = None) -> KernelCa
         return conv_call(k.name, op, params, rows, bias, layer.quant_arrays, macs=layer.macs, scratch_arg=True)
     in_c, out_c = params["in_c"], params["out_c"]
     use_1x1 = k.name == "ek_conv2d_s8_1x1_dsp"
-    folded = fold_input_offset(None if bias is None else bias.values, rows, params["input_offset"])
+    folded = layer.folded_bias
     call_args = [TensorArg(op.inputs[0]), ArrayArg("filter"), ArrayArg("bias"), TensorArg(op.outputs[0]),
                  ScratchArg()]
     if conv_fold_ok(rows, folded, in_c, use_1x1):

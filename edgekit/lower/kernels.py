@@ -8,6 +8,9 @@ every stage reads from it instead of restating them.
     Kernel.op / weights / dsp   which op it computes, the weight format it reads, whether it is
                         an Armv7E-M SIMD variant (held to the same tests as its portable twin)
     Kernel.layout       the edgekit.formats layout its encoded weights are in
+    Kernel.fold         it takes the conv folded form's per-channel requantization blocks
+                        (edgekit.lower.packing.pack_conv_fold_blocks) for its bias, mult and
+                        shift NULL, and only layers within that form's range (conv_fold_range_ok)
     Kernel.cost         estimated instructions on the Cortex-M4 (Cost), for the format choice
 
 Lowering (edgekit.lower.*) picks a kernel with a readable predicate and builds a KernelCall that
@@ -69,6 +72,7 @@ class Kernel:
     weights: str = ""          # the weight format it reads ("" for ops without weights)
     dsp: bool = False
     layout: str = "portable"   # the edgekit.formats.encode layout of its encoded weights
+    fold: bool = False         # takes the folded form's blocks for its bias (mult, shift NULL)
     cost: Cost | None = None
 
 
@@ -76,9 +80,10 @@ KERNELS: dict[str, Kernel] = {}
 
 
 def _add(name: str, header: str, params_type: str, op: str, *, weights: str = "", dsp: bool = False,
-         layout: str = "portable", cost: Cost | None = None, also: tuple[str, ...] = ()) -> None:
+         layout: str = "portable", fold: bool = False, cost: Cost | None = None,
+         also: tuple[str, ...] = ()) -> None:
     KERNELS[name] = Kernel(name=name, header=header, sources=(f"{name}.c",) + also, params_type=params_type,
-                           op=op, weights=weights, dsp=dsp, layout=layout, cost=cost)
+                           op=op, weights=weights, dsp=dsp, layout=layout, fold=fold, cost=cost)
 
 
 def kernel(name: str) -> Kernel:
@@ -142,11 +147,13 @@ _WC_COSTS = {
 # the portable one: they unpack or decode rows in order into scratch for the folded GEMM).
 _DSP_LAYOUT = {("fc", "int4"), ("fc", "huffman")}
 _WC_PARAMS = {"conv2d": "ek_conv2d_wc_params", "fc": "ek_fc_wc_params", "dwconv": "ek_dwconv_wc_params"}
+# Every _dsp format convolution takes the folded form's blocks (fold): its requantization is the
+# folded GEMM's (ek_conv2d_fold_dsp.h), or the sparse kernel's one-SMMLAR twin of it.
 for (_op, _dsp), _costs in _WC_COSTS.items():
     for _fmt, _cost in _costs.items():
         _add(f"ek_{_op}_s8{FORMAT_SUFFIX[_fmt]}" + ("_dsp" if _dsp else ""), "ek_wcode.h", _WC_PARAMS[_op], _op,
              weights=_fmt, dsp=_dsp, layout="dsp" if _dsp and (_op, _fmt) in _DSP_LAYOUT else "portable",
-             cost=_cost)
+             fold=_dsp and _op == "conv2d", cost=_cost)
 _add("ek_dwconv_s8_w4", "ek_wcode.h", "ek_dwconv_wc_params", "dwconv", weights="int4", cost=Cost(per_mac=13.62))
 _add("ek_dwconv_s8_w4_3x3_dsp", "ek_wcode.h", "ek_dwconv_wc_params", "dwconv", weights="int4", dsp=True,
      cost=Cost(per_mac=8.09), also=("ek_dwconv_s8_3x3_fold_dsp.c", "ek_dwconv_s8_3x3_dsp.c"))

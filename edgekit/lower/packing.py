@@ -8,6 +8,7 @@ import numpy as np
 
 from edgekit.cdefs import define
 from edgekit.formats import interleave_pairs  # noqa: F401  (the pair layout, shared with the formats)
+from edgekit.lower.quant import INT8_MAX, INT8_MIN, requantize
 
 # Shifts the conv folded form requantizes with one SMMLAR (right shifts of 1..23 bits, ek_dot_s8_dsp.h's
 # ek_fold_requantize); channels with other shifts keep ek_requantize inside the same kernel.
@@ -24,24 +25,55 @@ def fold_input_offset(bias: np.ndarray | None, rows: np.ndarray, input_offset: i
     return (b + int(input_offset) * sums).astype(np.uint64).astype(np.uint32).view(np.int32)
 
 
+def conv_fold_range_ok(rows: np.ndarray, folded_bias: np.ndarray) -> bool:
+    """The folded form's range rule (ek_conv2d.h): no accumulator reaches 2^30, i.e. |folded bias|
+    + patch * 2^14 < 2^30 (each product |x * w| <= 2^14), so the doubled accumulator the one-SMMLAR
+    requantization takes is an int32. A channel whose weights are all zero does not count: its
+    block is a constant (pack_conv_fold_blocks). rows: [out_c][patch] int8 weights. A layer gets
+    the folded form only when this holds: edgekit.lower.conv.conv_fold_ok (the int8 _dsp
+    convolutions, which also cap their scratch) and conv2d_kernel (the compressed _dsp
+    convolutions, which take no other form) decide with it."""
+    live = rows.any(axis=1)
+    max_bias = int(np.abs(folded_bias.astype(np.int64)[live]).max()) if live.any() else 0
+    return max_bias + rows.shape[1] * 2 ** 14 < 2 ** 30
+
+
+def pack_conv_fold_blocks(rows: np.ndarray, folded_bias: np.ndarray, mults: np.ndarray, shifts: np.ndarray,
+                          output_offset: int) -> np.ndarray:
+    """The conv folded form's per-channel requantization blocks (ek_conv2d.h), 4 int32 per channel:
+    {2 * folded_bias, M, 2^(R-1) + output_offset * 2^R, R} with R = -shift for shifts in
+    CONV_FOLD_SHIFTS, else {2 * folded_bias, M, shift, 0} (the kernels' ek_requantize path).
+
+    A channel whose weights are all zero (a pruned row) gives every input the same output, its
+    requantized bias y = clamp(requantize(folded_bias) + output_offset) to int8, whatever the
+    bias (pruning leaves some at 2^30, past the range): its block is {0, 0, 2y + 1, 1}, which the
+    one-SMMLAR requantization turns into y (M = 0: (2y + 1) >> 1). rows: [out_c][patch] int8
+    weights, of a layer conv_fold_range_ok accepts. The int8 _dsp convolutions take the blocks
+    with pack_conv_fold's padded filter, the compressed _dsp convolutions with their encoded
+    weights."""
+    shifts = np.asarray(shifts, np.int64)
+    fold = (shifts >= CONV_FOLD_SHIFTS[0]) & (shifts <= CONV_FOLD_SHIFTS[1])
+    r = np.where(fold, -shifts, 0)
+    k = np.where(fold, (np.int64(1) << r) // 2 + int(output_offset) * (np.int64(1) << r), shifts)
+    block = np.stack([2 * folded_bias.astype(np.int64), np.asarray(mults, np.int64), k, r], axis=1)
+    for o in np.flatnonzero(~rows.any(axis=1)):
+        y = requantize(int(folded_bias[o]), int(mults[o]), int(shifts[o])) + int(output_offset)
+        block[o] = [0, 0, 2 * min(max(y, INT8_MIN), INT8_MAX) + 1, 1]
+    assert np.all((block >= -2 ** 31) & (block < 2 ** 31)), "pack_conv_fold_blocks: a block word leaves int32"
+    return block.reshape(-1).astype(np.int32)
+
+
 def pack_conv_fold(rows: np.ndarray, folded_bias: np.ndarray, mults: np.ndarray, shifts: np.ndarray,
                    output_offset: int) -> tuple[np.ndarray, np.ndarray]:
     """The filter and bias arrays of the conv folded form (ek_conv2d.h), for a layer
     edgekit.lower.conv.conv_fold_ok accepts.
 
-    filter: the rows [out_c][patch], each padded with zeros to a multiple of 4. bias: per channel 4 int32
-    {2 * folded_bias, M, 2^(R-1) + output_offset * 2^R, R} with R = -shift for shifts in
-    CONV_FOLD_SHIFTS, else {2 * folded_bias, M, shift, 0} (the kernel's ek_requantize path)."""
-    shifts = np.asarray(shifts, np.int64)
-    fold = (shifts >= CONV_FOLD_SHIFTS[0]) & (shifts <= CONV_FOLD_SHIFTS[1])
-    r = np.where(fold, -shifts, 0)
-    k = np.where(fold, (np.int64(1) << r) // 2 + int(output_offset) * (np.int64(1) << r), shifts)
-    block = np.stack([2 * folded_bias.astype(np.int64), np.asarray(mults, np.int64), k, r], axis=1).reshape(-1)
-    assert np.all((block >= -2 ** 31) & (block < 2 ** 31)), "pack_conv_fold: a block word leaves int32"
+    filter: the rows [out_c][patch], each padded with zeros to a multiple of 4. bias: the
+    per-channel blocks of pack_conv_fold_blocks."""
     out_c, patch = rows.shape
     filt = np.zeros((out_c, -(-patch // 4) * 4), np.int8)
     filt[:, :patch] = rows
-    return filt.reshape(-1), block.astype(np.int32)
+    return filt.reshape(-1), pack_conv_fold_blocks(rows, folded_bias, mults, shifts, output_offset)
 
 
 def pack_dw3x3_filter(filter_1hwo: np.ndarray) -> np.ndarray:

@@ -40,6 +40,27 @@ def check_single_rounding(shifts) -> None:
         raise ValueError("a requantization multiplier above 2^30 cannot be represented")
 
 
+def requantize(x: int, multiplier: int, shift: int) -> int:
+    """ek_requantize (ek_common.h, TFLite's MultiplyByQuantizedMultiplier) on Python integers:
+    x * 2^max(shift, 0) wrapped to int32, the rounding doubling high multiply by the Q0.31
+    multiplier (ties away from zero; INT32_MIN * INT32_MIN saturates), then a rounding right shift
+    by max(-shift, 0) (ties away from zero). For outputs the exporter knows in advance
+    (edgekit.lower.packing.pack_conv_fold_blocks); the integer reference has its own compiled copy
+    (edgekit.run.intref._requantize), held equal to this one by tests/test_dsp_conv_fc.py."""
+    def wrap32(v: int) -> int:
+        return (v + 2 ** 31) % 2 ** 32 - 2 ** 31
+
+    a, m = wrap32(int(x) << max(int(shift), 0)), int(multiplier)
+    if a == m == -2 ** 31:
+        high = 2 ** 31 - 1
+    else:
+        t = a * m + (2 ** 30 if a * m >= 0 else 1 - 2 ** 30)
+        high = t // 2 ** 31 if t >= 0 else -(-t // 2 ** 31)         # C's division: towards zero
+    right = max(-int(shift), 0)
+    mask = wrap32((1 << right) - 1)
+    return (high >> right) + int((high & mask) > (mask >> 1) + (high < 0))
+
+
 def quantize_multiplier_lt1(real: float) -> tuple[int, int]:
     """tflite::QuantizeMultiplierSmallerThanOneExp: 0 < real < 1, exponent <= 0."""
     if not 0.0 < real < 1.0:

@@ -32,16 +32,18 @@
  *     filter = the OHWI rows, each padded with zeros to a multiple of 4 bytes (the
  *     dot product reads whole words); bias = per channel 4 int32
  *       {2 * bias_folded[o], M[o], 2^(R-1) + output_offset * 2^R, R}, R = -shift[o],
- *     for shifts in [-23, -1]; other shifts {2 * bias_folded[o], M[o], shift[o], 0}.
- *     The exporter checks |bias_folded| + patch * 2^14 < 2^30 (no accumulator
- *     reaches 2^30) and that its scratch (below) fits EK_CONV2D_DSP_MAX_SCRATCH.  Four pixels'
- *     patches are split once, doubled, into halfword pairs (ek_fold_split; in_c % 4
- *     == 0 straight from the input, otherwise assembled as int8 first), every
- *     channel's row runs against all four (ek_dot_fold_4x1: 28 instructions for 32
- *     MACs) and each output is one SMMLAR, one shift and one SSAT
- *     (ek_fold_requantize; the identity and its proof are in ek_dot_s8_dsp.h).  The
- *     block's out-of-range channels take ek_requantize on the same accumulators.
- *     The four split patches live in scratch (below).
+ *     for shifts in [-23, -1]; other shifts {2 * bias_folded[o], M[o], shift[o], 0};
+ *     a channel whose weights are all zero (pruned) {0, 0, 2y + 1, 1}, y its one
+ *     output value (clamped to int8) whatever its bias: M = 0 makes the requantization
+ *     y.  The exporter checks |bias_folded| + patch * 2^14 < 2^30 over the other
+ *     channels (no accumulator reaches 2^30) and that its scratch (below) fits
+ *     EK_CONV2D_DSP_MAX_SCRATCH.  Four pixels' patches are split once, doubled, into
+ *     halfword pairs (ek_fold_split; in_c % 4 == 0 straight from the input,
+ *     otherwise assembled as int8 first), every channel's row runs against all four
+ *     (ek_dot_fold_4x1: 28 instructions for 32 MACs) and each output is one SMMLAR,
+ *     one shift and one SSAT (ek_fold_requantize; the identity and its proof are in
+ *     ek_dot_s8_dsp.h).  The block's out-of-range channels take ek_requantize on the
+ *     same accumulators.  The four split patches live in scratch (below).
  *     ek_conv2d_s8_1x1_dsp reads all of a block's four input pixels before it
  *     writes their outputs, so it runs in place with no gap when out_c <= in_c.
  *

@@ -1,6 +1,7 @@
 /* ek_conv2d_fold_dsp.h - the folded-form GEMM body (ek_conv2d.h, folded form), internal to the
  * _dsp convolutions: ek_conv2d_s8_1x1_dsp / ek_conv2d_s8_dsp (all of a layer's channels against
- * the int8 filter) and ek_conv2d_s8_huff_dsp (a decoded block of channels at a time).
+ * the int8 filter) and the compressed ones (ek_wdot_dsp.h: w4, lut4, lut8 and huff, a few
+ * unpacked or decoded channels at a time; the sparse one shares ek_fold_out_long).
  *
  * ek_fold_gemm_body: channels o0 .. o0+n-1 of `count` (1..4) output pixels whose patches are
  * split in x (ek_fold_split's 4-pixel buffer, `groups` groups), the n filter rows in `filter`

@@ -1,13 +1,48 @@
-/* ek_conv2d_s8_huff_dsp.c - 2-D convolution with Huffman-coded weights (the portable layout:
- * rows in order, ek_wcode.h): block_rows filter rows at a time are decoded into scratch, each
- * zero-padded to whole groups of four, and run through the int8 kernels' folded GEMM
- * (ek_conv2d_fold_dsp.h: four output pixels' patches split once, one SMMLAR requantization) for
- * every output pixel.  Same results as ek_conv2d_s8_huff; scratch as ek_wcode.h's table says.
- * The loops: ek_wc_conv_huff_dsp (ek_wdot_dsp.h). */
+/* ek_conv2d_s8_huff_dsp.c - 2-D convolution with Huffman-coded weights (the portable layout: rows
+ * in order, ek_wcode.h) through the int8 kernels' folded GEMM (ek_conv2d_fold_dsp.h).  Same
+ * results as ek_conv2d_s8_huff.
+ *
+ * block_rows filter rows at a time are decoded from the bitstream into int8 rows zero-padded to
+ * whole groups of four (ek_huff_rows); then every output pixel's patch, four pixels at a time, is
+ * split into the 4-pixel buffer and the block's rows run against the four (SMLAD on the split
+ * patches, one SMMLAR requantization per output).  The stream is decoded once per call; the
+ * patches are split again for every block.
+ *
+ * block: the folded form's per-channel requantization {2 * bias, M, k, R}, written by the exporter
+ * (ek_conv2d.h; edgekit.lower.packing.pack_conv_fold_blocks) and passed as the bias; p->conv.mult
+ * and p->conv.shift are NULL.  The exporter gives this kernel only layers within the folded
+ * form's range (edgekit.lower.packing.conv_fold_range_ok), any other the portable kernel.
+ * scratch (ek_wcode.h's table, 4-byte aligned): the 4-pixel buffer, block_rows decoded rows, then
+ * the K-byte patch when ek_wc_needs_patch. */
 #include "ek_wdot_dsp.h"
 
-void ek_conv2d_s8_huff_dsp(const ek_conv2d_wc_params *p, const int8_t *input, const int32_t *bias,
+/* Channels o0 .. o0+n-1, their rows decoded in s.rows, of every output pixel, four pixels at a
+ * time.  Out of line: once per block, with its own registers for the pixel loop. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void ek_huff_dsp_pixels(const ek_conv2d_params *c, const int8_t *input, const int32_t *block,
+                               int8_t *output, ek_wc_fold_scratch s, int32_t K, int32_t o0, int32_t n)
+{
+    const int32_t groups = ek_wc_groups(K), pixels = c->out_h * c->out_w;
+    for (int32_t px = 0; px < pixels; px += 4) {
+        const int32_t count = ek_min_i32(4, pixels - px);
+        ek_wc_split_patches(c, input, px, count, K, s.buf, s.col);
+        ek_fold_gemm(c, s.buf, groups, count, s.rows, block + 4 * o0, output + (int64_t)px * c->out_c + o0, n);
+    }
+}
+
+void ek_conv2d_s8_huff_dsp(const ek_conv2d_wc_params *p, const int8_t *input, const int32_t *block,
                            int8_t *output, int8_t *scratch)
 {
-    ek_wc_conv_huff_dsp(p, input, bias, output, scratch);
+    const ek_conv2d_params *c = &p->conv;
+    const ek_wcode *w = &p->w;
+    const int32_t K = w->row_len, groups = ek_wc_groups(K), out_c = c->out_c, block_rows = w->block_rows;
+    const ek_wc_fold_scratch s = ek_wc_fold_scratch_at(scratch, groups, block_rows);
+    ek_huff_state bits;
+    ek_huff_init(w, &bits);
+    for (int32_t o0 = 0; o0 < out_c; o0 += block_rows) {           /* each block of rows */
+        const int32_t n = ek_huff_rows(w, &bits, s.rows, o0, out_c, 4 * groups);
+        ek_huff_dsp_pixels(c, input, block, output, s, K, o0, n);  /* against every pixel */
+    }
 }

@@ -1,6 +1,7 @@
 /* ek_conv2d_s8_sparse_dsp.c - 2-D convolution with sparse weights (the portable layout,
- * ek_wcode.h), four output pixels per pass.  Same results as ek_conv2d_s8_sparse; scratch as
- * ek_wcode.h's table says for this kernel (int32-aligned).
+ * ek_wcode.h), four output pixels per pass.  Same results as ek_conv2d_s8_sparse.  scratch
+ * (ek_wcode.h's table, 4-byte aligned): the 4-pixel buffer, then two int8 patches when
+ * ek_wc_needs_patch.
  *
  * Per pass, the inputs of four output pixels (for a 1x1 filter without padding the input pixels
  * themselves, else their patches built by ek_wc_patch) are written once into the 4-pixel buffer
@@ -18,10 +19,13 @@
  * last one; their outputs are not written.
  *
  * Requantization: the one-SMMLAR "folded form" of ek_conv2d_s8_dsp (ek_fold_requantize,
- * ek_dot_s8_dsp.h), its per-channel {bias, M, k, R} computed once per call into scratch.  The
- * identity needs the doubled accumulator 2a within int32; the kernel takes it for a channel
- * whose shift is in [-23, -1] and whose |bias| <= 2^28 when K < 2^15 (then |a| < 2^28 + K * 2^14
- * < 2^30) and requantizes any other channel with ek_requantize_pos, as ek_wc_out does.
+ * ek_dot_s8_dsp.h) on the doubled accumulator 2 * bias + 2 * S_i, with each channel's block
+ * {2 * bias, M, k, R} written by the exporter (ek_conv2d.h; edgekit.lower.packing.
+ * pack_conv_fold_blocks) and passed as the bias; p->conv.mult and p->conv.shift are NULL.  The
+ * exporter gives this kernel only layers whose accumulators stay under 2^30 (conv_fold_range_ok),
+ * so the doubled one is an int32, and any other layer the portable kernel; a channel whose shift
+ * is outside the one-SMMLAR range (its block's R = 0) is requantized by ek_fold_out_long
+ * (ek_conv2d_fold_dsp.h) as in the folded GEMM.
  *
  * In place (1x1 filter, no padding, out_c <= in_c): the four pixels' inputs are all read before
  * any of their outputs is written, so the output may start at the input (gap 0). */
@@ -89,21 +93,6 @@ static void ek_sp_split_pair(int32_t *dst, const int8_t *a, const int8_t *b, int
     }
 }
 
-/* A channel outside the folded form (block r = 0, k = its shift): ek_requantize_pos.  Out of
- * line: the sums are passed by value and stay in the caller's registers. */
-#if defined(__GNUC__)
-__attribute__((noinline))
-#endif
-static void ek_sp_out_long(int8_t *op, int32_t out_c, int32_t count, int32_t a0, int32_t a1, int32_t a2,
-                           int32_t a3, int32_t m, int32_t shift, const ek_conv2d_params *c)
-{
-    const int32_t acc[4] = {a0, a1, a2, a3};
-    for (int32_t i = 0; i < count; ++i) {
-        const int32_t y = ek_requantize_pos(acc[i], m, shift) + c->output_offset;
-        op[i * out_c] = (int8_t)ek_clamp_i32(y, c->act_min, c->act_max);
-    }
-}
-
 #if defined(__GNUC__) && !defined(__clang__)
 #define EK_SP_UNROLL _Pragma("GCC unroll 4")
 #else
@@ -111,14 +100,14 @@ static void ek_sp_out_long(int8_t *op, int32_t out_c, int32_t count, int32_t a0,
 #endif
 
 /* acc (l0, h0, l1, h1) += the n entries of a sparse row from global entry e on (any nibble for
- * SPARSE4), *ppx walked from its place (fmt a constant). */
-static EK_ALWAYS_INLINE void ek_sp_walk(const int fmt, const int32_t **ppx, const uint8_t *deltas,
+ * 4-bit deltas), *ppx walked from its place (delta_bits a constant). */
+static EK_ALWAYS_INLINE void ek_sp_walk(const int delta_bits, const int32_t **ppx, const uint8_t *deltas,
                                         const int8_t *values, uint32_t e, uint32_t n, uint32_t acc[4])
 {
     const int32_t *px = *ppx;
     const int8_t *v = values + e;
     ek_sp_acc a = {acc[0], acc[1], acc[2], acc[3]};
-    if (fmt == EK_WF_SPARSE8) {
+    if (delta_bits == 8) {
         const uint8_t *d = deltas + e;
         for (uint32_t j = n >> 2; j > 0; --j) {
             px = ek_sp_entry(px, d[0], v[0], &a);
@@ -173,7 +162,7 @@ static EK_ALWAYS_INLINE void ek_sp_walk(const int fmt, const int32_t **ppx, cons
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
-static void ek_sp_long_row(const int fmt, const int32_t *buf, const uint8_t *deltas, const int8_t *values,
+static void ek_sp_long_row(const int delta_bits, const int32_t *buf, const uint8_t *deltas, const int8_t *values,
                            uint32_t e, uint32_t n, uint32_t s[4])
 {
     const int32_t *px = buf;
@@ -181,10 +170,10 @@ static void ek_sp_long_row(const int fmt, const int32_t *buf, const uint8_t *del
     while (n > 0) {
         const uint32_t run = n < EK_SP_RUN ? n : EK_SP_RUN;
         uint32_t acc[4] = {EK_SP_BIAS, 0, EK_SP_BIAS, 0};
-        if (fmt == EK_WF_SPARSE8) {
-            ek_sp_walk(EK_WF_SPARSE8, &px, deltas, values, e, run, acc);
+        if (delta_bits == 8) {
+            ek_sp_walk(8, &px, deltas, values, e, run, acc);
         } else {
-            ek_sp_walk(EK_WF_SPARSE4, &px, deltas, values, e, run, acc);
+            ek_sp_walk(4, &px, deltas, values, e, run, acc);
         }
         s[0] += ek_sp_even(acc[0]);
         s[1] += ek_sp_odd(acc[0], acc[1]);
@@ -196,8 +185,9 @@ static void ek_sp_long_row(const int fmt, const int32_t *buf, const uint8_t *del
 }
 
 /* Every output channel of the four pixels in buf; out: pixel 0's outputs, count (1..4) of them
- * written.  fmt: EK_WF_SPARSE4 or EK_WF_SPARSE8 (a constant); full: the clamp is [-128, 127]. */
-static EK_ALWAYS_INLINE void ek_sp_rows(const ek_conv2d_params *c, const ek_wcode *w, const int fmt,
+ * written; block: the channels' requantization blocks.  delta_bits: 4 or 8 (a
+ * constant); full: the clamp is [-128, 127]. */
+static EK_ALWAYS_INLINE void ek_sp_rows(const ek_conv2d_params *c, const ek_wcode *w, const int delta_bits,
                                         const int32_t *buf, const int32_t *block, int8_t *out, int32_t out_c,
                                         int32_t count, const int full, int32_t act_min, int32_t act_max)
 {
@@ -211,56 +201,47 @@ static EK_ALWAYS_INLINE void ek_sp_rows(const ek_conv2d_params *c, const ek_wcod
         if (end - e <= EK_SP_RUN_MAX) {
             const int32_t *px = buf;
             uint32_t acc[4] = {EK_SP_BIAS, 0, EK_SP_BIAS, 0};
-            ek_sp_walk(fmt, &px, deltas, values, e, end - e, acc);
+            ek_sp_walk(delta_bits, &px, deltas, values, e, end - e, acc);
             s[0] = ek_sp_even(acc[0]);
             s[1] = ek_sp_odd(acc[0], acc[1]);
             s[2] = ek_sp_even(acc[2]);
             s[3] = ek_sp_odd(acc[2], acc[3]);
         } else {
-            ek_sp_long_row(fmt, buf, deltas, values, e, end - e, s);
+            ek_sp_long_row(delta_bits, buf, deltas, values, e, end - e, s);
         }
         e = end;
-        /* bias, m, k, r read after the walk (fewer live registers) */
-        const uint32_t b = (uint32_t)block[0];
+        /* the block read after the walk (fewer live registers); a = 2 * bias + 2 * S_i */
+        const uint32_t b2 = (uint32_t)block[0];
         const int32_t m = block[1], k = block[2], r = block[3];
-        const int32_t s0 = (int32_t)(b + s[0]), s1 = (int32_t)(b + s[1]);
-        const int32_t s2 = (int32_t)(b + s[2]), s3 = (int32_t)(b + s[3]);
+        const int32_t a0 = (int32_t)(b2 + (s[0] << 1)), a1 = (int32_t)(b2 + (s[1] << 1));
+        const int32_t a2 = (int32_t)(b2 + (s[2] << 1)), a3 = (int32_t)(b2 + (s[3] << 1));
         if (r == 0) {
-            ek_sp_out_long(op, out_c, count, s0, s1, s2, s3, m, k, c);
+            ek_fold_out_long(c, op, count, a0, a1, a2, a3, m, k);
             continue;
         }
-        const int32_t acc[4] = {s0, s1, s2, s3};
+        const int32_t acc[4] = {a0, a1, a2, a3};
         EK_SP_UNROLL
         for (int32_t i = 0; i < count; ++i) {
-            const int32_t y = ek_fold_requantize((int32_t)((uint32_t)acc[i] << 1), m, k, r);
+            const int32_t y = ek_fold_requantize(acc[i], m, k, r);
             op[i * out_c] = (int8_t)(full ? ek_ssat8(y) : ek_clamp_i32(y, act_min, act_max));
         }
     }
 }
 
-/* The kernel for one delta width (fmt a constant). */
-static EK_ALWAYS_INLINE void ek_sp_conv(const ek_conv2d_wc_params *p, const int8_t *input, const int32_t *bias,
-                                        int8_t *output, int8_t *scratch, const int fmt)
+/* The kernel for one delta width (delta_bits, a constant): four output pixels at a time, their inputs
+ * split into the buffer, then every channel's row walked once for the four. */
+static EK_ALWAYS_INLINE void ek_sp_conv(const ek_conv2d_wc_params *p, const int8_t *input, const int32_t *block,
+                                        int8_t *output, int8_t *scratch, const int delta_bits)
 {
     const ek_conv2d_params *c = &p->conv;
     const ek_wcode *w = &p->w;
     const int32_t out_c = c->out_c, out_w = c->out_w, K = w->row_len;
     const int32_t pixels = c->out_h * out_w;
-    const int32_t off = c->output_offset, act_min = c->act_min, act_max = c->act_max;
+    const int32_t act_min = c->act_min, act_max = c->act_max;
     const int full = act_min == EK_INT8_MIN && act_max == EK_INT8_MAX;
-    /* scratch: the blocks, the 4-pixel buffer, then (patches) two int8 patches */
-    int32_t *block = (int32_t *)(void *)scratch;
-    int32_t *buf = block + 4 * out_c;
+    /* scratch: the 4-pixel buffer, then (patches) two int8 patches */
+    int32_t *buf = (int32_t *)(void *)scratch;
     int8_t *col = (int8_t *)(buf + 8 * ((K + 3) >> 2));
-    for (int32_t o = 0; o < out_c; ++o) {
-        const int32_t b = bias[o], sh = c->shift[o];
-        const int fold = K < 32768 && sh >= EK_FOLD_SHIFT_MIN && sh <= EK_FOLD_SHIFT_MAX && b >= -(1 << 28) && b <= (1 << 28) &&
-                         off >= EK_INT8_MIN && off <= EK_INT8_MAX;
-        block[4 * o] = b;
-        block[4 * o + 1] = c->mult[o];
-        block[4 * o + 2] = fold ? (1 << (-sh - 1)) + off * (1 << -sh) : sh;
-        block[4 * o + 3] = fold ? -sh : 0;
-    }
     const int patch = ek_wc_needs_patch(c);
     for (int32_t px = 0; px < pixels; px += 4) {
         const int32_t count = pixels - px >= 4 ? 4 : pixels - px;
@@ -272,21 +253,21 @@ static EK_ALWAYS_INLINE void ek_sp_conv(const ek_conv2d_wc_params *p, const int8
         }
         int8_t *out = output + (int64_t)px * out_c;
         if (count == 4 && full) {
-            ek_sp_rows(c, w, fmt, buf, block, out, out_c, 4, 1, EK_INT8_MIN, EK_INT8_MAX);
+            ek_sp_rows(c, w, delta_bits, buf, block, out, out_c, 4, 1, EK_INT8_MIN, EK_INT8_MAX);
         } else if (count == 4) {
-            ek_sp_rows(c, w, fmt, buf, block, out, out_c, 4, 0, act_min, act_max);
+            ek_sp_rows(c, w, delta_bits, buf, block, out, out_c, 4, 0, act_min, act_max);
         } else {
-            ek_sp_rows(c, w, fmt, buf, block, out, out_c, count, 0, act_min, act_max);
+            ek_sp_rows(c, w, delta_bits, buf, block, out, out_c, count, 0, act_min, act_max);
         }
     }
 }
 
-void ek_conv2d_s8_sparse_dsp(const ek_conv2d_wc_params *p, const int8_t *input, const int32_t *bias,
+void ek_conv2d_s8_sparse_dsp(const ek_conv2d_wc_params *p, const int8_t *input, const int32_t *block,
                              int8_t *output, int8_t *scratch)
 {
     if (p->w.delta_bits == 8) {
-        ek_sp_conv(p, input, bias, output, scratch, EK_WF_SPARSE8);
+        ek_sp_conv(p, input, block, output, scratch, 8);
     } else {
-        ek_sp_conv(p, input, bias, output, scratch, EK_WF_SPARSE4);
+        ek_sp_conv(p, input, block, output, scratch, 4);
     }
 }

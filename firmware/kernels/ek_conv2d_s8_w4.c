@@ -1,10 +1,29 @@
 /* ek_conv2d_s8_w4.c - 2-D convolution with w4 weights (4-bit two's complement,
  * two per byte) read from flash as stored; format in ek_wcode.h.
- * The loops: ek_wc_conv (ek_wdot.h). */
+ *
+ * For each output pixel (y, x), for each output channel o:
+ *     acc = bias[o] + dot(the pixel's patch, filter row o's K nibbles)
+ *     output[y][x][o] = acc requantized (ek_wc_out_conv)
+ * The patch is the K input values under the filter (ek_wc_patch).  Row o starts
+ * at codes + o * (K + 1) / 2.
+ * scratch: the K-byte patch; unused (NULL is fine) for a 1x1 filter without
+ * padding, whose patch is the input pixel itself. */
 #include "ek_wdot.h"
 
 void ek_conv2d_s8_w4(const ek_conv2d_wc_params *p, const int8_t *input, const int32_t *bias,
                      int8_t *output, int8_t *scratch)
 {
-    ek_wc_conv(p, input, bias, output, scratch, EK_WF_W4);
+    const ek_conv2d_params *c = &p->conv;
+    const int32_t K = p->w.row_len, out_c = c->out_c, row_bytes = (K + 1) >> 1;
+    for (int32_t y = 0; y < c->out_h; ++y) {
+        for (int32_t x = 0; x < c->out_w; ++x, output += out_c) {
+            const int8_t *patch = ek_wc_patch(c, input, y, x, scratch);
+            const uint8_t *row = p->w.codes;
+            for (int32_t o = 0; o < out_c; ++o) {
+                const int32_t dot = ek_wdot_w4(patch, row, K);
+                row += row_bytes;
+                output[o] = ek_wc_out_conv(c, ek_wc_add(bias[o], dot), o);
+            }
+        }
+    }
 }

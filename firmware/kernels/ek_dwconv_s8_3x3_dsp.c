@@ -1,5 +1,10 @@
 /* ek_dwconv_s8_3x3_dsp.c - 3x3 depthwise convolution, channel multiplier 1, four
- * channels per step with DSP instructions (see ek_dwconv.h for the filter layout). */
+ * channels per step with DSP instructions (see ek_dwconv.h for the filter layout).
+ *
+ * For each output pixel: each whole group of four channels, its nine taps (an
+ * interior pixel) or the taps inside the image (a border pixel), then the c % 4
+ * channels left over (the tail group, their inputs read byte by byte); four
+ * accumulators per group, requantized. */
 #include "ek_dwconv.h"
 #include "ek_dsp.h"
 
@@ -23,21 +28,28 @@ static inline int32_t ek_dw_requantize(int32_t x, int32_t multiplier, int32_t sh
     return (int32_t)((uint32_t)high + round) >> -shift;
 }
 
-/* One filter tap for channels c..c+3: v holds x[c..c+3], w points at the tap's
- * two words {w[c], w[c+2]}, {w[c+1], w[c+3]}. */
-#define EK_DW_TAP4(v, w)                                   \
-    do {                                                   \
-        const int32_t x02 = ek_sxtab16(offset2, (v));      \
-        const int32_t x13 = ek_sxtab16_ror8(offset2, (v)); \
-        const int32_t w02 = ek_read_s8x4(w);               \
-        const int32_t w13 = ek_read_s8x4((w) + 4);         \
-        a0 = ek_smlabb(x02, w02, a0);                      \
-        a2 = ek_smlatt(x02, w02, a2);                      \
-        a1 = ek_smlabb(x13, w13, a1);                      \
-        a3 = ek_smlatt(x13, w13, a3);                      \
-    } while (0)
+/* The accumulators of four channels c..c+3. */
+typedef struct {
+    int32_t a0, a1, a2, a3;
+} ek_dw_acc4;
 
-/* The first n (1..4) int8 at p as one word, missing bytes 0 (the tail group). */
+/* acc plus one filter tap for channels c..c+3: v holds x[c..c+3], w points at
+ * the tap's two words {w[c], w[c+2]}, {w[c+1], w[c+3]}, offset2 holds
+ * input_offset in both halfwords. */
+static inline ek_dw_acc4 ek_dw_tap4(ek_dw_acc4 acc, int32_t v, const int8_t *w, int32_t offset2)
+{
+    const int32_t x02 = ek_sxtab16(offset2, v);
+    const int32_t x13 = ek_sxtab16_ror8(offset2, v);
+    const int32_t w02 = ek_read_s8x4(w);
+    const int32_t w13 = ek_read_s8x4(w + 4);
+    acc.a0 = ek_smlabb(x02, w02, acc.a0);
+    acc.a2 = ek_smlatt(x02, w02, acc.a2);
+    acc.a1 = ek_smlabb(x13, w13, acc.a1);
+    acc.a3 = ek_smlatt(x13, w13, acc.a3);
+    return acc;
+}
+
+/* The first n (1..3) int8 at p as one word, missing bytes 0 (the tail group). */
 static inline int32_t ek_dw_read_partial(const int8_t *p, int32_t n)
 {
     uint32_t v = 0;
@@ -79,64 +91,66 @@ void ek_dwconv_s8_3x3_dsp(const ek_dwconv_params *p, const int8_t *input,
             int8_t *out_px = output + ((int64_t)y * p->out_w + x) * c;
             const int8_t *w = filter;
 
-            for (int32_t ch = 0; ch < c; ch += 4, w += 9 * 8) {
-                const int32_t n = ek_min_i32(4, c - ch);
-                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            int32_t ch = 0;
+            for (; ch + 4 <= c; ch += 4, w += 9 * 8) {
+                ek_dw_acc4 acc = {0, 0, 0, 0};
                 const int8_t *in = in_px + ch;
-                if (n == 4 && interior) {
+                if (interior) {
                     const int8_t *wt = w;
                     for (int32_t ky = 0; ky < 3; ++ky, in += row, wt += 3 * 8) {
                         const int32_t v0 = ek_read_s8x4(in);
                         const int32_t v1 = ek_read_s8x4(in + c);
                         const int32_t v2 = ek_read_s8x4(in + 2 * c);
-                        EK_DW_TAP4(v0, wt);
-                        EK_DW_TAP4(v1, wt + 8);
-                        EK_DW_TAP4(v2, wt + 16);
+                        acc = ek_dw_tap4(acc, v0, wt, offset2);
+                        acc = ek_dw_tap4(acc, v1, wt + 8, offset2);
+                        acc = ek_dw_tap4(acc, v2, wt + 16, offset2);
                     }
                 } else {
-                    /* border pixel or tail group: only the taps inside the image */
+                    /* border pixel: only the taps inside the image */
                     for (int32_t ky = ky0; ky < ky1; ++ky) {
                         const int8_t *src = in + (ky - ky0) * row;
                         const int8_t *wt = w + ky * 3 * 8;
-                        if (n == 4) {
-                            /* src is column kx0; kx0 <= 1 <= kx1 - 1 except for
-                             * windows narrower than 3 at both ends */
-                            if (kx0 == 0) {
-                                EK_DW_TAP4(ek_read_s8x4(src), wt);
-                                src += c;
-                            }
-                            if (kx0 <= 1 && kx1 >= 2) {
-                                EK_DW_TAP4(ek_read_s8x4(src), wt + 8);
-                                src += c;
-                            }
-                            if (kx1 == 3) {
-                                EK_DW_TAP4(ek_read_s8x4(src), wt + 16);
-                            }
-                        } else {
-                            for (int32_t kx = kx0; kx < kx1; ++kx, src += c) {
-                                EK_DW_TAP4(ek_dw_read_partial(src, n), wt + kx * 8);
-                            }
+                        /* src is column kx0; kx0 <= 1 <= kx1 - 1 except for
+                         * windows narrower than 3 at both ends */
+                        if (kx0 == 0) {
+                            acc = ek_dw_tap4(acc, ek_read_s8x4(src), wt, offset2);
+                            src += c;
+                        }
+                        if (kx0 <= 1 && kx1 >= 2) {
+                            acc = ek_dw_tap4(acc, ek_read_s8x4(src), wt + 8, offset2);
+                            src += c;
+                        }
+                        if (kx1 == 3) {
+                            acc = ek_dw_tap4(acc, ek_read_s8x4(src), wt + 16, offset2);
                         }
                     }
                 }
                 if (bias) {
-                    a0 += bias[ch];
-                    a1 += n > 1 ? bias[ch + 1] : 0;
-                    a2 += n > 2 ? bias[ch + 2] : 0;
-                    a3 += n > 3 ? bias[ch + 3] : 0;
+                    acc.a0 += bias[ch];
+                    acc.a1 += bias[ch + 1];
+                    acc.a2 += bias[ch + 2];
+                    acc.a3 += bias[ch + 3];
                 }
                 int8_t *out = out_px + ch;
-                out[0] = ek_dw_out(a0, mult[ch], shift[ch], output_offset, act_min, act_max);
-                if (n == 4) {
-                    out[1] = ek_dw_out(a1, mult[ch + 1], shift[ch + 1], output_offset, act_min, act_max);
-                    out[2] = ek_dw_out(a2, mult[ch + 2], shift[ch + 2], output_offset, act_min, act_max);
-                    out[3] = ek_dw_out(a3, mult[ch + 3], shift[ch + 3], output_offset, act_min, act_max);
-                } else {
-                    const int32_t rest[3] = {a1, a2, a3};
-                    for (int32_t i = 1; i < n; ++i) {
-                        out[i] = ek_dw_out(rest[i - 1], mult[ch + i], shift[ch + i], output_offset,
-                                           act_min, act_max);
+                out[0] = ek_dw_out(acc.a0, mult[ch], shift[ch], output_offset, act_min, act_max);
+                out[1] = ek_dw_out(acc.a1, mult[ch + 1], shift[ch + 1], output_offset, act_min, act_max);
+                out[2] = ek_dw_out(acc.a2, mult[ch + 2], shift[ch + 2], output_offset, act_min, act_max);
+                out[3] = ek_dw_out(acc.a3, mult[ch + 3], shift[ch + 3], output_offset, act_min, act_max);
+            }
+            if (ch < c) {
+                /* the tail group of n < 4 channels: only the taps inside the image */
+                const int32_t n = c - ch;
+                ek_dw_acc4 acc = {0, 0, 0, 0};
+                for (int32_t ky = ky0; ky < ky1; ++ky) {
+                    const int8_t *src = in_px + ch + (ky - ky0) * row;
+                    for (int32_t kx = kx0; kx < kx1; ++kx, src += c) {
+                        acc = ek_dw_tap4(acc, ek_dw_read_partial(src, n), w + (ky * 3 + kx) * 8, offset2);
                     }
+                }
+                const int32_t sums[3] = {acc.a0, acc.a1, acc.a2};
+                for (int32_t i = 0; i < n; ++i) {
+                    const int32_t sum = sums[i] + (bias ? bias[ch + i] : 0);
+                    out_px[ch + i] = ek_dw_out(sum, mult[ch + i], shift[ch + i], output_offset, act_min, act_max);
                 }
             }
         }

@@ -1,10 +1,29 @@
 /* ek_fc_s8_lut8.c - fully connected layer with lut8 weights (byte indices
  * into int8 codebooks) read from flash as stored; format in ek_wcode.h.
- * The loops: ek_wc_fc (ek_wdot.h). */
+ *
+ * For each batch row b, for each output o:
+ *     acc = bias[o] + dot(input row b, row o's indices looked up in row o's codebook)
+ *     output[b][o] = acc requantized (ek_wc_out_fc)
+ * Row o's K indices start at codes + o * K, its codebook at values + o * levels
+ * (one codebook per row) or values (one for the layer).  scratch: unused. */
 #include "ek_wdot.h"
 
 void ek_fc_s8_lut8(const ek_fc_wc_params *p, const int8_t *input, const int32_t *bias,
                    int8_t *output, int8_t *scratch)
 {
-    ek_wc_fc(p, input, bias, output, scratch, EK_WF_LUT8);
+    const ek_fc_params *f = &p->fc;
+    const int32_t K = p->w.row_len, out_n = f->out_n;
+    const int32_t book_step = ek_wc_book_step(&p->w);
+    const int double_round = f->double_round != 0;
+    (void)scratch;
+    for (int32_t b = 0; b < f->rows; ++b) {
+        const int8_t *x = input + (int64_t)b * K;
+        int8_t *out = output + (int64_t)b * out_n;
+        const uint8_t *codes = p->w.codes;
+        const int8_t *book = p->w.values;
+        for (int32_t o = 0; o < out_n; ++o, codes += K, book += book_step) {
+            const int32_t acc = ek_wc_add(bias[o], ek_wdot_lut8(x, codes, book, K));
+            out[o] = ek_wc_out_fc(f, acc, o, double_round);
+        }
+    }
 }

@@ -35,7 +35,9 @@
  * layout="dsp") writes the _dsp layout; wformats.kernel_layout(op, fmt, dsp)
  * names the layout a kernel reads.
  *
- * Conv and FC kernels take the FOLDED bias (never NULL), computed at export by
+ * Conv and FC kernels take the FOLDED bias (never NULL; the _dsp convolutions take each
+ * channel's folded-requantization block instead, {2 * folded bias, M, k, R} from
+ * edgekit.lower.packing.pack_conv_fold_blocks, as ek_conv2d_s8_dsp does), computed at export by
  * edgekit.lower.conv.fold_input_offset:
  *     bias_folded[o] = bias[o] + input_offset * sum_k W[o][k]   (int32, wrapping)
  * so their inner loops add x*w only.  A conv kernel builds each output pixel's
@@ -66,28 +68,28 @@
  *   ek_dwconv_s8_w4_3x3_dsp         2*row_len, plus row_len/9 in the folded form
  *                                   (dw.mult NULL), 4-byte aligned: the unpacked int16
  *                                   filter, the zero-point row
- *   ek_conv2d_s8_sparse_dsp         16*out_c + 32*ceil(K/4), plus 2*K when it builds
- *                                   patches (not k_h = k_w = 1 with pad_top = pad_left
- *                                   = 0); 4-byte aligned: the int32 requantization
- *                                   blocks, the 4-pixel buffer, then two int8 patches
- *   ek_conv2d_s8_{w4,lut4,lut8}_dsp 16*out_c + 32*ceil(K/4) + R*4*ceil(K/4), plus K
- *   ek_conv2d_s8_huff_dsp           when it builds patches, with R = 4 (EK_WC_FOLD_ROWS)
- *                                   or, for w4 and huff, block_rows (w4: as many rows of
- *                                   4*ceil(K/4) bytes as 4096 holds, at least one, at
- *                                   most out_c: wformats.w4_conv_block_rows); 4-byte aligned: the int32
- *                                   requantization blocks, the 4-pixel buffer, the
- *                                   unpacked or decoded rows (zero-padded to whole
- *                                   words), the patch
+ *   ek_conv2d_s8_sparse_dsp         32*ceil(K/4), plus 2*K when it builds patches (not
+ *                                   k_h = k_w = 1 with pad_top = pad_left = 0); 4-byte
+ *                                   aligned: the 4-pixel buffer, then two int8 patches
+ *   ek_conv2d_s8_{w4,lut4,lut8}_dsp 32*ceil(K/4) + R*4*ceil(K/4), plus K when it builds
+ *   ek_conv2d_s8_huff_dsp           patches, with R = 4 (EK_WC_FOLD_ROWS) or, for w4 and
+ *                                   huff, block_rows (w4: as many rows of 4*ceil(K/4)
+ *                                   bytes as 4096 holds, at least one, at most out_c:
+ *                                   edgekit.lower.compressed.w4_conv_block_rows); 4-byte
+ *                                   aligned: the 4-pixel buffer, the unpacked or decoded
+ *                                   rows (zero-padded to whole words), the patch
  *   other _dsp variants             as their portable kernel
  *
- * edgekit.formats.scratch_bytes() returns the same numbers.
+ * The _dsp convolutions' per-channel requantization blocks {2*bias, M, k, R} take no
+ * scratch: the exporter writes them to flash and passes them as the bias (the folded
+ * form of ek_conv2d.h; conv.mult and conv.shift NULL).
+ * edgekit.lower.compressed.scratch_bytes() returns the same numbers.
  *
  * In place: a conv kernel whose filter is 1x1 without padding reads only the
  * input pixel of the output pixel it computes, pixels in raster order, so with
- * out_c <= in_c its output may start out_c bytes below its input (2*out_c for
- * the lut4 and lut8 _dsp kernels, which compute two such pixels at a time; 0
- * for ek_conv2d_s8_sparse_dsp, which copies four pixels' inputs into scratch
- * before it writes their outputs; Huffman only when one block holds every row).
+ * out_c <= in_c its output may start out_c bytes below its input (0 for the _dsp
+ * kernels, which copy four pixels' inputs into scratch before they write their
+ * outputs; Huffman and the w4 _dsp kernel only when one block holds every row).
  * edgekit.lower.compressed.conv_inplace declares it, with the argument.
  *
  * ---------------------------------------------------------------------------

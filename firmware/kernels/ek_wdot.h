@@ -11,6 +11,7 @@
  *   ek_wdot_w4        w4 row: one byte load gives two weights
  *   ek_wdot_lut4      lut4 row: nibble index -> codebook load
  *   ek_wdot_lut8      lut8 row: byte index -> codebook load
+ *   ek_wc_book_step   codebook entries from one lut4 / lut8 row's codebook to the next's
  *   ek_wdot_sparse4   sparse entries [e, end) with 4-bit deltas: pointer walk
  *   ek_wdot_sparse8   sparse entries [e, end) with 8-bit deltas: pointer walk
  *   ek_wc_patch       the K input values of one conv output pixel
@@ -18,11 +19,15 @@
  *   ek_huff_block     the next block of rows of a Huffman bitstream
  *   ek_huff_books     a decoded block of codebook indices mapped to weights
  *   ek_huff_rows      the next block of rows, each on a stride of its own (zero-padded)
- *   ek_wrows          a walk over a layer's weight rows in one format (EK_WF_*)
- *   ek_wrows_unpack   the walk's current row as int8 weights (W4, LUT4, LUT8)
- *   ek_wrows_dot      dot(x, the walk's row), the walk moved to the next row
- *   ek_wc_conv, ek_wc_fc   the portable kernels' layer loops, one per op for
- *                     every format (the format a compile-time constant)
+ *   ek_wc_add         bias + dot, wrapping
+ *   ek_wc_out_conv, ek_wc_out_fc   an accumulator requantized to a conv / FC output value
+ *   ek_wrows          a walk over a layer's w4, lut4 or lut8 rows (EK_WF_*), for the _dsp
+ *                     convolutions that unpack rows into scratch (ek_wdot_dsp.h)
+ *   ek_wrows_unpack   the walk's current row as int8 weights
+ *
+ * The portable kernels (ek_conv2d_s8_<weights>.c, ek_fc_s8_<weights>.c) each hold
+ * their own layer loop: for each pixel or batch row, for each output o, bias[o] +
+ * the dot of the input with row o (ek_wdot_<weights>), requantized (ek_wc_out_*).
  */
 #ifndef EK_WDOT_H
 #define EK_WDOT_H
@@ -90,6 +95,13 @@ static inline int32_t ek_wdot_lut8(const int8_t *x, const uint8_t *codes, const 
         acc += ek_wmul(x[k], table[codes[k]]);
     }
     return (int32_t)acc;
+}
+
+/* Codebook entries from one lut4 / lut8 row's codebook to the next row's: levels when each row
+ * has its own (per_channel), 0 when the layer has one. */
+static inline int32_t ek_wc_book_step(const ek_wcode *w)
+{
+    return w->per_channel ? w->levels : 0;
 }
 
 /* Entries e .. end-1 (global numbers) of a sparse row, 4-bit deltas: nibble e
@@ -326,65 +338,39 @@ static inline int32_t ek_wc_add(int32_t bias, int32_t dot)
     return (int32_t)((uint32_t)bias + (uint32_t)dot);
 }
 
-/* The weight formats of a layer loop.  Every kernel passes one as a constant, so that its loops
- * are compiled for that format only. */
+/* The formats a walk over weight rows (ek_wrows) reads.  Every caller passes one as a constant,
+ * so that its loops are compiled for that format only. */
 enum {
-    EK_WF_S8,          /* plain int8 rows, row stride K: a decoded Huffman block */
     EK_WF_W4,          /* w4, row stride (K + 1) / 2 */
     EK_WF_LUT4,        /* lut4, row stride (K + 1) / 2 */
-    EK_WF_LUT8,        /* lut8, row stride K */
-    EK_WF_SPARSE4,     /* sparse, delta_bits = 4 */
-    EK_WF_SPARSE8,     /* sparse, delta_bits = 8 */
-    EK_WF_SPARSE,      /* (layer loops only) sparse: SPARSE4 or SPARSE8 by delta_bits */
-    EK_WF_HUFF         /* (layer loops only) huff: blocks decoded into scratch, then S8 */
+    EK_WF_LUT8         /* lut8, row stride K */
 };
-
-static inline int ek_wf_sparse(const int fmt) { return fmt == EK_WF_SPARSE4 || fmt == EK_WF_SPARSE8; }
 
 /* A walk over a layer's weight rows in one format, row by row from the first, with the
  * encoding's fields in locals (int8 stores may alias the params' fields):
- *   codes   S8, W4, LUT4, LUT8: the current row's first byte; sparse: every delta
- *   table   LUT4, LUT8: the current row's codebook; sparse: every value
- *   index   sparse: &index[o + 1] for the current row o (the end of its entries)
- *   e       sparse: the current row's first entry */
+ *   codes   the current row's first byte
+ *   table   LUT4, LUT8: the current row's codebook */
 typedef struct {
     const uint8_t *codes;
     const int8_t *table;
-    const uint32_t *index;
-    uint32_t e;
     int32_t K, stride, table_step;     /* row length; bytes and codebook entries per row */
 } ek_wrows;
 
-/* The walk over the encoded rows of w (fmt neither S8 nor a layer-loop format), at row 0. */
+/* The walk over the encoded rows of w, at row 0. */
 static EK_ALWAYS_INLINE ek_wrows ek_wrows_start(const ek_wcode *w, const int fmt)
 {
     const int lut = fmt == EK_WF_LUT4 || fmt == EK_WF_LUT8;
-    const ek_wrows r = {w->codes, w->values, ek_wf_sparse(fmt) ? w->index + 1 : NULL,
-                        ek_wf_sparse(fmt) ? w->index[0] : 0u, w->row_len,
-                        fmt == EK_WF_LUT8 ? w->row_len : (w->row_len + 1) >> 1,
-                        lut && w->per_channel ? w->levels : 0};
+    const ek_wrows r = {w->codes, w->values, w->row_len, fmt == EK_WF_LUT8 ? w->row_len : (w->row_len + 1) >> 1,
+                        lut ? ek_wc_book_step(w) : 0};
     return r;
 }
-
-/* The walk over rows of K int8 weights each (S8), from rows[0]. */
-static EK_ALWAYS_INLINE ek_wrows ek_wrows_s8(const int8_t *rows, int32_t K)
-{
-    const ek_wrows r = {(const uint8_t *)rows, NULL, NULL, 0u, K, K, 0};
-    return r;
-}
-
-static inline const int8_t *ek_wrows_s8_row(const ek_wrows *r) { return (const int8_t *)r->codes; }
 
 /* The walk moved to the next row. */
 static EK_ALWAYS_INLINE void ek_wrows_next(ek_wrows *r, const int fmt)
 {
-    if (ek_wf_sparse(fmt)) {
-        r->e = *r->index++;
-    } else {
-        r->codes += r->stride;
-        if (fmt == EK_WF_LUT4 || fmt == EK_WF_LUT8) {
-            r->table += r->table_step;
-        }
+    r->codes += r->stride;
+    if (fmt == EK_WF_LUT4 || fmt == EK_WF_LUT8) {
+        r->table += r->table_step;
     }
 }
 
@@ -441,34 +427,6 @@ static EK_ALWAYS_INLINE void ek_wrows_unpack(ek_wrows *r, const int fmt, int8_t 
         dst[j] = 0;
     }
     ek_wrows_next(r, fmt);
-}
-
-/* dot(x, the current row), the walk moved to the next row. */
-static EK_ALWAYS_INLINE int32_t ek_wrows_dot(ek_wrows *r, const int fmt, const int8_t *x)
-{
-    int32_t dot;
-    switch (fmt) {
-    case EK_WF_S8:
-        dot = ek_wdot_s8(x, ek_wrows_s8_row(r), r->K);
-        break;
-    case EK_WF_W4:
-        dot = ek_wdot_w4(x, r->codes, r->K);
-        break;
-    case EK_WF_LUT4:
-        dot = ek_wdot_lut4(x, r->codes, r->table, r->K);
-        break;
-    case EK_WF_LUT8:
-        dot = ek_wdot_lut8(x, r->codes, r->table, r->K);
-        break;
-    case EK_WF_SPARSE4:
-        dot = ek_wdot_sparse4(x, r->codes, r->table, r->e, *r->index);
-        break;
-    default:
-        dot = ek_wdot_sparse8(x, r->codes, r->table, r->e, *r->index);
-        break;
-    }
-    ek_wrows_next(r, fmt);
-    return dot;
 }
 
 /* Codebook indices -> weights in place: the n bytes at dst are indices into book (levels
@@ -546,84 +504,6 @@ static inline int32_t ek_huff_rows(const ek_wcode *w, ek_huff_state *s, int8_t *
         memset(dst + K, 0, (size_t)(stride - K));
     }
     return n;
-}
-
-/* Output channels o0 .. o0+n-1 of every output pixel of a conv layer, the rows walked from
- * `rows`; col: the patch's scratch. */
-static EK_ALWAYS_INLINE void ek_wc_conv_rows(const ek_conv2d_params *c, const ek_wrows rows, const int fmt,
-                                   const int8_t *input, const int32_t *bias, int8_t *output,
-                                   int8_t *col, int32_t o0, int32_t n)
-{
-    for (int32_t y = 0; y < c->out_h; ++y) {
-        for (int32_t x = 0; x < c->out_w; ++x, output += c->out_c) {
-            const int8_t *patch = ek_wc_patch(c, input, y, x, col);
-            ek_wrows r = rows;
-            for (int32_t o = o0; o < o0 + n; ++o) {
-                output[o] = ek_wc_out_conv(c, ek_wc_add(bias[o], ek_wrows_dot(&r, fmt, patch)), o);
-            }
-        }
-    }
-}
-
-/* Outputs o0 .. o0+n-1 of every batch row of an FC layer, the rows walked from `rows`. */
-static EK_ALWAYS_INLINE void ek_wc_fc_rows(const ek_fc_params *f, const ek_wrows rows, const int fmt,
-                                 const int8_t *input, const int32_t *bias, int8_t *output, int32_t o0,
-                                 int32_t n)
-{
-    const int double_round = f->double_round != 0;
-    for (int32_t b = 0; b < f->rows; ++b) {
-        const int8_t *in_b = input + (int64_t)b * rows.K;
-        int8_t *out = output + (int64_t)b * f->out_n;
-        ek_wrows r = rows;
-        for (int32_t o = o0; o < o0 + n; ++o) {
-            out[o] = ek_wc_out_fc(f, ek_wc_add(bias[o], ek_wrows_dot(&r, fmt, in_b)), o, double_round);
-        }
-    }
-}
-
-/* The portable conv kernel of format fmt (W4, LUT4, LUT8, SPARSE or HUFF; scratch as ek_wcode.h
- * says): its rows read from flash as stored, or Huffman blocks decoded into scratch first (the
- * patch after them). */
-static EK_ALWAYS_INLINE void ek_wc_conv(const ek_conv2d_wc_params *p, const int8_t *input, const int32_t *bias,
-                              int8_t *output, int8_t *scratch, const int fmt)
-{
-    const ek_conv2d_params *c = &p->conv;
-    const ek_wcode *w = &p->w;
-    if (fmt == EK_WF_HUFF) {
-        int8_t *col = scratch + (int64_t)w->block_rows * w->row_len;
-        ek_huff_state bits;
-        ek_huff_init(w, &bits);
-        for (int32_t o0 = 0; o0 < c->out_c; o0 += w->block_rows) {
-            const int32_t n = ek_huff_block(w, &bits, scratch, o0, c->out_c, 0);
-            ek_wc_conv_rows(c, ek_wrows_s8(scratch, w->row_len), EK_WF_S8, input, bias, output, col, o0, n);
-        }
-    } else if (fmt == EK_WF_SPARSE) {         /* one loop for both delta widths (a branch per row) */
-        const int sparse = w->delta_bits == 4 ? EK_WF_SPARSE4 : EK_WF_SPARSE8;
-        ek_wc_conv_rows(c, ek_wrows_start(w, sparse), sparse, input, bias, output, scratch, 0, c->out_c);
-    } else {
-        ek_wc_conv_rows(c, ek_wrows_start(w, fmt), fmt, input, bias, output, scratch, 0, c->out_c);
-    }
-}
-
-/* The portable FC kernel of format fmt (as ek_wc_conv; scratch: the Huffman block only). */
-static EK_ALWAYS_INLINE void ek_wc_fc(const ek_fc_wc_params *p, const int8_t *input, const int32_t *bias,
-                            int8_t *output, int8_t *scratch, const int fmt)
-{
-    const ek_fc_params *f = &p->fc;
-    const ek_wcode *w = &p->w;
-    if (fmt == EK_WF_HUFF) {
-        ek_huff_state bits;
-        ek_huff_init(w, &bits);
-        for (int32_t o0 = 0; o0 < f->out_n; o0 += w->block_rows) {
-            const int32_t n = ek_huff_block(w, &bits, scratch, o0, f->out_n, 0);
-            ek_wc_fc_rows(f, ek_wrows_s8(scratch, w->row_len), EK_WF_S8, input, bias, output, o0, n);
-        }
-    } else if (fmt == EK_WF_SPARSE) {
-        const int sparse = w->delta_bits == 4 ? EK_WF_SPARSE4 : EK_WF_SPARSE8;
-        ek_wc_fc_rows(f, ek_wrows_start(w, sparse), sparse, input, bias, output, 0, f->out_n);
-    } else {
-        ek_wc_fc_rows(f, ek_wrows_start(w, fmt), fmt, input, bias, output, 0, f->out_n);
-    }
 }
 
 #endif /* EK_WDOT_H */
