@@ -1,4 +1,4 @@
-"""The `edgekit` command line: export, verify, bench, eval, targets.
+"""The `edgekit` command line: compress, export, verify, bench, eval, targets.
 
 Every user error is one sentence on stderr and exit status 2; a failed comparison exits 1.
 """
@@ -99,6 +99,11 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _cmd_compress(args) -> int:
+    from edgekit.train.compress_cli import run_compress
+    return run_compress(args)
+
+
 def _cmd_targets(args) -> int:
     from edgekit.targets import TARGETS
     for t in TARGETS.values():
@@ -115,6 +120,40 @@ def build_parser() -> argparse.ArgumentParser:
                                 "bit-exact C for microcontrollers.")
     p.add_argument("--version", action="version", version=f"edgekit {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compress", help="prune, cluster, distill and quantization-aware train a Keras model "
+                       "(Keras 3) for export", description="Stages run in this order, each when asked for: "
+                       "structured pruning -> distillation -> pruning -> clustering -> quantization-aware "
+                       "training (8-bit unless --bits 4 or --no-qat). Each stage fine-tunes and prints the "
+                       "float accuracy and the exact int8 model's.")
+    c.add_argument("model", help="a Keras .keras or .h5 model (Keras 2 or 3) or a Keras 2 SavedModel directory")
+    c.add_argument("--data", required=True, help="training data: .npz with x [N, *input_shape] (float32) and y "
+                   "(class indices [N] or one-hot [N, C]; for a regression, targets shaped like the output)")
+    c.add_argument("--val", help="validation data, .npz like --data (default: the last 10%% of --data, held out)")
+    c.add_argument("-o", "--out", required=True, help="the compressed model, .keras (written when finished; the "
+                   "report goes beside it as .json)")
+    c.add_argument("--prune", type=float, help="fraction of each Conv2D/DepthwiseConv2D/Dense layer's weights "
+                   "set to zero (magnitude pruning)")
+    c.add_argument("--prune-scope", choices=["layer", "global"], default="layer",
+                   help="layer (default): every layer exactly at --prune; global: one magnitude threshold")
+    c.add_argument("--structured", type=float, help="fraction of channels removed (filters, and what consumes them)")
+    c.add_argument("--clusters", type=int, help="k-means shared values per layer (16: --weights lut4)")
+    c.add_argument("--cluster-scope", choices=["layer", "channel"], default="layer")
+    c.add_argument("--bits", type=int, choices=[8, 4], default=8, help="weight bits of quantization-aware "
+                   "training (default 8; 4: every layer exports as --weights int4)")
+    c.add_argument("--no-qat", action="store_true", help="leave out quantization-aware training")
+    c.add_argument("--teacher", help="a Keras model to distill from (keras.distillation)")
+    c.add_argument("--temperature", type=float, default=4.0, help="distillation temperature (default 4)")
+    c.add_argument("--alpha", type=float, default=0.5, help="weight of the distillation loss (default 0.5)")
+    c.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs per stage (default 2)")
+    c.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    c.add_argument("--qat-lr", type=float, help="learning rate of quantization-aware training (default: --lr / 10)")
+    c.add_argument("--batch-size", type=int, default=64)
+    c.add_argument("--seed", type=int, default=0, help="fixes shuffling and initialization (default 0)")
+    c.add_argument("--skip", action="append", default=[], metavar="LAYER",
+                   help="leave this layer as it is in every stage (repeatable)")
+    c.add_argument("--target", default="cortex-m4", help="target whose formats the report prices (default cortex-m4)")
+    c.set_defaults(func=_cmd_compress)
 
     e = sub.add_parser("export", help="model (.h5, .keras, .tflite) -> C sources, Makefile, firmware")
     e.add_argument("model", help="a Keras .h5/.keras model or an int8 .tflite model")

@@ -25,6 +25,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# As edgekit.train sets it (see there): set before any test module imports TensorFlow.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_MODELS = REPO.parent / "shared" / "models" / "mlperf-tiny"
 REQUIRE_ALL = os.environ.get("CI") == "true" or os.environ.get("EDGEKIT_REQUIRE_SHARED") == "1"
@@ -41,6 +44,8 @@ SLOW_MODULES = {
     "test_bench.py": "firmware in QEMU",
     "test_mlperf_models.py": "the MLPerf Tiny models",
     "test_compressed_models.py": "tfmot-trained variants of the MLPerf Tiny models",
+    "test_train.py": "trains Keras models with TensorFlow (seconds each, but many)",
+    "test_train_models.py": "compresses, exports and runs models end to end",
     "test_mobilenet_style.py": "a whole MobileNetV1-style model (TensorFlow converts it on a cold cache)",
 }
 # Single tests left out of the fast tier (in files other engineers own, or beside fast ones).

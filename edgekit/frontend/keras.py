@@ -3,7 +3,8 @@ full-integer int8 TFLite bytes, quantized by TensorFlow's own converter.
 
 Safety: a model file is data, never code. Before anything is deserialized the stored model
 config is read as JSON and any Lambda layer (which carries Python bytecode) or any layer class
-Keras does not ship is refused; .keras archives load with Keras' safe_mode.
+that neither Keras nor edgekit (edgekit.train.qat's quantization layers) ships is refused;
+.keras archives load with Keras' safe_mode.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ TIMEOUT_S = float(os.environ.get("EDGEKIT_KERAS_TIMEOUT", "900"))
 _CHILD_ERROR = "edgekit-child-error: "
 
 _CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
+# edgekit's own layers (quantization-aware training) are code edgekit ships: a file may name them.
+EDGEKIT_LAYERS_MODULE = "edgekit.train.qat"
 
 
 def _walk_layers(config):
@@ -58,6 +61,9 @@ def _check_config(config: dict, label: str) -> None:
                 "code from a model file: replace it with built-in Keras layers and save again")
         module = layer.get("module")      # Keras 3 configs name the module to import the class from
         from_keras = isinstance(module, str) and (module == "keras" or module.startswith("keras."))
+        if module == EDGEKIT_LAYERS_MODULE:
+            from edgekit.train.qat import EDGEKIT_LAYERS      # registers them with Keras
+            from_keras = cls in EDGEKIT_LAYERS
         if module is not None and not from_keras:
             where = f" (layer '{_safe(name)}')" if name != "?" else ""
             raise UnsupportedModelError(

@@ -1,0 +1,57 @@
+"""`edgekit compress`: the command line side of edgekit.train.compress. Everything is checked
+before training starts (files, data, options, layers); the model and its report appear only
+when every stage has finished."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from edgekit.errors import EdgekitError
+
+
+def run_compress(args) -> int:
+    out = Path(args.out)
+    if out.suffix.lower() not in (".keras", ".h5"):
+        raise EdgekitError(f"-o {out}: name the compressed model .keras (or .h5)")
+    if not out.resolve().parent.is_dir():
+        raise EdgekitError(f"cannot write -o {out}: its directory does not exist")
+    report_path = out.with_suffix(".json")
+    from edgekit.train.data import load_data
+    from edgekit.train.model_io import load_model, save_model
+    from edgekit.train.recipe import Recipe, compress
+    recipe = Recipe(prune=args.prune, prune_scope=args.prune_scope, structured=args.structured,
+                    clusters=args.clusters, cluster_scope=args.cluster_scope,
+                    bits=None if args.no_qat else args.bits, temperature=args.temperature, alpha=args.alpha,
+                    epochs=args.epochs, learning_rate=args.lr, qat_learning_rate=args.qat_lr,
+                    batch_size=args.batch_size, seed=args.seed,
+                    skip=tuple(args.skip))
+    recipe.check()
+    model = load_model(args.model)
+    train = load_data(args.data, model, "--data")
+    val = load_data(args.val, model, "--val") if args.val else None
+    if args.teacher:
+        recipe.teacher = load_model(args.teacher)
+    result = compress(model, train, val, recipe, target=args.target, verbose=1 if sys.stdout.isatty() else 2)
+    print()
+    print(result.table())
+    save_model(result.model, out)
+    _write_json(report_path, [asdict(s) for s in result.report])
+    weights = "int4" if recipe.bits == 4 else "auto" + (" --optimize size" if (args.prune or args.clusters) else "")
+    print(f"wrote {out} and {report_path}; export with: edgekit export {out} --target {args.target} "
+          f"--calib CALIB.npy --weights {weights}")
+    return 0
+
+
+def _write_json(path: Path, data) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".edgekit-", suffix=".json", dir=path.resolve().parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,364 @@
+"""Quantization-aware training for Keras 3 that matches TFLite's int8 numerics.
+
+`quantize_model(model, bits)` returns a model the TFLite converter turns into exactly the int8
+model it simulates:
+  - BatchNormalization after a Conv2D / DepthwiseConv2D / Dense is folded into its kernel and
+    bias first (with the moving statistics, as the converter folds it), so training sees the
+    weights that will be quantized;
+  - weights are fake-quantized as TFLite stores them: per output channel, symmetric, narrow range
+    (Conv2D, DepthwiseConv2D), per tensor (Dense, FULLY_CONNECTED's int8 weights); `bits=4` gives
+    16-level weights (-7..7 times a 4-bit scale), which the converter writes as int8 tensors
+    holding -7..7, so `edgekit export --weights int4` packs every such layer;
+  - activations are fake-quantized per tensor, asymmetric, 8 bits, wherever TFLite has an int8
+    tensor: the model input and each op's output after its fused activation (conv + ReLU is one
+    tensor), except ops that keep their input's scale (pooling, reshapes, padding) and softmax,
+    whose output scale TFLite fixes; the ranges are moving averages of the batches' min and max
+    while training, frozen in inference.
+The fake quantization is keras.quantizers.fake_quant_with_min_max_vars, which on TensorFlow is
+tf.quantization.fake_quant_*: the converter reads its ranges, so the int8 model's scales and zero
+points are the QAT model's. Straight-through gradients; the weight ranges follow the weights.
+
+The QAT model is what `edgekit export` should get (its layers are registered Keras classes,
+module edgekit.train.qat, which edgekit's loaders accept); `strip(model)` gives a stock Keras
+model with the quantized weights, for tools that do not know these layers.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import keras
+from keras import ops
+
+from edgekit.errors import EdgekitError
+
+# Layers after which no activation quantizer goes: TFLite gives their output the input's scale,
+# or (softmax) a fixed one.
+_SAME_SCALE = ("MaxPooling2D", "AveragePooling2D", "MaxPooling1D", "AveragePooling1D", "Reshape", "Flatten",
+               "Dropout", "ZeroPadding2D", "Identity", "Softmax", "InputLayer", "SpatialDropout2D",
+               "GaussianNoise", "ActivityRegularization")
+_RELU_ACTIVATIONS = ("relu", "relu6")
+# Activations whose int8 output scale TFLite fixes (SOFTMAX, LOGISTIC 1/256; TANH 1/128).
+_FIXED_SCALE_ACTIVATIONS = ("softmax", "sigmoid", "tanh")
+
+
+def _weight_range(w, axes):
+    m = ops.max(ops.abs(w), axis=axes)
+    return ops.stop_gradient(ops.maximum(m, 1e-8))
+
+
+def _fake_quant_kernel(w, bits: int, per_channel_shape=None):
+    """Symmetric narrow-range fake quantization: per output channel (the last axis of w seen with
+    the static shape per_channel_shape) or, per_channel_shape None, per tensor."""
+    if per_channel_shape is None:
+        m = _weight_range(w, None)
+        return keras.quantizers.fake_quant_with_min_max_vars(w, -m, m, num_bits=bits, narrow_range=True)
+    shape = tuple(int(d) for d in w.shape)
+    view = w if per_channel_shape == shape else ops.reshape(w, per_channel_shape)
+    axes = tuple(range(len(per_channel_shape) - 1))
+    m = _weight_range(view, axes)
+    q = keras.quantizers.fake_quant_with_min_max_vars(view, -m, m, num_bits=bits, narrow_range=True,
+                                                      axis=len(per_channel_shape) - 1)
+    return q if per_channel_shape == shape else ops.reshape(q, shape)
+
+
+class _QuantWeights:
+    """Shared by the three weight layers: the fake-quantized kernel, bias and activation."""
+
+    def _init_bits(self, weight_bits):
+        if weight_bits not in (4, 8):
+            raise EdgekitError(f"--bits {weight_bits}: pass 8 or 4")
+        self.weight_bits = int(weight_bits)
+
+    def _finish(self, outputs):
+        if self.use_bias:
+            outputs = ops.add(outputs, self.bias)
+        return self.activation(outputs) if self.activation is not None else outputs
+
+    def get_config(self):
+        return {**super().get_config(), "weight_bits": self.weight_bits}
+
+
+@keras.saving.register_keras_serializable(package="edgekit")
+class QuantConv2D(_QuantWeights, keras.layers.Conv2D):
+    """Conv2D whose kernel is fake-quantized per output channel (TFLite's CONV_2D int8 filter)."""
+
+    def __init__(self, *args, weight_bits: int = 8, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_bits(weight_bits)
+
+    def quantized_kernel(self):
+        k = self.kernel
+        return _fake_quant_kernel(k, self.weight_bits, tuple(int(d) for d in k.shape))
+
+    def call(self, inputs):
+        return self._finish(self.convolution_op(inputs, self.quantized_kernel()))
+
+
+@keras.saving.register_keras_serializable(package="edgekit")
+class QuantDepthwiseConv2D(_QuantWeights, keras.layers.DepthwiseConv2D):
+    """DepthwiseConv2D whose kernel is fake-quantized per output channel (input channel x
+    multiplier, TFLite's DEPTHWISE_CONV_2D filter)."""
+
+    def __init__(self, *args, weight_bits: int = 8, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_bits(weight_bits)
+
+    def quantized_kernel(self):
+        k = self.kernel
+        kh, kw, c, mult = (int(d) for d in k.shape)
+        return _fake_quant_kernel(k, self.weight_bits, (kh, kw, c * mult))
+
+    def call(self, inputs):
+        outputs = ops.depthwise_conv(inputs, self.quantized_kernel(), strides=self.strides, padding=self.padding,
+                                     dilation_rate=self.dilation_rate, data_format=self.data_format)
+        return self._finish(outputs)
+
+
+@keras.saving.register_keras_serializable(package="edgekit")
+class QuantDense(_QuantWeights, keras.layers.Dense):
+    """Dense whose kernel is fake-quantized per tensor (TFLite's FULLY_CONNECTED int8 weights)."""
+
+    def __init__(self, *args, weight_bits: int = 8, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_bits(weight_bits)
+
+    def quantized_kernel(self):
+        return _fake_quant_kernel(self.kernel, self.weight_bits)
+
+    def call(self, inputs, training=None):
+        return self._finish(ops.matmul(inputs, self.quantized_kernel()))
+
+
+@keras.saving.register_keras_serializable(package="edgekit")
+class ActivationQuantizer(keras.layers.Layer):
+    """Per-tensor asymmetric 8-bit fake quantization of an activation. The range [min, max]
+    (always containing 0) is the first training batch's, then a moving average with `momentum`;
+    inference uses the stored range."""
+
+    def __init__(self, momentum: float = 0.99, **kwargs):
+        super().__init__(**kwargs)
+        self.momentum = float(momentum)
+
+    def build(self, input_shape):
+        zero = keras.initializers.Zeros()
+        self.range_min = self.add_weight(shape=(), initializer=zero, trainable=False, name="range_min")
+        self.range_max = self.add_weight(shape=(), initializer=zero, trainable=False, name="range_max")
+        self.seen = self.add_weight(shape=(), initializer=zero, trainable=False, name="seen")
+
+    def call(self, x, training=None):
+        if training:
+            lo = ops.minimum(ops.min(ops.stop_gradient(x)), 0.0)
+            hi = ops.maximum(ops.max(ops.stop_gradient(x)), 0.0)
+            first = ops.equal(self.seen, 0.0)
+            m = self.momentum
+            self.range_min.assign(ops.where(first, lo, m * self.range_min + (1 - m) * lo))
+            self.range_max.assign(ops.where(first, hi, m * self.range_max + (1 - m) * hi))
+            self.seen.assign(1.0)
+        lo, hi = self.range_min, ops.maximum(self.range_max, self.range_min + 1e-6)
+        return keras.quantizers.fake_quant_with_min_max_vars(x, lo, hi, num_bits=8, narrow_range=False)
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum}
+
+
+QUANT_LAYERS = {"Conv2D": QuantConv2D, "DepthwiseConv2D": QuantDepthwiseConv2D, "Dense": QuantDense}
+EDGEKIT_LAYERS = (*(c.__name__ for c in QUANT_LAYERS.values()), ActivationQuantizer.__name__)
+
+
+def _is_relu(layer) -> bool:
+    name = type(layer).__name__
+    if name == "ReLU":
+        cfg = layer.get_config()
+        return (not cfg.get("negative_slope") and not cfg.get("threshold")
+                and cfg.get("max_value") in (None, 6, 6.0))
+    if name == "Activation":
+        return layer.get_config().get("activation") in _RELU_ACTIVATIONS
+    return False
+
+
+def _last_axis_bn(layer) -> bool:
+    if not isinstance(layer, keras.layers.BatchNormalization):
+        return False
+    axis = layer.get_config().get("axis", -1)
+    axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+    return axis in (-1, len(layer.input.shape) - 1)
+
+
+_MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate")
+
+
+def _plan(model):
+    """On the original graph, in model order: {BatchNormalization name: the weighted layer it
+    folds into}, the names of the layers whose output gets an activation quantizer (the last
+    layer of each fused op: weighted layer -> folded BN -> ReLU, or merge -> ReLU), and {weighted
+    layer: its own softmax / sigmoid / tanh activation}, which the QAT model applies after the
+    quantizer as a layer of its own (TFLite has it as an op with a fixed output scale)."""
+    from edgekit.train.graph import consumers, kind
+    users = consumers(model)
+    outputs = {t._keras_history.operation.name for t in model.outputs}
+
+    def sole(layer):
+        u = users.get(layer.name, [])
+        return u[0] if len(u) == 1 and layer.name not in outputs else None
+
+    folds, quantized, fused, split = {}, set(), set(), {}
+    for layer in model.layers:
+        name = type(layer).__name__
+        if layer.name in fused or name in _SAME_SCALE:
+            continue
+        if name == "Activation" and layer.get_config().get("activation") in _FIXED_SCALE_ACTIVATIONS:
+            continue
+        tail = layer
+        activation = layer.get_config().get("activation") if kind(layer) is not None else None
+        if activation not in (None, "linear", *_RELU_ACTIVATIONS):
+            split[layer.name] = activation      # softmax, sigmoid, tanh: TFLite ops of their own
+            quantized.add(layer.name)
+            continue
+        if kind(layer) is not None:
+            nxt = sole(tail)
+            if nxt is not None and _last_axis_bn(nxt):
+                folds[nxt.name] = layer
+                fused.add(nxt.name)
+                tail = nxt
+        if kind(layer) is not None and layer.get_config().get("activation") in ("linear", None) or name in _MERGES:
+            nxt = sole(tail)
+            if nxt is not None and _is_relu(nxt):
+                fused.add(nxt.name)
+                tail = nxt
+        quantized.add(tail.name)
+    return folds, quantized, split
+
+
+def fold_batchnorm(layer, bn) -> list[np.ndarray]:
+    """[kernel, bias] of `layer` (Conv2D, DepthwiseConv2D, Dense) with the BatchNormalization
+    after it folded in: per output channel s = gamma / sqrt(moving_variance + epsilon),
+    kernel * s, (bias - moving_mean) * s + beta."""
+    from edgekit.train.graph import kernel
+    w = np.asarray(kernel(layer).numpy(), np.float64)
+    b = np.asarray(layer.bias.numpy(), np.float64) if layer.use_bias else 0.0
+    params = {v.name: np.asarray(v.numpy(), np.float64) for v in bn.weights}
+    n = params["moving_mean"].shape[0]
+    s = params.get("gamma", np.ones(n)) / np.sqrt(params["moving_variance"] + bn.epsilon)
+    bias = (b - params["moving_mean"]) * s + params.get("beta", np.zeros(n))
+    w = w * s.reshape(w.shape[-2:]) if type(layer).__name__.endswith("DepthwiseConv2D") else w * s
+    return [w.astype(np.float32), np.broadcast_to(bias, (n,)).astype(np.float32)]
+
+
+def quantize_model(model, bits: int = 8, calib: np.ndarray | None = None, constraints=None):
+    """The QAT model of `model` (see the module docstring): returns (qat model, constraints on
+    it). `calib`: inputs whose min / max start each activation range (as the converter's
+    calibration would set it); without them the first training batch does. `constraints`
+    (pruning masks, clusters) are carried over to the folded kernels."""
+    from edgekit.train.cluster import per_channel
+    from edgekit.train.graph import kind
+    if bits not in (4, 8):
+        raise EdgekitError(f"--bits {bits}: pass 8 or 4")
+    if len(model.inputs) != 1:
+        raise EdgekitError(f"the model has {len(model.inputs)} inputs; quantization-aware training takes "
+                           "models with one input")
+    folds, quantized, split = _plan(model)
+    folded = {layer.name: bn for bn, layer in ((model.get_layer(b), l) for b, l in folds.items())}
+    made = {}
+
+    def clone(layer):
+        cls = QUANT_LAYERS.get(type(layer).__name__) if kind(layer) is not None else None
+        config = layer.get_config()
+        if cls is None:
+            return layer.__class__.from_config(config)
+        if layer.name in folded:
+            config["use_bias"] = True
+        if layer.name in split:
+            config["activation"] = "linear"
+        return cls.from_config({**config, "weight_bits": bits})
+
+    def quantize_input(t):
+        if isinstance(t, keras.KerasTensor) and type(t._keras_history.operation).__name__ == "InputLayer":
+            if "input" not in made:
+                made["input"] = ActivationQuantizer(name="input_quant")(t)
+            return made["input"]
+        return t
+
+    def call(layer, *args, **kwargs):
+        if layer.name in folds:                 # folded into the layer before: not called
+            out = args[0]
+        else:
+            out = layer(*keras.tree.map_structure(quantize_input, args), **kwargs)
+        if layer.name in quantized:
+            out = ActivationQuantizer(name=f"{layer.name}_quant")(out)
+        if layer.name in split:
+            out = keras.layers.Activation(split[layer.name], name=f"{layer.name}_{split[layer.name]}")(out)
+        return out
+
+    functional = model if type(model).__name__ == "Functional" else _functional(model)
+    cloned = keras.models.clone_model(functional, clone_function=clone, call_function=call)
+    outputs = cloned.outputs[0] if len(cloned.outputs) == 1 else cloned.outputs
+    qmodel = keras.Model(cloned.inputs[0], outputs, name=model.name)     # one input, not a list of one
+    for layer in qmodel.layers:
+        if isinstance(layer, ActivationQuantizer) or not layer.weights:
+            continue
+        source = functional.get_layer(layer.name)
+        layer.set_weights(fold_batchnorm(source, folded[layer.name]) if layer.name in folded
+                          else source.get_weights())
+    if calib is not None:
+        calibrate(functional, qmodel, quantized, calib)
+    rebound = None
+    if constraints:
+        rebound = per_channel(constraints).rebind(qmodel)
+        rebound.apply()
+    return qmodel, rebound
+
+
+def _functional(model):
+    """A Sequential model as a Functional one (same layers)."""
+    inp = keras.Input(batch_shape=model.inputs[0].shape)
+    return keras.Model(inp, model(inp))
+
+
+def calibrate(model, qmodel, quantized, x: np.ndarray, batch: int = 256) -> None:
+    """Start each activation quantizer's range at the min / max of the tensor it quantizes over
+    `x`, computed on the float model (as the converter's calibration does)."""
+    names = sorted(quantized)
+    probe = keras.Model(model.inputs[0], [model.inputs[0]] + [model.get_layer(n).output for n in names])
+    lo = hi = None
+    for i in range(0, len(x), batch):
+        outs = probe(x[i:i + batch], training=False)
+        mins = np.array([float(ops.min(o)) for o in outs])
+        maxs = np.array([float(ops.max(o)) for o in outs])
+        lo = mins if lo is None else np.minimum(lo, mins)
+        hi = maxs if hi is None else np.maximum(hi, maxs)
+    for name, a, b in zip(["input"] + names, lo, hi):
+        q = qmodel.get_layer(f"{name}_quant")
+        q.range_min.assign(min(float(a), 0.0))
+        q.range_max.assign(max(float(b), 0.0))
+        q.seen.assign(1.0)
+
+
+def strip(model):
+    """A stock Keras model computing what the QAT model computes in float: each quantized layer
+    becomes its Keras layer holding the fake-quantized weights, the activation quantizers go
+    (their ranges with them: for an int8 model with the QAT ranges, export the QAT model)."""
+    stock = {cls: getattr(keras.layers, name) for name, cls in QUANT_LAYERS.items()}
+
+    def clone(layer):
+        cls = stock.get(type(layer))
+        config = layer.get_config()
+        if cls is None:
+            return layer.__class__.from_config(config)
+        config.pop("weight_bits", None)
+        return cls.from_config(config)
+
+    def call(layer, *args, **kwargs):
+        if isinstance(layer, ActivationQuantizer):
+            return args[0]
+        return layer(*args, **kwargs)
+
+    plain = keras.models.clone_model(model, clone_function=clone, call_function=call)
+    for layer in plain.layers:
+        if not layer.weights:
+            continue
+        source = model.get_layer(layer.name)
+        weights = source.get_weights()
+        if type(source) in stock:
+            weights[0] = np.asarray(source.quantized_kernel())
+        layer.set_weights(weights)
+    return plain
