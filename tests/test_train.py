@@ -201,6 +201,22 @@ def test_distillation_learns_from_the_teacher_not_the_labels():
     assert all(layer.trainable for layer in teacher.layers)     # the Distiller's freeze is undone
 
 
+def test_the_distillation_loss_is_hintons():
+    from edgekit.train.tune import logits_distillation
+    rng = np.random.default_rng(0)
+    t, st = rng.normal(0, 4, (8, 10)).astype(np.float32), rng.normal(0, 4, (8, 10)).astype(np.float32)
+    T = 4.0
+
+    def softmax(z):
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+    p, q = softmax(t / T), softmax(st / T)
+    expected = T * T * np.mean(np.sum(p * np.log(p / q), axis=1))
+    loss = logits_distillation(T)
+    assert float(loss.compute_loss(t, st)) == pytest.approx(expected, rel=1e-4)
+    assert float(loss.compute_loss(t, t)) == pytest.approx(0.0, abs=1e-6)
+
+
 def test_a_layer_no_stage_handles_is_named_and_can_be_skipped():
     L = keras.layers
     inp = keras.Input((10, 4))
@@ -249,3 +265,22 @@ def test_the_seed_fixes_the_result():
                               verbose=0, measure_int8=False)
         weights.append(result.model.get_weights())
     assert all(np.array_equal(a, b) for a, b in zip(*weights))
+
+
+def test_4bit_ranges_are_clipped_where_that_quantizes_better():
+    from edgekit.train.qat import QuantConv2D, fit_clipping
+    layer = QuantConv2D(4, 3, weight_bits=4)
+    layer.build((None, 8, 8, 200))
+    rng = np.random.default_rng(0)
+    w = rng.laplace(0, 0.05, (3, 3, 200, 4)).astype(np.float32)     # heavy tails: 1,800 per channel
+    w[..., 3] = rng.uniform(-0.1, 0.1, (3, 3, 200))                  # flat: nothing to clip
+    layer.kernel.assign(w)
+    chosen = fit_clipping(layer)
+    assert np.all(chosen[:3] < 0.8) and chosen[3] > 0.9
+    q_clipped = np.asarray(layer.quantized_kernel())
+    layer.clip.assign(np.ones(4, np.float32))
+    q_full = np.asarray(layer.quantized_kernel())
+    err = lambda q: ((q - w) ** 2).reshape(-1, 4).sum(0)      # noqa: E731
+    assert np.all(err(q_clipped) <= err(q_full) * (1 + 1e-6))
+    assert np.all(err(q_clipped)[:3] < 0.9 * err(q_full)[:3])
+    assert all(len(np.unique(q_clipped[..., c])) <= 15 for c in range(4))

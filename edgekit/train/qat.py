@@ -46,16 +46,17 @@ def _weight_range(w, axes):
     return ops.stop_gradient(ops.maximum(m, 1e-8))
 
 
-def _fake_quant_kernel(w, bits: int, per_channel_shape=None):
+def _fake_quant_kernel(w, bits: int, clip, per_channel_shape=None):
     """Symmetric narrow-range fake quantization: per output channel (the last axis of w seen with
-    the static shape per_channel_shape) or, per_channel_shape None, per tensor."""
+    the static shape per_channel_shape) or, per_channel_shape None, per tensor; the range is
+    clip times the largest magnitude (clip: per channel, or a scalar)."""
     if per_channel_shape is None:
-        m = _weight_range(w, None)
+        m = _weight_range(w, None) * clip
         return keras.quantizers.fake_quant_with_min_max_vars(w, -m, m, num_bits=bits, narrow_range=True)
     shape = tuple(int(d) for d in w.shape)
     view = w if per_channel_shape == shape else ops.reshape(w, per_channel_shape)
     axes = tuple(range(len(per_channel_shape) - 1))
-    m = _weight_range(view, axes)
+    m = _weight_range(view, axes) * clip
     q = keras.quantizers.fake_quant_with_min_max_vars(view, -m, m, num_bits=bits, narrow_range=True,
                                                       axis=len(per_channel_shape) - 1)
     return q if per_channel_shape == shape else ops.reshape(q, shape)
@@ -68,6 +69,13 @@ class _QuantWeights:
         if weight_bits not in (4, 8):
             raise EdgekitError(f"--bits {weight_bits}: pass 8 or 4")
         self.weight_bits = int(weight_bits)
+
+    def _add_clip(self, channels):
+        """The clipping ratio of the weight range, per output channel (or one): 1.0 (the largest
+        magnitude, as the converter quantizes) unless fit_clipping chose a smaller one."""
+        shape = (channels,) if channels else ()
+        self.clip = self.add_weight(shape=shape, initializer=keras.initializers.Ones(), trainable=False,
+                                    name="clip")
 
     def _finish(self, outputs):
         if self.use_bias:
@@ -86,9 +94,13 @@ class QuantConv2D(_QuantWeights, keras.layers.Conv2D):
         super().__init__(*args, **kwargs)
         self._init_bits(weight_bits)
 
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._add_clip(self.filters)
+
     def quantized_kernel(self):
         k = self.kernel
-        return _fake_quant_kernel(k, self.weight_bits, tuple(int(d) for d in k.shape))
+        return _fake_quant_kernel(k, self.weight_bits, self.clip, tuple(int(d) for d in k.shape))
 
     def call(self, inputs):
         return self._finish(self.convolution_op(inputs, self.quantized_kernel()))
@@ -103,10 +115,14 @@ class QuantDepthwiseConv2D(_QuantWeights, keras.layers.DepthwiseConv2D):
         super().__init__(*args, **kwargs)
         self._init_bits(weight_bits)
 
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._add_clip(int(self.kernel.shape[-2] * self.kernel.shape[-1]))
+
     def quantized_kernel(self):
         k = self.kernel
         kh, kw, c, mult = (int(d) for d in k.shape)
-        return _fake_quant_kernel(k, self.weight_bits, (kh, kw, c * mult))
+        return _fake_quant_kernel(k, self.weight_bits, self.clip, (kh, kw, c * mult))
 
     def call(self, inputs):
         outputs = ops.depthwise_conv(inputs, self.quantized_kernel(), strides=self.strides, padding=self.padding,
@@ -122,8 +138,12 @@ class QuantDense(_QuantWeights, keras.layers.Dense):
         super().__init__(*args, **kwargs)
         self._init_bits(weight_bits)
 
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._add_clip(0)
+
     def quantized_kernel(self):
-        return _fake_quant_kernel(self.kernel, self.weight_bits)
+        return _fake_quant_kernel(self.kernel, self.weight_bits, self.clip)
 
     def call(self, inputs, training=None):
         return self._finish(ops.matmul(inputs, self.quantized_kernel()))
@@ -297,15 +317,44 @@ def quantize_model(model, bits: int = 8, calib: np.ndarray | None = None, constr
         if isinstance(layer, ActivationQuantizer) or not layer.weights:
             continue
         source = functional.get_layer(layer.name)
-        layer.set_weights(fold_batchnorm(source, folded[layer.name]) if layer.name in folded
-                          else source.get_weights())
+        weights = fold_batchnorm(source, folded[layer.name]) if layer.name in folded else source.get_weights()
+        for v, w in zip(layer.weights, weights):        # a quantized layer's clip stays 1.0 here
+            v.assign(w)
     if calib is not None:
         calibrate(functional, qmodel, quantized, calib)
     rebound = None
     if constraints:
         rebound = per_channel(constraints).rebind(qmodel)
         rebound.apply()
+    if bits == 4:
+        for layer in qmodel.layers:
+            if isinstance(layer, _QuantWeights):
+                fit_clipping(layer)
     return qmodel, rebound
+
+
+def fit_clipping(layer, ratios=np.linspace(0.5, 1.0, 51)) -> np.ndarray:
+    """Set `layer`'s clipping ratio, per output channel (one for Dense), to the one in `ratios`
+    whose quantized weights are nearest the float weights (least squared error). At 4 bits the
+    largest weight alone should not set the step: 15 levels spread over a rare outlier leave most
+    weights on two or three of them. Returns the ratios chosen."""
+    from edgekit.train.graph import channel_view
+    levels = 2 ** (layer.weight_bits - 1) - 1
+    w = np.asarray(layer.kernel.numpy(), np.float64)
+    if isinstance(layer, QuantDense):            # one range for the whole kernel
+        wc = w.reshape(-1, 1)
+    else:
+        wc = channel_view(layer, w)
+        wc = wc.reshape(-1, wc.shape[-1])
+    m = np.maximum(np.abs(wc).max(axis=0), 1e-8)
+    errors = []
+    for r in ratios:
+        step = r * m / levels
+        q = np.clip(np.round(wc / step), -levels, levels) * step
+        errors.append(((q - wc) ** 2).sum(axis=0))
+    best = np.asarray(ratios)[np.argmin(np.stack(errors), axis=0)]
+    layer.clip.assign(best.astype(np.float32) if len(layer.clip.shape) else np.float32(best[0]))
+    return best
 
 
 def _functional(model):
@@ -359,6 +408,6 @@ def strip(model):
         source = model.get_layer(layer.name)
         weights = source.get_weights()
         if type(source) in stock:
-            weights[0] = np.asarray(source.quantized_kernel())
+            weights = [np.asarray(source.quantized_kernel())] + weights[1:len(layer.weights)]
         layer.set_weights(weights)
     return plain

@@ -25,6 +25,16 @@ def logits_model(model):
     return model
 
 
+def logits_distillation(temperature: float):
+    """Hinton's soft-target loss, T^2 * KL(softmax(teacher / T) || softmax(student / T)).
+
+    The loss is given as a KLDivergence instance: Keras 3.15.1's LogitsDistillation softens the
+    logits into probabilities only for an instance, and its default, the string "kl_divergence",
+    becomes a plain function that it applies to the scaled logits themselves, clipped to
+    [1e-7, 1] (measured: the loss went negative and the distilled student learned nothing)."""
+    return keras.distillation.LogitsDistillation(temperature=temperature, loss=keras.losses.KLDivergence())
+
+
 def fit(model, train: Data, validation: Data | None, epochs: int, learning_rate: float, batch_size: int,
         callbacks=(), teacher=None, temperature: float = 4.0, alpha: float = 0.5, verbose: int = 1):
     """Train `model` in place: on the labels, or distilled from `teacher` (a loss of alpha times
@@ -40,7 +50,7 @@ def fit(model, train: Data, validation: Data | None, epochs: int, learning_rate:
         teacher_logits = logits_model(teacher)
         if train.classification:
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=student is not model)
-            distill = keras.distillation.LogitsDistillation(temperature=temperature)
+            distill = logits_distillation(temperature)
         else:
             loss = "mean_squared_error"
             distill = keras.distillation.LogitsDistillation(temperature=1.0, loss="mean_squared_error")
