@@ -284,3 +284,14 @@ def test_4bit_ranges_are_clipped_where_that_quantizes_better():
     assert np.all(err(q_clipped) <= err(q_full) * (1 + 1e-6))
     assert np.all(err(q_clipped)[:3] < 0.9 * err(q_full)[:3])
     assert all(len(np.unique(q_clipped[..., c])) <= 15 for c in range(4))
+
+
+def test_a_qat_model_saves_and_loads_whole(tmp_path, fashion):
+    """Every variable comes back (Keras' Conv2D and Dense save only kernel and bias by themselves)."""
+    model = ekt.load_model(fashion.model)
+    qat, _ = quantize_model(model, 4, calib=fashion.calib)
+    path = ekt.save_model(qat, tmp_path / "qat.keras")
+    again = ekt.load_model(path)
+    for a, b in zip(qat.weights, again.weights):
+        assert a.path == b.path and np.array_equal(np.asarray(a.numpy()), np.asarray(b.numpy())), a.path
+    assert np.array_equal(np.asarray(qat(fashion.x[:20])), np.asarray(again(fashion.x[:20])))

@@ -77,6 +77,19 @@ class _QuantWeights:
         self.clip = self.add_weight(shape=shape, initializer=keras.initializers.Ones(), trainable=False,
                                     name="clip")
 
+    # Keras' Conv2D and Dense save only their kernel and bias: every variable, clip included.
+    def save_own_variables(self, store):
+        for i, v in enumerate(self.weights):
+            store[str(i)] = v
+
+    def load_own_variables(self, store):
+        if len(store.keys()) != len(self.weights):
+            raise ValueError(f"layer '{self.name}' expects {len(self.weights)} variables, the file has "
+                             f"{len(store.keys())}: it was saved by another edgekit version; quantize the "
+                             "model again")
+        for i, v in enumerate(self.weights):
+            v.assign(store[str(i)])
+
     def _finish(self, outputs):
         if self.use_bias:
             outputs = ops.add(outputs, self.bias)
