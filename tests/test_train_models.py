@@ -122,3 +122,24 @@ def test_recipes_on_the_mlperf_models_export_bit_exact(tmp_path, shared_models, 
                                   weights=weights)
     if weights == "int4":
         assert {l["weights"]["format"] for l in exported["layers"] if "weights" in l} == {"int4"}
+
+
+def test_compress_refuses_a_custom_layer_by_name(capsys, tmp_path, fashion_data):
+    """A model file naming a layer class from outside Keras is refused before anything runs."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="usercode")
+    class Doubler(keras.layers.Layer):
+        def call(self, x):
+            return 2.0 * x
+
+    inp = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inp)
+    x = Doubler(name="doubler")(x)
+    out = keras.layers.Dense(10, activation="softmax", name="head")(keras.layers.GlobalAveragePooling2D()(x))
+    path = tmp_path / "custom.keras"
+    keras.Model(inp, out).save(path)
+    rc, _, err = call(capsys, "compress", path, "--data", fashion_data / "train.npz", "--prune", "0.5",
+                      "-o", tmp_path / "small.keras")
+    assert_user_error(rc, err, "doubler", "not from Keras")
+    assert not (tmp_path / "small.keras").exists() and not (tmp_path / "small.json").exists()
