@@ -104,13 +104,15 @@ def per_channel(constraints: Constraints) -> Constraints:
     return out
 
 
+def max_distinct_per_channel(layer, w: np.ndarray) -> int:
+    """The largest number of distinct values in one output channel of `layer`'s kernel `w`."""
+    wc = channel_view(layer, w)
+    wc = wc.reshape(-1, wc.shape[-1])
+    return max(len(np.unique(wc[:, c])) for c in range(wc.shape[1]))
+
+
 def distinct_values(model) -> dict[str, int]:
-    """Largest number of distinct values in one output channel of each compressed kernel."""
+    """max_distinct_per_channel of each compressed kernel."""
     from edgekit.train.graph import kind
-    out = {}
-    for layer in model.layers:
-        if kind(layer) is not None:
-            wc = channel_view(layer, np.asarray(kernel(layer).numpy()))
-            wc = wc.reshape(-1, wc.shape[-1])
-            out[layer.name] = max(len(np.unique(wc[:, c])) for c in range(wc.shape[1]))
-    return out
+    return {layer.name: max_distinct_per_channel(layer, np.asarray(kernel(layer).numpy()))
+            for layer in model.layers if kind(layer) is not None}

@@ -3,10 +3,7 @@ before training starts (files, data, options, layers); the model and its report 
 when every stage has finished."""
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,6 +17,7 @@ def run_compress(args) -> int:
     if not out.resolve().parent.is_dir():
         raise EdgekitError(f"cannot write -o {out}: its directory does not exist")
     report_path = out.with_suffix(".json")
+    from edgekit.measure.bench import write_json_atomic
     from edgekit.train.data import load_data
     from edgekit.train.model_io import load_model, save_model
     from edgekit.train.recipe import Recipe, compress
@@ -39,19 +37,9 @@ def run_compress(args) -> int:
     print()
     print(result.table())
     save_model(result.model, out)
-    _write_json(report_path, [asdict(s) for s in result.report])
+    write_json_atomic(report_path, [asdict(s) for s in result.report])
     weights = "int4" if recipe.bits == 4 else "auto" + (" --optimize size" if (args.prune or args.clusters) else "")
     print(f"wrote {out} and {report_path}; export with: edgekit export {out} --target {args.target} "
           f"--calib CALIB.npy --weights {weights}")
     return 0
 
-
-def _write_json(path: Path, data) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".edgekit-", suffix=".json", dir=path.resolve().parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

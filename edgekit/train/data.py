@@ -27,9 +27,6 @@ class Data:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
-    def take(self, n: int) -> "Data":
-        return Data(self.x[:n], self.y[:n], self.classes)
-
 
 def read_npz(path, option: str) -> tuple[np.ndarray, np.ndarray]:
     """(x, y) from an .npz file holding arrays named x and y."""

@@ -266,14 +266,14 @@ def fold_batchnorm(layer, bn) -> list[np.ndarray]:
     """[kernel, bias] of `layer` (Conv2D, DepthwiseConv2D, Dense) with the BatchNormalization
     after it folded in: per output channel s = gamma / sqrt(moving_variance + epsilon),
     kernel * s, (bias - moving_mean) * s + beta."""
-    from edgekit.train.graph import kernel
+    from edgekit.train.graph import kernel, kind
     w = np.asarray(kernel(layer).numpy(), np.float64)
     b = np.asarray(layer.bias.numpy(), np.float64) if layer.use_bias else 0.0
     params = {v.name: np.asarray(v.numpy(), np.float64) for v in bn.weights}
     n = params["moving_mean"].shape[0]
     s = params.get("gamma", np.ones(n)) / np.sqrt(params["moving_variance"] + bn.epsilon)
     bias = (b - params["moving_mean"]) * s + params.get("beta", np.zeros(n))
-    w = w * s.reshape(w.shape[-2:]) if type(layer).__name__.endswith("DepthwiseConv2D") else w * s
+    w = w * s.reshape(w.shape[-2:]) if kind(layer) == "depthwise" else w * s
     return [w.astype(np.float32), np.broadcast_to(bias, (n,)).astype(np.float32)]
 
 

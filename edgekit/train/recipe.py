@@ -159,7 +159,7 @@ def compress(model, train, validation=None, recipe: Recipe | None = None, calib=
         t = time.time()
         log(f"[structured] removing {recipe.structured:.0%} of the channels")
         teacher = teacher or model
-        model = prune_channels(model, recipe.structured, skip=recipe.skip, data=train)
+        model = prune_channels(model, recipe.structured, skip=recipe.skip)
         fitting.fit(model, train, validation, teacher=teacher, **tune)
         measure("structured", model, t)
     elif teacher is not None:
@@ -255,16 +255,15 @@ def measure_stage(stage: str, model, validation: Data, calib, target: str, secon
 
 
 def _layer_stats(layer) -> dict:
+    from edgekit.train.cluster import max_distinct_per_channel
     from edgekit.train.graph import channel_view, kernel
     w = np.asarray(kernel(layer).numpy())
     if hasattr(layer, "quantized_kernel"):
         w = np.asarray(layer.quantized_kernel())
-    wc = channel_view(layer, w)
-    wc = wc.reshape(-1, wc.shape[-1])
-    distinct = max(len(np.unique(wc[:, c])) for c in range(wc.shape[1]))
     return {"keras_layer": layer.name, "weights": int(w.size), "zeros": int(np.sum(w == 0.0)),
             "sparsity": round(float(np.mean(w == 0.0)), 4),
-            "max_distinct_per_channel": int(distinct), "channels": int(wc.shape[1])}
+            "max_distinct_per_channel": max_distinct_per_channel(layer, w),
+            "channels": int(channel_view(layer, w).shape[-1])}
 
 
 def int8_measure(model, data: Data, calib, target: str):

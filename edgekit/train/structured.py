@@ -144,9 +144,9 @@ def channel_importance(model, groups, out_group) -> dict[int, np.ndarray]:
     return scores
 
 
-def prune_channels(model, fraction: float, skip=(), data=None, keep_min: int = 1):
+def prune_channels(model, fraction: float, skip=(), keep_min: int = 1):
     """A new model with round(fraction * channels) channels removed from every prunable group
-    (at least keep_min kept). `data` is unused by the L1 ranking (kept for data-driven rankings)."""
+    (at least keep_min kept)."""
     from edgekit.train.prune import check_sparsity
     check_sparsity(fraction, "--structured")
     if type(model).__name__ != "Functional":
@@ -182,11 +182,11 @@ def prune_channels(model, fraction: float, skip=(), data=None, keep_min: int = 1
             continue
         source = model.get_layer(layer.name)
         layer.set_weights(_sliced_weights(source, kept(in_group.get(source.name)),
-                                          kept(out_group.get(source.name)), model))
+                                          kept(out_group.get(source.name))))
     return pruned
 
 
-def _sliced_weights(layer, in_keep, out_keep, model) -> list[np.ndarray]:
+def _sliced_weights(layer, in_keep, out_keep) -> list[np.ndarray]:
     weights = layer.get_weights()
     k = kind(layer)
     name = type(layer).__name__
