@@ -5,10 +5,11 @@ on the emulated Cortex-M4, for each model variant and each `--weights` format.
         [--variants int8 pruned clustered int4] [--formats int8 int4 lut4 lut8 sparse huffman auto]
         [--target cortex-m4] [--kernels auto|portable] [--json F]
 
-Variants: the shared int8 model itself, and tests/model_variants.py's tfmot variants (pruned to
-80 %, clustered to 16 clusters, pruned to 80 % then clustered to 16 with the zeros kept (Deep
-Compression's pipeline), QAT 4-bit with INT4 weight tensors; short fine-tuning on synthetic data:
-the figures are about size and exactness, not accuracy). Each (variant, format) is exported
+Variants: the shared int8 model itself, and tests/model_variants.py's variants (the test suite's,
+from the same cache): pruned to 80 %, clustered to 16 clusters, pruned to 80 % then clustered to 16
+with the zeros kept (Deep Compression's pipeline), all three made with edgekit.train on every conv,
+depthwise and FC layer; QAT 4-bit with INT4 weight tensors made with tfmot. Short fine-tuning on
+synthetic data: the figures are about size and exactness, not accuracy. Each (variant, format) is exported
 with `--weights FORMAT` (`auto` = `--weights auto --optimize size`), built with arm-none-eabi-gcc
 -O2 and run by `edgekit bench --emulate` (QEMU -icount: instructions are exact and repeatable);
 every output is checked against the reference (LiteRT's reference kernels, TFLite Micro for INT4

@@ -1,39 +1,38 @@
-"""Compressed variants of the three MLPerf Tiny reference models, made with
-tensorflow-model-optimization (tfmot) on tf_keras, for tests and benchmarks.
+"""Compressed variants of the three MLPerf Tiny reference models for tests and benchmarks: pruned,
+clustered and pruned-then-clustered made with edgekit.train (what `edgekit compress` does), and an
+INT4 variant made with tensorflow-model-optimization (tests/tfmot_int4.py), the one producer here of
+TFLite's packed INT4 weight tensors.
 
     python tests/model_variants.py MODEL KIND OUT.tflite [MODEL KIND OUT.tflite ...]
         MODEL: kws | resnet | ad        KIND: pruned | clustered | pruned-clustered | int4
 
-builds the variants in this (child) process: importing tfmot sets TF_USE_LEGACY_KERAS=1, which
-would break Keras 3 in a test process. The in-process API, ``variant_path(model, kind)`` and
-``variant_paths(pairs)`` (all missing ones in one child: one TensorFlow import, ~1.5 min for all
-twelve), runs this script with ``sys.executable`` and caches the results under
-``$EDGEKIT_TEST_CACHE/variants`` (default ``~/.cache/edgekit-tests/variants``), keyed by a hash of
-this file's source, the model files' bytes, the arguments and the TF/tfmot versions. A build is
-deterministic: the same bytes alone or in a batch, run after run.
+builds the variants in this (child) process. The in-process API, ``variant_path(model, kind)`` and
+``variant_paths(pairs)``, runs this script with ``sys.executable`` (one child for the edgekit.train
+kinds, on Keras 3, and one for int4: importing tfmot sets TF_USE_LEGACY_KERAS=1, which would break
+Keras 3 in the same process) and caches the results under ``$EDGEKIT_TEST_CACHE/variants`` (default
+``~/.cache/edgekit-tests/variants``), keyed by a hash of the builder's sources (this file and
+edgekit/train, or tfmot_int4.py), the model files' bytes, the arguments and the package versions. A
+build is deterministic: the same bytes alone or in a batch, run after run.
 
-Sources: kws_ref_model_savedmodel/ (loads as a tf_keras Functional model), pretrainedResnet.h5 and
-ad01.h5. Each is fine-tuned for a few steps on self-distillation data: fixed-seed random inputs whose
-int8 images cover the reference int8 model's whole input range, with the float model's own outputs
-as targets; BatchNormalization statistics stay frozen. The kinds:
-  pruned     prune_low_magnitude to 80 % (ConstantSparsity, frequency 1) on every layer tfmot prunes
-             (Conv2D, Dense; never DepthwiseConv2D), strip_pruning, full-integer int8 PTQ.
-  clustered  cluster_weights, 16 clusters (KMEANS_PLUS_PLUS) on Conv2D and Dense, strip_clustering,
-             int8 PTQ: each output channel of those layers holds at most 16 distinct int8 values.
+Sources: kws_ref_model_savedmodel/ (a Keras 2 SavedModel), pretrainedResnet.h5 and ad01.h5. Each is
+fine-tuned for a few steps on self-distillation data: fixed-seed random inputs whose int8 images
+cover the reference int8 model's whole input range, the float model itself as the teacher
+(keras.distillation through edgekit.train.fit, labels unweighted); BatchNormalization statistics
+stay frozen. The kinds, each `edgekit.train.compress` with a Recipe and no QAT, then the int8
+conversion `edgekit export` makes of a Keras model (full-integer PTQ, int8 input and output):
+  pruned     Recipe(prune=0.8): magnitude pruning of every Conv2D, DepthwiseConv2D and Dense
+             kernel to exactly 80 % zeros, on a schedule over the fine-tune.
+  clustered  Recipe(clusters=16): k-means to 16 shared values per layer, kept through the
+             fine-tune: each output channel of the int8 model holds at most 16 distinct values.
   pruned-clustered
-             Deep Compression's pipeline: pruned exactly as "pruned" (prune_low_magnitude, fine-tune,
-             strip_pruning), then sparsity-preserving clustering (experimental.cluster_weights, 16
-             clusters, KMEANS_PLUS_PLUS, preserve_sparsity=True: one centroid is held at zero and the
-             pruned weights stay in it), a fine-tune, strip_clustering and int8 PTQ: those layers are
-             >= 75 % zeros AND each output channel holds at most 16 distinct int8 values, zero included.
-  int4       QAT with DefaultNBitQuantizeScheme(num_bits_weight=4, num_bits_activation=8): INT4
-             (TensorType 17, two per byte, low nibble first) weights for every CONV_2D,
-             DEPTHWISE_CONV_2D and FULLY_CONNECTED. Runs in TFLM, not in LiteRT's BUILTIN_REF
-             when it has a depthwise convolution (no DEPTHWISE_CONV_2D version 7 there).
-int8 PTQ is done as for the reference models: int8 input and output, representative dataset,
-TFLITE_BUILTINS_INT8, per-channel conv and per-tensor FULLY_CONNECTED weights. The script checks
-the property its kind claims before it writes OUT (atomically), and prints one JSON report line
-per variant (seconds per phase, bytes, per-layer statistics); the API keeps it as OUT's .json.
+             Deep Compression's pipeline, Recipe(prune=0.8, clusters=16): pruned as above, then the
+             remaining weights clustered to 16 values with the zeros kept: >= 75 % zeros AND at most
+             16 distinct int8 values per output channel, zero included.
+  int4       tfmot QAT with 4-bit weights (see tfmot_int4.py): INT4 weights for every CONV_2D,
+             DEPTHWISE_CONV_2D and FULLY_CONNECTED.
+The script checks the property its kind claims before it writes OUT (atomically), and prints one
+JSON report line per variant (seconds per phase, bytes, per-layer statistics); the API keeps it as
+OUT's .json.
 """
 from __future__ import annotations
 
@@ -52,8 +51,10 @@ from pathlib import Path
 
 import numpy as np
 
-if str(Path(__file__).resolve().parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
 from conftest import SHARED_MODELS  # noqa: E402  (one place says where ../shared/models is)
 
 MODELS = {
@@ -63,6 +64,9 @@ MODELS = {
     "ad": ("ad01.h5", "ad01_int8.tflite"),
 }
 KINDS = ("pruned", "clustered", "pruned-clustered", "int4")
+# The edgekit.train recipe of each kind but int4 (keyword arguments of edgekit.train.Recipe).
+RECIPES = {"pruned": dict(prune=0.8), "clustered": dict(clusters=16),
+           "pruned-clustered": dict(prune=0.8, clusters=16)}
 
 SEED = 2026
 SPARSITY = 0.8
@@ -73,16 +77,11 @@ BATCH = 32
 EPOCHS = 2
 CALIB_SAMPLES = 32
 LEARNING_RATE = 1e-4
-# tfmot's activation quantizers track ranges with an EMA of decay 0.999 from an initial [-6, 6]: a
-# run of a few dozen steps would keep ~[-6, 6]. The QAT fine-tune uses this decay instead.
-QAT_EMA_DECAY = 0.7
 CHILD_TIMEOUT_S = 300  # per variant
 
 WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
-# The TFLite ops of the layers tfmot prunes and clusters (it skips DepthwiseConv2D).
-COMPRESSED_OPS = {"pruned": ("CONV_2D", "FULLY_CONNECTED"), "clustered": ("CONV_2D", "FULLY_CONNECTED"),
-                  "pruned-clustered": ("CONV_2D", "FULLY_CONNECTED"), "int4": WEIGHT_OPS}
-# The kinds whose compressed layers must be sparse, and those limited to CLUSTERS values per channel.
+# The kinds whose weight tensors must be sparse, and those limited to CLUSTERS values per channel
+# (edgekit.train compresses every conv, depthwise and FC layer).
 SPARSE_KINDS = ("pruned", "pruned-clustered")
 CLUSTERED_KINDS = ("clustered", "pruned-clustered")
 INT4 = 17  # TensorType.INT4
@@ -117,15 +116,30 @@ def _hash_path(h, path: Path) -> None:
         h.update(f.read_bytes())
 
 
+def _builder_sources(kind: str) -> list[Path]:
+    """The files whose code builds a variant of `kind`."""
+    if kind == "int4":
+        return [Path(__file__).resolve(), TESTS / "tfmot_int4.py"]
+    return [Path(__file__).resolve(), REPO / "edgekit" / "frontend" / "keras.py",
+            *sorted((REPO / "edgekit" / "train").glob("*.py"))]
+
+
+def _builder_packages(kind: str) -> tuple[str, ...]:
+    return (("tensorflow", "tf-keras", "tensorflow-model-optimization") if kind == "int4"
+            else ("tensorflow", "keras", "tf-keras"))
+
+
 def cache_key(model: str, kind: str) -> str:
-    """Hash of this script's source, the model files' bytes, the arguments and the TF/tfmot versions."""
+    """Hash of the builder's sources, the model files' bytes, the arguments and the package versions."""
     _check_args(model, kind)
     root = _require_models()
-    h = hashlib.sha256(Path(__file__).read_bytes())
+    h = hashlib.sha256()
+    for source in _builder_sources(kind):
+        h.update(source.name.encode() + b"\0" + source.read_bytes())
     for name in MODELS[model]:
         _hash_path(h, root / name)
     h.update(f"{model}\0{kind}".encode())
-    for dist in ("tensorflow", "tf-keras", "tensorflow-model-optimization"):
+    for dist in _builder_packages(kind):
         h.update(f"\0{dist}={metadata.version(dist)}".encode())
     return h.hexdigest()[:20]
 
@@ -141,7 +155,7 @@ def variant_path(model: str, kind: str) -> Path:
 
 def variant_paths(pairs) -> dict[tuple[str, str], Path]:
     """{(model, kind): .tflite path} for every pair; the missing ones are built in one child process
-    (one TensorFlow import for all of them).
+    (one per Keras: edgekit.train's kinds on Keras 3, int4 on tf_keras).
 
     Safe for concurrent callers: lock files (taken in a fixed order) make one caller build a variant
     while the others wait, and each file appears by an atomic rename, so no reader sees a partial one."""
@@ -154,8 +168,10 @@ def variant_paths(pairs) -> dict[tuple[str, str], Path]:
             lock = stack.enter_context(open(wanted[pair].with_name(wanted[pair].name + ".lock"), "w"))
             fcntl.flock(lock, fcntl.LOCK_EX)
         missing = [pair for pair in sorted(wanted) if not wanted[pair].exists()]
-        if missing:
-            _build_in_child(missing, wanted)
+        # One child per Keras: edgekit.train's kinds on Keras 3, tfmot's int4 on tf_keras.
+        for group in ([p for p in missing if p[1] != "int4"], [p for p in missing if p[1] == "int4"]):
+            if group:
+                _build_in_child(group, wanted)
     return wanted
 
 
@@ -273,8 +289,6 @@ def check_variant(tflite: bytes, kind: str) -> list[str]:
             problems.append(f"{where}: type {w['type']}, not INT4 ({INT4})")
         if kind != "int4" and w["type"] == INT4:
             problems.append(f"{where}: INT4 in an int8 variant")
-        if w["op"] not in COMPRESSED_OPS[kind]:
-            continue
         if kind in SPARSE_KINDS and np.mean(w["values"] == 0) < 0.75:
             problems.append(f"{where}: only {np.mean(w['values'] == 0):.1%} zeros")
         if kind in CLUSTERED_KINDS and distinct_per_channel(w) > CLUSTERS:
@@ -285,204 +299,81 @@ def check_variant(tflite: bytes, kind: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------
-# The child: build one variant (imports TensorFlow and tfmot)
+# The child: build variants (imports TensorFlow; Keras 3 with edgekit.train, or tf_keras with tfmot)
 # --------------------------------------------------------------------------
 
-def _reference_input(ref_tflite: Path) -> tuple[tuple[int, ...], float, int]:
+def reference_input(model: str) -> tuple[tuple[int, ...], float, int]:
+    """The reference int8 model's input: (shape without the batch, scale, zero point)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    d = Interpreter(model_path=str(ref_tflite)).get_input_details()[0]
+    d = Interpreter(model_path=str(SHARED_MODELS / MODELS[model][1])).get_input_details()[0]
     scale, zero_point = d["quantization"]
     return tuple(int(s) for s in d["shape"][1:]), float(scale), int(zero_point)
 
 
-def _load_float_model(keras, model: str):
-    src = SHARED_MODELS / MODELS[model][0]
-    m = keras.models.load_model(str(src), compile=False)
-    if not isinstance(m, keras.Model) or not any(len(l.weights) for l in m.layers):
-        raise RuntimeError(f"{src} did not load as a tf_keras model with layers")
-    return m
-
-
-def _samples(rng, n, shape, scale, zero_point) -> np.ndarray:
+def samples(rng, n, shape, scale, zero_point) -> np.ndarray:
     """Float inputs whose int8 images cover the reference model's whole input range."""
     q = rng.integers(-128, 128, size=(n, *shape)).astype(np.float32)
     return ((q - zero_point) * scale).astype(np.float32)
 
 
-def _freeze_batchnorm(keras, model) -> None:
-    """Fine-tuning on synthetic data must not move the BatchNormalization statistics (with
-    trainable=False, tf_keras runs BN in inference mode; the flag survives tfmot's cloning)."""
-    for layer in model.layers:
+def _build_edgekit(model: str, kind: str) -> tuple[bytes, dict, int]:
+    """(the .tflite, seconds per phase, the float model's number of Conv2D/DepthwiseConv2D/Dense
+    layers) of an edgekit.train kind."""
+    times = {}
+    t = time.monotonic()
+    import edgekit.train as ekt          # first: it sets TensorFlow's environment for training
+    import keras
+
+    from edgekit.frontend.keras import quantize_keras
+    from edgekit.train.graph import kind as layer_kind
+    times["import"] = time.monotonic() - t
+
+    t = time.monotonic()
+    keras.utils.set_random_seed(SEED)
+    shape, scale, zero_point = reference_input(model)
+    student = ekt.load_model(SHARED_MODELS / MODELS[model][0])
+    teacher = ekt.load_model(SHARED_MODELS / MODELS[model][0])
+    if tuple(student.inputs[0].shape[1:]) != shape:
+        raise RuntimeError(f"{model}: Keras input {tuple(student.inputs[0].shape[1:])} != reference {shape}")
+    rng = np.random.default_rng(SEED)
+    x = samples(rng, TRAIN_SAMPLES[model], shape, scale, zero_point)
+    calib = samples(rng, CALIB_SAMPLES, shape, scale, zero_point)
+    y = np.asarray(teacher.predict(x, batch_size=64, verbose=0))
+    # The labels carry no weight (alpha=1: the teacher's outputs are the targets); a classifier's are
+    # the teacher's own answers, an autoencoder's its outputs.
+    data = ekt.check_data(student, x, np.argmax(y, axis=1) if model != "ad" else y, "variant data")
+    for layer in student.layers:          # trainable=False: Keras runs BatchNormalization in inference mode
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
+    n_layers = sum(layer_kind(layer) is not None for layer in student.layers)
+    times["load"] = time.monotonic() - t
 
+    t = time.monotonic()
+    recipe = ekt.Recipe(**RECIPES[kind], bits=None, teacher=teacher, alpha=1.0, epochs=EPOCHS,
+                        learning_rate=LEARNING_RATE, batch_size=BATCH, seed=SEED)
+    result = ekt.compress(student, data, validation=data, recipe=recipe, calib=calib, verbose=0,
+                          measure_int8=False)
+    times["fine_tune"] = time.monotonic() - t
 
-def _fold_dense_batchnorm(keras, model):
-    """The same float model with every Dense -> BatchNormalization [-> Activation] of a layer chain folded
-    into one Dense (with that activation). QAT needs both:
-    - TFLite's FULLY_CONNECTED has per-tensor weights, so the converter cannot fold a BN's per-unit scale
-      into fake-quantized weights and leaves those FCs in float;
-    - tfmot's LayerReluActivationQuantize gives a Dense followed by Activation('relu') a
-      NoOpQuantizeConfig, which drops its weight quantizer too: the converter then makes per-channel
-      INT8 weights, not INT4."""
-    layers = model.layers
-    if not any(isinstance(a, keras.layers.Dense) and isinstance(b, keras.layers.BatchNormalization)
-               for a, b in zip(layers, layers[1:])):
-        return model
-    inp = keras.Input(shape=model.input_shape[1:])
-    y, i = inp, int(isinstance(layers[0], keras.layers.InputLayer))
-    while i < len(layers):
-        layer = layers[i]
-        nxt = layers[i + 1] if i + 1 < len(layers) else None
-        if isinstance(layer, keras.layers.Dense) and isinstance(nxt, keras.layers.BatchNormalization):
-            kernel, *bias = layer.get_weights()
-            bias = bias[0] if bias else np.zeros(kernel.shape[1], np.float32)
-            gamma, beta, mean, var = nxt.get_weights()   # a BN with center and scale
-            k = gamma / np.sqrt(var + nxt.epsilon)
-            config = dict(layer.get_config(), use_bias=True)
-            i += 2
-            if (config["activation"] == "linear" and i < len(layers)
-                    and isinstance(layers[i], keras.layers.Activation)):
-                config["activation"] = layers[i].get_config()["activation"]
-                i += 1
-            dense = keras.layers.Dense.from_config(config)
-            y = dense(y)
-            dense.set_weights([kernel * k, (bias - mean) * k + beta])
-        else:
-            clone = layer.__class__.from_config(layer.get_config())
-            y = clone(y)
-            clone.set_weights(layer.get_weights())
-            i += 1
-    folded = keras.Model(inp, y, name=model.name + "_bnfolded")
-    x = np.random.default_rng(0).normal(size=(4, *model.input_shape[1:])).astype(np.float32)
-    a, b = model(x, training=False).numpy(), folded(x, training=False).numpy()
-    if not np.allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.abs(a).max())):
-        raise RuntimeError(f"{model.name}: folding BatchNormalization into Dense changed the outputs "
-                           "(the model is not a chain of layers?)")
-    return folded
-
-
-def _fine_tune(keras, model, x, y, classifier: bool, callbacks=()) -> None:
-    loss = keras.losses.CategoricalCrossentropy() if classifier else keras.losses.MeanSquaredError()
-    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss=loss)
-    model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=True, verbose=0, callbacks=list(callbacks))
-
-
-def _prune(tfmot, keras, model, x, y, classifier: bool):
-    """prune_low_magnitude to SPARSITY on every layer tfmot prunes, fine-tune, strip_pruning."""
-    sparsity = tfmot.sparsity.keras
-    schedule = sparsity.ConstantSparsity(SPARSITY, begin_step=0, frequency=1)
-    wrapped = sparsity.prune_low_magnitude(model, pruning_schedule=schedule)
-    _fine_tune(keras, wrapped, x, y, classifier, callbacks=[sparsity.UpdatePruningStep()])
-    return sparsity.strip_pruning(wrapped)
-
-
-def _convert(tf, model, calib: np.ndarray | None) -> bytes:
-    """Batch-1 concrete function -> TFLite with int8 input and output (full-integer PTQ with a
-    representative dataset when calib is given; a QAT model carries its own ranges)."""
-    fn = tf.function(lambda x: model(x, training=False))
-    spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
-    # The converter saves its trackable object as a SavedModel: a bare module that holds just the
-    # variables saves ~5x faster than the Keras model (which traces every layer's call again).
-    holder = tf.Module()
-    holder.weights = list(model.variables)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function(spec)], holder)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if calib is not None:
-        # The reference models have per-tensor FULLY_CONNECTED weights; TF 2.21 defaults to per-channel.
-        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
-        converter.representative_dataset = lambda: ([calib[i:i + 1]] for i in range(len(calib)))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return bytes(converter.convert())
-
-
-@contextlib.contextmanager
-def _qat_ema_decay(decay: float):
-    from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
-
-    original = quant_ops.MovingAvgQuantize
-
-    def moving_avg_quantize(*args, **kwargs):
-        kwargs["ema_decay"] = decay
-        return original(*args, **kwargs)
-
-    quant_ops.MovingAvgQuantize = moving_avg_quantize
-    try:
-        yield
-    finally:
-        quant_ops.MovingAvgQuantize = original
+    t = time.monotonic()
+    tflite = quantize_keras(result.model, keras, calib)
+    times["convert"] = time.monotonic() - t
+    return tflite, times, n_layers
 
 
 def build(model: str, kind: str) -> tuple[bytes, dict]:
     _check_args(model, kind)
     _require_models()
-    times = {}
-    t = time.monotonic()
-    import tensorflow as tf
-    import tensorflow_model_optimization as tfmot
-    import tf_keras as keras
-    times["import"] = time.monotonic() - t
-
-    t = time.monotonic()
-    keras.backend.clear_session()  # fresh layer-name counters: the same bytes alone or after other builds
-    keras.utils.set_random_seed(SEED)  # python random, numpy and tf
-    tf.config.experimental.enable_op_determinism()
-    shape, scale, zero_point = _reference_input(SHARED_MODELS / MODELS[model][1])
-    float_model = _load_float_model(keras, model)
-    if tuple(float_model.input_shape[1:]) != shape:
-        raise RuntimeError(f"{model}: Keras input {float_model.input_shape[1:]} != reference {shape}")
-    rng = np.random.default_rng(SEED)
-    x = _samples(rng, TRAIN_SAMPLES[model], shape, scale, zero_point)
-    calib = _samples(rng, CALIB_SAMPLES, shape, scale, zero_point)
-    y = float_model.predict(x, batch_size=64, verbose=0)
-    classifier = model != "ad"
-    _freeze_batchnorm(keras, float_model)
-    times["load"] = time.monotonic() - t
-
-    t = time.monotonic()
-    if kind == "pruned":
-        final = _prune(tfmot, keras, float_model, x, y, classifier)
-    elif kind == "pruned-clustered":
-        # preserve_sparsity is in the experimental API only, and tfmot.clustering.keras.experimental is an
-        # empty package in tfmot 0.8.1 (no cluster_weights attribute): import its cluster module itself.
-        # tfmot takes the mask from the weights the initial clustering maps to the zero centroid, so the
-        # pruned zeros (and any weight nearest zero) stay zero; it resets that centroid to zero each call.
-        from tensorflow_model_optimization.python.core.clustering.keras.experimental import cluster as experimental
-
-        clustering = tfmot.clustering.keras
-        wrapped = experimental.cluster_weights(
-            _prune(tfmot, keras, float_model, x, y, classifier), number_of_clusters=CLUSTERS,
-            cluster_centroids_init=clustering.CentroidInitialization.KMEANS_PLUS_PLUS, preserve_sparsity=True)
-        _fine_tune(keras, wrapped, x, y, classifier)
-        final = clustering.strip_clustering(wrapped)
-    elif kind == "clustered":
-        clustering = tfmot.clustering.keras
-        wrapped = clustering.cluster_weights(
-            float_model, number_of_clusters=CLUSTERS,
-            cluster_centroids_init=clustering.CentroidInitialization.KMEANS_PLUS_PLUS)
-        _fine_tune(keras, wrapped, x, y, classifier)
-        final = clustering.strip_clustering(wrapped)
+    if kind == "int4":
+        from tfmot_int4 import build_int4
+        tflite, times, n_layers = build_int4(model)
     else:
-        q = tfmot.quantization.keras
-        scheme = q.experimental.default_n_bit.DefaultNBitQuantizeScheme(num_bits_weight=4, num_bits_activation=8)
-        with _qat_ema_decay(QAT_EMA_DECAY):
-            final = q.quantize_apply(q.quantize_annotate_model(_fold_dense_batchnorm(keras, float_model)), scheme)
-            _fine_tune(keras, final, x, y, classifier)
-    times["fine_tune"] = time.monotonic() - t
-
-    t = time.monotonic()
-    tflite = _convert(tf, final, None if kind == "int4" else calib)
-    times["convert"] = time.monotonic() - t
-
+        tflite, times, n_layers = _build_edgekit(model, kind)
     layers = layer_stats(tflite)
-    n_keras = sum(isinstance(l, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense))
-                  for l in float_model.layers)
     problems = check_variant(tflite, kind)
-    if len(layers) != n_keras:
-        problems.append(f"{len(layers)} weight ops in the .tflite for {n_keras} Conv2D/DepthwiseConv2D/Dense layers")
+    if len(layers) != n_layers:
+        problems.append(f"{len(layers)} weight ops in the .tflite for {n_layers} Conv2D/DepthwiseConv2D/Dense layers")
     if problems:
         raise RuntimeError(f"the {kind} variant of {model} lacks its property:\n  " + "\n  ".join(problems))
     report = {"model": model, "kind": kind, "bytes": len(tflite),

@@ -107,9 +107,22 @@ class Chain:
         if self.rng.random() < 0.2:
             w_scales[int(self.rng.integers(out_c))] *= 1e-3
         wshape = (1, k[0], k[1], out_c) if depthwise else (out_c, k[0], k[1], c)
-        w = self.tensor(wshape, scale=w_scales, zp=0, qdim=3 if depthwise else 0, data=self.weights(wshape))
-        bias = self.tensor((out_c,), dtype="int32", scale=inp.scale[0] * w_scales, zp=0,
-                           data=self.rng.integers(-2 ** 16, 2 ** 16, out_c).astype(np.int32))
+        data = self.weights(wshape)
+        bias_data = self.rng.integers(-2 ** 16, 2 ** 16, out_c).astype(np.int32)
+        # A side generator (seeded from the chain's, which it does not advance, so every seed keeps
+        # its chain): in a fifth of the layers one pruned filter as the converter writes it,
+        # all-zero weights, a tiny scale, a huge bias.
+        side = np.random.default_rng(self.rng.bit_generator.state["state"]["state"])
+        if side.random() < 0.2:
+            dead = int(side.integers(out_c))
+            if depthwise:
+                data[..., dead] = 0
+            else:
+                data[dead] = 0
+            w_scales[dead] = 1e-9
+            bias_data[dead] = int(side.choice([-1, 1])) * int(side.integers(2 ** 29, 2 ** 31 - 1))
+        w = self.tensor(wshape, scale=w_scales, zp=0, qdim=3 if depthwise else 0, data=data)
+        bias = self.tensor((out_c,), dtype="int32", scale=inp.scale[0] * w_scales, zp=0, data=bias_data)
         kk = k[0] * k[1] * (1 if depthwise else c)
         out = self.act((1, oh, ow, out_c), scale=self.out_scale(float(inp.scale[0]), float(np.median(w_scales)), kk))
         return self.op("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", [self.cur, w, bias], out,

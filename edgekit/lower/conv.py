@@ -63,11 +63,44 @@ def conv_weights_and_quant(graph: Graph, op: Op, out_c: int):
             raise unsupported(op, f"its bias is {b.dtype}{'' if b.data is not None else ' and not constant'}; "
                                   "a constant int32 bias is supported")
         bias = ConstArray("bias", "int32_t", b.data.astype(np.int32).reshape(-1))
+    mults, shifts = np.array(mults, dtype=np.int64), np.array(shifts, dtype=np.int64)
+    channel_axis = 3 if op.kind == "DEPTHWISE_CONV_2D" else 0
+    dead = ~np.moveaxis(np.asarray(w.data), channel_axis, 0).reshape(out_c, -1).any(axis=1)
+    if dead.any():
+        b = settle_dead_channels(dead, None if bias is None else bias.values, mults, shifts, out_zp, act_min, act_max)
+        if b is not None:
+            bias = ConstArray("bias", "int32_t", b)
     q = dict(input_offset=-in_zp, output_offset=out_zp, act_min=act_min, act_max=act_max,
              mult=ArrayRef("mult"), shift=ArrayRef("shift"))
     arrays = [ConstArray("mult", "int32_t", np.array(mults, dtype=np.int32)),
               ConstArray("shift", "int32_t", np.array(shifts, dtype=np.int32))]
     return w, bias, q, arrays
+
+
+# The requantization a channel whose weights are all zero gets: M = 2^30 / 2^31 * 2^-4 = 1/32, in
+# every kernel's shift range (EK_FOLD_SHIFT_*, EK_DW_FOLD_SHIFT_*).
+DEAD_CHANNEL_MULT, DEAD_CHANNEL_SHIFT = 1 << 30, -4
+
+
+def settle_dead_channels(dead: np.ndarray, bias: np.ndarray | None, mults: np.ndarray, shifts: np.ndarray,
+                         out_zp: int, act_min: int, act_max: int) -> np.ndarray | None:
+    """A channel whose weights are all zero (a pruned filter) outputs the same value for every
+    input: its accumulator is its bias. The converter gives such a channel a tiny weight scale, so
+    its bias and shift are extreme (shifts of -25 and beyond, biases near 2^30), which alone would
+    keep a whole layer off the fast kernels' range rules. Rewrites those channels in place (mults,
+    shifts) and returns the new bias (None when there is none and none is needed): multiplier
+    DEAD_CHANNEL_MULT, shift DEAD_CHANNEL_SHIFT and bias 32 * c, where c is the channel's output
+    minus the zero point, so that every rounding of the requantization (twice, as
+    MultiplyByQuantizedMultiplier; or once) gives exactly c: the same output byte as before."""
+    from edgekit.lower.quant import requantize
+    out = np.zeros(len(dead), np.int64) if bias is None else np.asarray(bias, np.int64).copy()
+    for c in np.flatnonzero(dead):
+        value = requantize(int(out[c]), int(mults[c]), int(shifts[c])) + out_zp
+        out[c] = 32 * (min(max(value, act_min), act_max) - out_zp)
+        mults[c], shifts[c] = DEAD_CHANNEL_MULT, DEAD_CHANNEL_SHIFT
+    if bias is None and not out.any():
+        return None
+    return out.astype(np.int32)
 
 
 # Largest patch k_h*k_w*in_c of ek_conv2d_s8_dsp, and the most scratch one layer of the _dsp
