@@ -1,4 +1,4 @@
-"""The `edgekit` command line: compress, export, verify, bench, eval, targets.
+"""The `edgekit` command line: compress, exits, export, verify, bench, eval, targets.
 
 Every user error is one sentence on stderr and exit status 2; a failed comparison exits 1.
 """
@@ -104,6 +104,11 @@ def _cmd_compress(args) -> int:
     return run_compress(args)
 
 
+def _cmd_exits(args) -> int:
+    from edgekit.train.exits_cli import run_exits
+    return run_exits(args)
+
+
 def _cmd_targets(args) -> int:
     from edgekit.targets import TARGETS
     for t in TARGETS.values():
@@ -154,6 +159,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave this layer as it is in every stage (repeatable)")
     c.add_argument("--target", default="cortex-m4", help="target whose formats the report prices (default cortex-m4)")
     c.set_defaults(func=_cmd_compress)
+
+    x = sub.add_parser("exits", help="attach early-exit heads to a Keras classifier and train them",
+                       description="The model's outputs become [exit 1, ..., exit k, final]; each exit is a "
+                       "small head (global average pooling + Dense, or --head dw: a 3x3 depthwise layer first) "
+                       "on a backbone tensor. Training sums every output's cross-entropy; the report gives "
+                       "each exit's MACs and accuracy.")
+    x.add_argument("model", help="a Keras .keras or .h5 classifier (Keras 2 or 3) or a Keras 2 SavedModel directory")
+    x.add_argument("--data", required=True, help="training data: .npz with x and y (class indices or one-hot)")
+    x.add_argument("--val", help="validation data, .npz like --data: each exit's accuracy is reported on it")
+    x.add_argument("--after", help="the layers the exits read, comma-separated (an error lists the layers "
+                   "that can take one)")
+    x.add_argument("--at", help="or: fractions of the model's MACs, comma-separated (e.g. 0.25,0.5): each exit "
+                   "goes to the block end nearest that share")
+    x.add_argument("--head", choices=["gap", "dw"], default="gap", help="gap (default): pooling + Dense; dw: a 3x3 "
+                   "depthwise layer and ReLU first")
+    x.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
+    x.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    x.add_argument("--batch-size", type=int, default=64)
+    x.add_argument("--loss-weights", help="one loss weight per output, exits then the final (default 1 each)")
+    x.add_argument("--distill", type=float, default=0.0, help="self-distillation: share of each exit's target "
+                   "taken from the final exit's softened predictions (0 to 1, default 0)")
+    x.add_argument("--temperature", type=float, default=4.0, help="temperature of those predictions (default 4)")
+    x.add_argument("--freeze-backbone", action="store_true", help="train only the heads (for a trained model)")
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("-o", "--out", required=True, help="the multi-exit model, .keras (its report beside it as .json)")
+    x.set_defaults(func=_cmd_exits)
 
     e = sub.add_parser("export", help="model (.h5, .keras, .tflite) -> C sources, Makefile, firmware")
     e.add_argument("model", help="a Keras .h5/.keras model or an int8 .tflite model")

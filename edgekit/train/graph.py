@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
+
 from edgekit.errors import UnsupportedModelError
 
 
@@ -86,3 +88,17 @@ def consumers(model) -> dict:
         for p in producers(layer):
             out[p.name].append(layer)
     return out
+
+
+def layer_macs(layer) -> int:
+    """Multiply-accumulates of one Conv2D / DepthwiseConv2D / Dense layer for one input (0 for others)."""
+    k = kind(layer)
+    if k is None:
+        return 0
+    out = layer.output.shape
+    w = layer.weights[0].shape
+    if k == "conv":
+        return int(np.prod(out[1:])) * int(np.prod(w[:-1]))
+    if k == "depthwise":
+        return int(np.prod(out[1:])) * int(w[0] * w[1])
+    return int(np.prod(out[1:-1] or (1,))) * int(w[0] * w[1])

@@ -23,7 +23,7 @@ import numpy as np
 import keras
 
 from edgekit.errors import EdgekitError, UnsupportedModelError
-from edgekit.train.graph import kind, producers
+from edgekit.train.graph import kind, layer_macs, producers
 
 # Layers that compute each channel from the same channel alone: a group passes through them.
 _CHANNELWISE = ("BatchNormalization", "ReLU", "Activation", "Dropout", "SpatialDropout2D", "MaxPooling2D",
@@ -223,17 +223,4 @@ def _flat_rows(dense, keep: np.ndarray, rows: int) -> np.ndarray:
 
 def macs(model) -> int:
     """Multiply-accumulates of the Conv2D, DepthwiseConv2D and Dense layers for one input."""
-    total = 0
-    for layer in model.layers:
-        k = kind(layer)
-        if k is None:
-            continue
-        out = layer.output.shape
-        w = layer.weights[0].shape
-        if k == "conv":
-            total += int(np.prod(out[1:])) * int(np.prod(w[:-1]))
-        elif k == "depthwise":
-            total += int(np.prod(out[1:])) * int(w[0] * w[1])
-        else:
-            total += int(np.prod(out[1:-1] or (1,))) * int(w[0] * w[1])
-    return total
+    return sum(layer_macs(layer) for layer in model.layers)

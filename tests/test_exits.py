@@ -1,0 +1,163 @@
+"""Early-exit heads on the Keras side (edgekit.train.exits, `edgekit exits`): where an exit can go,
+what it costs, how it trains, and that the multi-exit model exports with every head bit-exact -
+properties checked in seconds on small models and data."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cli_helpers import assert_user_error, call
+from conftest import assert_bit_exact
+from train_helpers import toy_model
+
+keras = pytest.importorskip("keras")
+
+import edgekit.train as ekt                                          # noqa: E402
+from edgekit.errors import EdgekitError                              # noqa: E402
+from edgekit.train import exits                                      # noqa: E402
+from edgekit.train.data import Data                                  # noqa: E402
+from edgekit.train.graph import layer_macs                           # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def channel_data(n: int = 256, seed: int = 0) -> Data:
+    """Inputs whose class (of 4; 3 used) is the brightest colour channel: learnable after global
+    average pooling, so by an exit head at any depth."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 0.5, size=(n, 12, 12, 3)).astype(np.float32)
+    y = rng.integers(0, 3, n)
+    x[np.arange(n), :, :, y] += 0.5
+    return Data(x, y.astype(np.int64), 4)
+
+
+def test_exits_go_only_where_one_tensor_carries_everything():
+    cuts = {c.layer: c for c in exits.cuts(toy_model())}
+    # inside the residual block the stem's output skips ahead: no cut there
+    assert not {"dw", "dw_bn", "dw_relu", "pw", "pw_bn"} & set(cuts)
+    assert {"stem_relu", "residual_relu", "pool", "conv2"} <= set(cuts)
+    assert cuts["stem_relu"].block_end and not cuts["stem"].block_end and not cuts["stem_bn"].block_end
+    assert "gap" not in cuts and "logits" not in cuts          # not feature maps
+    assert cuts["pool"].macs == cuts["residual_relu"].macs and 0 < cuts["stem_relu"].fraction < 1
+
+
+def test_attach_by_name_and_by_fraction():
+    model = toy_model()
+    multi = exits.attach_exits(model, after=["pool", "stem_relu"])
+    assert len(multi.outputs) == 3 and exits.exit_points(multi) == ["stem_relu", "pool", "softmax"]
+    assert all(multi.get_layer(layer.name) is layer for layer in model.layers)    # the backbone is shared
+    x = channel_data(8).x
+    assert np.allclose(np.asarray(multi(x)[-1]), np.asarray(model(x)))
+    full = sum(layer_macs(layer) for layer in model.layers)
+    macs = exits.exit_macs(multi)
+    cut = {c.layer: c.macs for c in exits.cuts(model)}
+    assert macs[-1] == full
+    assert macs[0] == cut["stem_relu"] + 8 * 4 and macs[1] == cut["pool"] + 8 * 4       # GAP + Dense(4)
+    dw = exits.attach_exits(toy_model(), after=["pool"], head="dw")
+    assert exits.exit_macs(dw)[0] == cut["pool"] + 9 * 6 * 6 * 8 + 8 * 4
+    by_fraction = exits.attach_exits(toy_model(), at=[0.3])
+    assert exits.exit_points(by_fraction)[0] == "stem_relu"
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(after=["nosuch"]), ["no layer 'nosuch'"]),
+    (dict(after=["dw_relu"]), ["cannot go after 'dw_relu'", "stem_relu"]),      # inside the residual block
+    (dict(after=["softmax"]), ["cannot go after 'softmax'"]),                    # after the last layer
+    (dict(after=["logits"]), ["cannot go after 'logits'"]),
+    (dict(after=["pool", "pool"]), ["same place"]),
+    (dict(at=[1.5]), ["between 0 and 1"]),
+    (dict(), ["say where"]),
+    (dict(after=["pool"], head="big"), ["--head big"]),
+])
+def test_bad_exit_requests_are_one_clear_sentence(kwargs, words):
+    with pytest.raises(EdgekitError) as e:
+        exits.attach_exits(toy_model(), **kwargs)
+    for w in words:
+        assert w in str(e.value), str(e.value)
+
+
+def test_joint_training_teaches_every_exit():
+    model = toy_model(seed=1)
+    multi = exits.attach_exits(model, after=["stem_relu", "pool"])
+    train, val = channel_data(384, seed=1), channel_data(128, seed=2)
+    before = exits.exit_report(multi, val)
+    exits.train_exits(multi, train, val, epochs=6, learning_rate=1e-2, batch_size=32, verbose=0)
+    after = exits.exit_report(multi, val)
+    for b, a in zip(before, after):
+        assert a["accuracy"] >= 0.8 and a["accuracy"] > b["accuracy"] + 0.2, (b, a)
+
+
+def test_frozen_backbone_trains_only_the_heads():
+    model = toy_model(seed=2)
+    multi = exits.attach_exits(model, after=["pool"])
+    backbone = {v.path: np.asarray(v.numpy()).copy() for layer in model.layers for v in layer.weights}
+    head = {v.path: np.asarray(v.numpy()).copy() for v in multi.get_layer("exit1_logits").weights}
+    exits.train_exits(multi, channel_data(128), None, epochs=1, learning_rate=1e-2, batch_size=32,
+                      freeze_backbone=True, verbose=0)
+    for layer in model.layers:
+        assert layer.trainable or not layer.weights            # thawed again after training
+        for v in layer.weights:
+            assert np.array_equal(np.asarray(v.numpy()), backbone[v.path]), v.path   # BN statistics included
+    assert any(not np.array_equal(np.asarray(v.numpy()), head[v.path]) for v in multi.get_layer("exit1_logits").weights)
+
+
+def test_self_distillation_targets_are_the_final_exits_softened_predictions():
+    model = toy_model(seed=3)
+    multi = exits.attach_exits(model, after=["pool"])
+    x = channel_data(16).x
+    soft = exits._softened_final(multi, x, temperature=4.0)
+    final = np.asarray(model(x))
+    assert np.allclose(soft.sum(axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(np.argmax(soft, 1), np.argmax(final, 1))
+    assert soft.max() < final.max() + 1e-6                   # softer than the final output itself
+    logits = np.log(final)
+    expect = np.exp(logits / 4 - (logits / 4).max(1, keepdims=True))
+    assert np.allclose(soft, expect / expect.sum(1, keepdims=True), atol=1e-5)
+    with pytest.raises(EdgekitError, match="--distill"):
+        exits.train_exits(multi, channel_data(32), None, epochs=1, distill=1.5, verbose=0)
+    with pytest.raises(EdgekitError, match="--loss-weights"):
+        exits.train_exits(multi, channel_data(32), None, epochs=1, weights=[1, 1, 1], verbose=0)
+
+
+@pytest.fixture(scope="module")
+def fashion_data(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("fashion")
+    subset = np.load(EXAMPLES / "fashion_test_subset.npz")
+    np.savez(d / "train.npz", x=subset["x"][:160], y=subset["y"][:160])
+    np.savez(d / "val.npz", x=subset["x"][160:], y=subset["y"][160:])
+    return d
+
+
+def test_exits_command_then_export_is_bit_exact_on_every_head(capsys, tmp_path, fashion_data, qemu):
+    from edgekit.export import export
+    from edgekit.run.verify import verify
+    from edgekit.targets import get_target
+    out = tmp_path / "multi.keras"
+    rc, stdout, err = call(capsys, "exits", EXAMPLES / "fashion_dscnn.h5", "--data", fashion_data / "train.npz",
+                           "--val", fashion_data / "val.npz", "--at", "0.25,0.5", "--epochs", "1",
+                           "--batch-size", "32", "-o", out)
+    assert rc == 0, err
+    rows = json.loads(out.with_suffix(".json").read_text())
+    assert [r["exit"] for r in rows] == [1, 2, "final"] and rows[0]["macs"] < rows[1]["macs"] < rows[2]["macs"]
+    assert "| final | softmax |" in stdout
+    export(out, tmp_path / "out", get_target("cortex-m4"), calib=EXAMPLES / "fashion_calib.npy")
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert len(report["outputs"]) == 3
+    for emulate in (False, True):
+        result = verify(tmp_path / "out", count=4, seed=1, emulate=emulate)
+        assert_bit_exact(result.outputs, result.reference, f"multi-exit {'M4' if emulate else 'host'}")
+
+
+def test_exits_command_refusals_write_nothing(capsys, tmp_path, fashion_data):
+    out = tmp_path / "multi.keras"
+    base = ["exits", EXAMPLES / "fashion_dscnn.h5", "--data", fashion_data / "train.npz", "-o", out]
+    for extra, words in [([], ["--after", "--at"]), (["--after", "x", "--at", "0.5"], ["--after", "--at"]),
+                         (["--after", "nosuch"], ["nosuch"]), (["--after", "softmax"], ["softmax"]),
+                         (["--at", "0.5,2"], ["between 0 and 1"]), (["--at", "a,b"], ["numbers"]),
+                         (["--at", "0.5", "--loss-weights", "1,1,1"], ["2 weights"]),
+                         (["--at", "0.5", "--epochs", "0"], ["--epochs 0"])]:
+        assert_user_error(*call(capsys, *base, *extra)[::2], *words)
+        assert not out.exists() and not out.with_suffix(".json").exists()
