@@ -195,7 +195,15 @@ def keras_input_shape(model) -> tuple[int, ...]:
 
 def quantize_keras(model, keras_module, calib: np.ndarray) -> bytes:
     """Full-integer int8 post-training quantization with TensorFlow's TFLite converter
-    (per-channel weights, int8 input and output)."""
+    (per-channel weights, int8 input and output). A QAT model of edgekit.train is converted with
+    its exact-rounding ops off (edgekit.train.qat.converting): the converter reads plain fake
+    quantization."""
+    qat = sys.modules.get(EDGEKIT_LAYERS_MODULE)
+    with qat.converting() if qat is not None else contextlib.nullcontext():
+        return _quantize_keras(model, keras_module, calib)
+
+
+def _quantize_keras(model, keras_module, calib: np.ndarray) -> bytes:
     import tensorflow as tf
 
     def representative():

@@ -72,10 +72,14 @@ def load_model(source):
         except Exception as e:
             raise EdgekitError(f"{path} could not be loaded by Keras {keras.__version__} "
                                f"({type(e).__name__}: {kimp._first_line(e)})") from None
-        return stock_layers(model)
+        model = stock_layers(model)
+        from edgekit.train.qat import link_requantization
+        link_requantization(model)
+        return model
     if suffix == ".keras":
-        import edgekit.train.qat  # noqa: F401
+        from edgekit.train.qat import link_requantization
         model, _ = kimp.load_keras(path)
+        link_requantization(model)          # a QAT model rounds as its int8 export again
         return model
     raise EdgekitError(f"{path}: unknown model format '{suffix}'; pass a .keras or .h5 file or a "
                        "Keras SavedModel directory")
