@@ -6,7 +6,7 @@ on the emulated Cortex-M4, for each model variant and each `--weights` format.
         [--target cortex-m4] [--kernels auto|portable] [--json F]
 
 Variants: the shared int8 model itself, and tests/model_variants.py's variants (the test suite's,
-from the same cache): pruned to 80 %, clustered to 16 clusters, pruned to 80 % then clustered to 16
+from the same cache, asked for with `python tests/model_variants.py --paths`): pruned to 80 %, clustered to 16 clusters, pruned to 80 % then clustered to 16
 with the zeros kept (Deep Compression's pipeline), all three made with edgekit.train on every conv,
 depthwise and FC layer; QAT 4-bit with INT4 weight tensors made with tfmot. Short fine-tuning on
 synthetic data: the figures are about size and exactness, not accuracy. Each (variant, format) is exported
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -40,12 +41,19 @@ VARIANTS = ("int8", "pruned", "clustered", "pruned-clustered", "int4")
 FORMATS = ("int8", "int4", "lut4", "lut8", "sparse", "huffman", "auto")
 
 
-def model_path(model: str, variant: str) -> Path:
-    if variant == "int8":
-        return MODELS_DIR / MODELS[model][1]
-    sys.path.insert(0, str(REPO / "tests"))
-    from model_variants import variant_path
-    return variant_path(model, variant)
+def model_paths(models, variants) -> dict[tuple[str, str], Path]:
+    """(model, variant) -> .tflite: the shared int8 models, and the test suite's cached variants
+    (tests/model_variants.py --paths builds the missing ones, in a process of its own)."""
+    paths = {(m, "int8"): MODELS_DIR / MODELS[m][1] for m in models if "int8" in variants}
+    wanted = [(m, v) for m in models for v in variants if v != "int8"]
+    if wanted:
+        cmd = [sys.executable, str(REPO / "tests" / "model_variants.py"), "--paths"]
+        proc = subprocess.run(cmd + [x for pair in wanted for x in pair], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"building the model variants failed:\n{proc.stderr[-3000:]}")
+        built = json.loads(proc.stdout.strip().splitlines()[-1])
+        paths.update({(m, v): Path(built[f"{m}/{v}"]) for m, v in wanted})
+    return paths
 
 
 def measure(path: Path, fmt: str, target_name: str, portable: bool, tmp: Path) -> dict:
@@ -93,10 +101,11 @@ def main() -> int:
           "flash | arena | instructions | vs int8 | exact |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     rows, ok = [], True
+    paths = model_paths(args.models, args.variants)
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             for variant in args.variants:
-                path = model_path(model, variant)
+                path = paths[model, variant]
                 base = None
                 for fmt in args.formats:
                     r = measure(path, fmt, args.target, args.kernels == "portable", Path(tmp))

@@ -4,6 +4,7 @@ INT4 variant made with tensorflow-model-optimization (tests/tfmot_int4.py), the 
 TFLite's packed INT4 weight tensors.
 
     python tests/model_variants.py MODEL KIND OUT.tflite [MODEL KIND OUT.tflite ...]
+    python tests/model_variants.py --paths MODEL KIND [MODEL KIND ...]    (the cached ones, as JSON)
         MODEL: kws | resnet | ad        KIND: pruned | clustered | pruned-clustered | int4
 
 builds the variants in this (child) process. The in-process API, ``variant_path(model, kind)`` and
@@ -382,7 +383,16 @@ def build(model: str, kind: str) -> tuple[bytes, dict]:
 
 
 def main(argv: list[str]) -> int:
-    """MODEL KIND OUT [MODEL KIND OUT ...]: build each, write it atomically, print one JSON report line."""
+    """MODEL KIND OUT [MODEL KIND OUT ...]: build each, write it atomically, print one JSON report line.
+    --paths MODEL KIND [MODEL KIND ...]: print {"MODEL/KIND": cached .tflite path} as JSON, building
+    what is missing (how benchmarks/compression.py gets the variants)."""
+    if argv[:1] == ["--paths"] and len(argv) % 2 == 1 and len(argv) > 1:
+        pairs = [(argv[i], argv[i + 1]) for i in range(1, len(argv), 2)]
+        for model, kind in pairs:
+            _check_args(model, kind)
+        paths = variant_paths(pairs)
+        print(json.dumps({f"{m}/{k}": str(paths[m, k]) for m, k in pairs}))
+        return 0
     if not argv or len(argv) % 3:
         print(f"usage: python {Path(__file__).name} {{{'|'.join(MODELS)}}} {{{'|'.join(KINDS)}}} OUT.tflite "
               "[MODEL KIND OUT ...]", file=sys.stderr)

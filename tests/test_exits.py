@@ -161,3 +161,32 @@ def test_exits_command_refusals_write_nothing(capsys, tmp_path, fashion_data):
                          (["--at", "0.5", "--epochs", "0"], ["--epochs 0"])]:
         assert_user_error(*call(capsys, *base, *extra)[::2], *words)
         assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+@pytest.mark.parametrize("name, source", [("kws", "kws_ref_model_savedmodel"), ("resnet", "pretrainedResnet.h5")])
+def test_exits_on_the_mlperf_models_export_bit_exact(tmp_path, shared_models, qemu, name, source):
+    """Heads on the two MLPerf Tiny classifiers (their training sets are not here: the heads learn
+    the float model's own answers on random inputs, backbone frozen; this checks placement, cost and
+    exactness, not accuracy). ResNet-8's exits can only go between its residual stacks."""
+    from edgekit.export import export
+    from edgekit.run.verify import verify
+    from edgekit.targets import get_target
+    model = ekt.load_model(shared_models / source)
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, size=(96, *(int(d) for d in model.inputs[0].shape[1:]))).astype(np.float32)
+    y = np.argmax(np.asarray(model.predict(x, verbose=0)), 1)
+    multi = exits.attach_exits(model, at=[0.3, 0.6])
+    points = exits.exit_points(multi)[:-1]
+    if name == "resnet":
+        assert all(type(multi.get_layer(p)).__name__ in ("Activation", "ReLU") for p in points), points
+    data = ekt.check_data(model, x, y)
+    exits.train_exits(multi, data, None, epochs=1, batch_size=32, freeze_backbone=True, verbose=0)
+    macs = exits.exit_macs(multi)
+    assert macs[0] < macs[1] < 0.8 * macs[2]
+    path = ekt.save_model(multi, tmp_path / f"{name}_exits.keras")
+    np.save(tmp_path / "calib.npy", x[:32])
+    export(path, tmp_path / "out", get_target("cortex-m4"), calib=tmp_path / "calib.npy")
+    assert len(json.loads((tmp_path / "out" / "report.json").read_text())["outputs"]) == 3
+    for emulate in (False, True):
+        result = verify(tmp_path / "out", count=3, seed=1, emulate=emulate)
+        assert_bit_exact(result.outputs, result.reference, f"{name} with exits {'M4' if emulate else 'host'}")
