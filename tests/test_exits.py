@@ -11,7 +11,7 @@ import pytest
 
 from cli_helpers import assert_user_error, call
 from conftest import assert_bit_exact
-from train_helpers import toy_model
+from train_helpers import fashion_split, toy_model
 
 keras = pytest.importorskip("keras")
 
@@ -124,11 +124,7 @@ def test_self_distillation_targets_are_the_final_exits_softened_predictions():
 
 @pytest.fixture(scope="module")
 def fashion_data(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("fashion")
-    subset = np.load(EXAMPLES / "fashion_test_subset.npz")
-    np.savez(d / "train.npz", x=subset["x"][:160], y=subset["y"][:160])
-    np.savez(d / "val.npz", x=subset["x"][160:], y=subset["y"][160:])
-    return d
+    return fashion_split(tmp_path_factory.mktemp("fashion"))
 
 
 def test_exits_command_then_export_is_bit_exact_on_every_head(capsys, tmp_path, fashion_data, qemu):

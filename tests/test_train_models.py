@@ -11,6 +11,7 @@ import pytest
 
 from cli_helpers import assert_user_error, call
 from conftest import assert_bit_exact
+from train_helpers import fashion_split
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -28,11 +29,7 @@ def _export_and_verify(model: Path, calib: Path, out: Path, emulate: bool, weigh
 
 @pytest.fixture(scope="module")
 def fashion_data(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("fashion")
-    subset = np.load(EXAMPLES / "fashion_test_subset.npz")
-    np.savez(d / "train.npz", x=subset["x"][:160], y=subset["y"][:160])
-    np.savez(d / "val.npz", x=subset["x"][160:], y=subset["y"][160:])
-    return d
+    return fashion_split(tmp_path_factory.mktemp("fashion"))
 
 
 @pytest.mark.parametrize("recipe, weights, formats", [

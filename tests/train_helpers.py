@@ -2,9 +2,13 @@
 weights (shared by test_train.py and test_train_models.py)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from edgekit.train.data import Data
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
@@ -68,3 +72,11 @@ def to_tflite(model, calib) -> bytes:
 
     from edgekit.frontend.keras import quantize_keras
     return quantize_keras(model, keras, np.asarray(calib, np.float32))
+
+
+def fashion_split(directory: Path) -> Path:
+    """The bundled 200 Fashion-MNIST test images as train.npz (160) and val.npz (40) in `directory`."""
+    subset = np.load(EXAMPLES / "fashion_test_subset.npz")
+    np.savez(directory / "train.npz", x=subset["x"][:160], y=subset["y"][:160])
+    np.savez(directory / "val.npz", x=subset["x"][160:], y=subset["y"][160:])
+    return directory

@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict
-from pathlib import Path
-
-from edgekit.errors import EdgekitError
 
 
 def run_compress(args) -> int:
-    out = Path(args.out)
-    if out.suffix.lower() not in (".keras", ".h5"):
-        raise EdgekitError(f"-o {out}: name the compressed model .keras (or .h5)")
-    if not out.resolve().parent.is_dir():
-        raise EdgekitError(f"cannot write -o {out}: its directory does not exist")
+    from edgekit.train.model_io import check_output_path
+    out = check_output_path(args.out, "compressed model")
     report_path = out.with_suffix(".json")
     from edgekit.measure.bench import write_json_atomic
     from edgekit.train.data import load_data

@@ -34,7 +34,7 @@ import keras
 
 from edgekit.errors import EdgekitError
 from edgekit.train.data import Data
-from edgekit.train.graph import consumers, kind, layer_macs
+from edgekit.train.graph import consumers, layer_macs
 
 HEADS = ("gap", "dw")
 # Layers that continue the op before them (a head after the op would read its unfinished output).

@@ -3,7 +3,6 @@ checked before training; the multi-exit model and its report appear only when tr
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from edgekit.errors import EdgekitError
 
@@ -21,11 +20,8 @@ def _list(text: str | None, convert, option: str):
 
 
 def run_exits(args) -> int:
-    out = Path(args.out)
-    if out.suffix.lower() not in (".keras", ".h5"):
-        raise EdgekitError(f"-o {out}: name the multi-exit model .keras (or .h5)")
-    if not out.resolve().parent.is_dir():
-        raise EdgekitError(f"cannot write -o {out}: its directory does not exist")
+    from edgekit.train.model_io import check_output_path
+    out = check_output_path(args.out, "multi-exit model")
     if (args.after is None) == (args.at is None):
         raise EdgekitError("say where the exits go: --after LAYER,LAYER or --at 0.25,0.5 (fractions of the MACs)")
     if args.epochs < 1:

@@ -105,6 +105,16 @@ def _load_savedmodel(path: Path):
         return load_model(h5)
 
 
+def check_output_path(out, what: str) -> Path:
+    """-o of a training command, checked before any training: a .keras (or .h5) in an existing directory."""
+    out = Path(out)
+    if out.suffix.lower() not in (".keras", ".h5"):
+        raise EdgekitError(f"-o {out}: name the {what} .keras (or .h5)")
+    if not out.resolve().parent.is_dir():
+        raise EdgekitError(f"cannot write -o {out}: its directory does not exist")
+    return out
+
+
 def save_model(model, path) -> Path:
     """Write `model` to `path` (.keras or .h5, by its suffix) atomically: a file that is there is
     complete."""
