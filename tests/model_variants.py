@@ -65,13 +65,12 @@ MODELS = {
     "ad": ("ad01.h5", "ad01_int8.tflite"),
 }
 KINDS = ("pruned", "clustered", "pruned-clustered", "int4")
-# The edgekit.train recipe of each kind but int4 (keyword arguments of edgekit.train.Recipe).
-RECIPES = {"pruned": dict(prune=0.8), "clustered": dict(clusters=16),
-           "pruned-clustered": dict(prune=0.8, clusters=16)}
-
 SEED = 2026
 SPARSITY = 0.8
 CLUSTERS = 16
+# The edgekit.train recipe of each kind but int4 (keyword arguments of edgekit.train.Recipe).
+RECIPES = {"pruned": dict(prune=SPARSITY), "clustered": dict(clusters=CLUSTERS),
+           "pruned-clustered": dict(prune=SPARSITY, clusters=CLUSTERS)}
 # Fine-tuning and calibration samples per model: a few seconds on two shared cores.
 TRAIN_SAMPLES = {"kws": 256, "resnet": 128, "ad": 256}
 BATCH = 32

@@ -154,7 +154,9 @@ def test_exits_command_refusals_write_nothing(capsys, tmp_path, fashion_data):
                          (["--after", "nosuch"], ["nosuch"]), (["--after", "softmax"], ["softmax"]),
                          (["--at", "0.5,2"], ["between 0 and 1"]), (["--at", "a,b"], ["numbers"]),
                          (["--at", "0.5", "--loss-weights", "1,1,1"], ["2 weights"]),
-                         (["--at", "0.5", "--epochs", "0"], ["--epochs 0"])]:
+                         (["--at", "0.5", "--epochs", "0"], ["--epochs 0"]),
+                         (["--at", "0.5", "--temperature", "0"], ["--temperature 0", "positive"]),
+                         (["--at", "0.5", "--distill", "2"], ["--distill 2", "0 to 1"])]:
         assert_user_error(*call(capsys, *base, *extra)[::2], *words)
         assert not out.exists() and not out.with_suffix(".json").exists()
 

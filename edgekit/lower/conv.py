@@ -92,10 +92,9 @@ def settle_dead_channels(dead: np.ndarray, bias: np.ndarray | None, mults: np.nd
     DEAD_CHANNEL_MULT, shift DEAD_CHANNEL_SHIFT and bias 32 * c, where c is the channel's output
     minus the zero point, so that every rounding of the requantization (twice, as
     MultiplyByQuantizedMultiplier; or once) gives exactly c: the same output byte as before."""
-    from edgekit.lower.quant import requantize
     out = np.zeros(len(dead), np.int64) if bias is None else np.asarray(bias, np.int64).copy()
     for c in np.flatnonzero(dead):
-        value = requantize(int(out[c]), int(mults[c]), int(shifts[c])) + out_zp
+        value = quant.requantize(int(out[c]), int(mults[c]), int(shifts[c])) + out_zp
         out[c] = 32 * (min(max(value, act_min), act_max) - out_zp)
         mults[c], shifts[c] = DEAD_CHANNEL_MULT, DEAD_CHANNEL_SHIFT
     if bias is None and not out.any():

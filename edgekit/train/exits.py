@@ -34,7 +34,7 @@ import keras
 
 from edgekit.errors import EdgekitError
 from edgekit.train.data import Data
-from edgekit.train.graph import consumers, layer_macs
+from edgekit.train.graph import consumers, is_softmax_layer, kind, layer_macs
 
 HEADS = ("gap", "dw")
 # Layers that continue the op before them (a head after the op would read its unfinished output).
@@ -130,10 +130,8 @@ def _head(x, k: int, head: str, classes: int, final_activation: str):
 def _activation(tensor) -> str:
     """'softmax' when the layer making `tensor` ends in a softmax, else 'linear'."""
     op = tensor._keras_history.operation
-    name = type(op).__name__
-    if name == "Softmax" or (name in ("Activation", "Dense") and op.get_config().get("activation") == "softmax"):
-        return "softmax"
-    return "linear"
+    own = kind(op) == "dense" and op.get_config().get("activation") == "softmax"
+    return "softmax" if is_softmax_layer(op) or own else "linear"
 
 
 def attach_exits(model, after=None, at=None, head: str = "gap", seed: int = 0):

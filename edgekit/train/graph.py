@@ -90,6 +90,12 @@ def consumers(model) -> dict:
     return out
 
 
+def is_softmax_layer(layer) -> bool:
+    """A layer that is only a softmax: Softmax, or Activation('softmax') (its input is the logits)."""
+    name = type(layer).__name__
+    return name == "Softmax" or (name == "Activation" and layer.get_config().get("activation") == "softmax")
+
+
 def layer_macs(layer) -> int:
     """Multiply-accumulates of one Conv2D / DepthwiseConv2D / Dense layer for one input (0 for others)."""
     k = kind(layer)

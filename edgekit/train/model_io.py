@@ -66,14 +66,13 @@ def load_model(source):
     if suffix in (".h5", ".hdf5"):
         _, config = kimp._read_h5(path)
         kimp._check_config(config, str(path))
-        import edgekit.train.qat  # noqa: F401  (edgekit's own layers, registered with Keras)
+        from edgekit.train.qat import link_requantization    # also registers edgekit's layers with Keras
         try:
             model = keras.models.load_model(str(path), compile=False, custom_objects=_loader_objects(keras))
         except Exception as e:
             raise EdgekitError(f"{path} could not be loaded by Keras {keras.__version__} "
                                f"({type(e).__name__}: {kimp._first_line(e)})") from None
         model = stock_layers(model)
-        from edgekit.train.qat import link_requantization
         link_requantization(model)
         return model
     if suffix == ".keras":

@@ -65,17 +65,14 @@ def _weight_range(w, axes):
     return ops.stop_gradient(ops.maximum(m, 1e-8))
 
 
-def _fake_quant_kernel(w, bits: int, clip, per_channel_shape=None):
-    """Symmetric narrow-range fake quantization: per output channel (the last axis of w seen with
-    the static shape per_channel_shape) or, per_channel_shape None, per tensor; the range is
-    clip times the largest magnitude (clip: per channel, or a scalar)."""
+def _fake_quant_kernel(w, bits: int, m, per_channel_shape=None):
+    """Symmetric narrow-range fake quantization to [-m, m]: per output channel (the last axis of w
+    seen with the static shape per_channel_shape; m a vector) or, per_channel_shape None, per
+    tensor (m a scalar)."""
     if per_channel_shape is None:
-        m = _weight_range(w, None) * clip
         return keras.quantizers.fake_quant_with_min_max_vars(w, -m, m, num_bits=bits, narrow_range=True)
     shape = tuple(int(d) for d in w.shape)
     view = w if per_channel_shape == shape else ops.reshape(w, per_channel_shape)
-    axes = tuple(range(len(per_channel_shape) - 1))
-    m = _weight_range(view, axes) * clip
     q = keras.quantizers.fake_quant_with_min_max_vars(view, -m, m, num_bits=bits, narrow_range=True,
                                                       axis=len(per_channel_shape) - 1)
     return q if per_channel_shape == shape else ops.reshape(q, shape)
@@ -111,17 +108,24 @@ def _straight_through(x, y):
 
 
 class _QuantWeights:
-    """Shared by the three weight layers: the fake-quantized kernel, bias and activation."""
+    """Shared by the three weight layers: the weight bits, the weight range and its clipping
+    ratio, the fake-quantized bias and activation."""
 
-    def _init_bits(self, weight_bits):
+    def __init__(self, *args, weight_bits: int = 8, **kwargs):
+        super().__init__(*args, **kwargs)
         if weight_bits not in (4, 8):
             raise EdgekitError(f"--bits {weight_bits}: pass 8 or 4")
         self.weight_bits = int(weight_bits)
 
-    def _add_clip(self, channels):
-        """The clipping ratio of the weight range, per output channel (or one): 1.0 (the largest
-        magnitude, as the converter quantizes) unless fit_clipping chose a smaller one."""
-        shape = (channels,) if channels else ()
+    def _channels(self) -> int:
+        """The output channels that have a weight range each (0: one range for the kernel)."""
+        raise NotImplementedError
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        # The clipping ratio of the weight range, per output channel (or one): 1.0 (the largest
+        # magnitude, as the converter quantizes) unless fit_clipping chose a smaller one.
+        shape = (self._channels(),) if self._channels() else ()
         self.clip = self.add_weight(shape=shape, initializer=keras.initializers.Ones(), trainable=False,
                                     name="clip")
 
@@ -138,15 +142,17 @@ class _QuantWeights:
         for i, v in enumerate(self.weights):
             v.assign(store[str(i)])
 
+    def weight_range(self):
+        """The fake quantization's range [-m, m] of the kernel: m, the largest magnitude times the
+        clipping ratio, per output channel (a vector) or one (Dense)."""
+        channels = self._channels()
+        if not channels:
+            return _weight_range(self.kernel, None) * self.clip
+        return _weight_range(ops.reshape(self.kernel, (-1, channels)), (0,)) * self.clip
+
     def weight_scales(self):
         """The weights' quantization scale: per output channel (a vector), or one (Dense)."""
-        levels = 2 ** (self.weight_bits - 1) - 1
-        k = self.kernel
-        if isinstance(self, QuantDense):
-            return _weight_range(k, None) * self.clip / levels
-        flat = ops.reshape(k, (-1, int(np.prod(k.shape[-2:])) if isinstance(self, QuantDepthwiseConv2D)
-                               else int(k.shape[-1])))
-        return _weight_range(flat, (0,)) * self.clip / levels
+        return self.weight_range() / (2 ** (self.weight_bits - 1) - 1)
 
     def quantized_bias(self):
         """The bias as the int8 model holds it: an int32 on the grid input scale x weight scale
@@ -170,17 +176,12 @@ class _QuantWeights:
 class QuantConv2D(_QuantWeights, keras.layers.Conv2D):
     """Conv2D whose kernel is fake-quantized per output channel (TFLite's CONV_2D int8 filter)."""
 
-    def __init__(self, *args, weight_bits: int = 8, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_bits(weight_bits)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._add_clip(self.filters)
+    def _channels(self) -> int:
+        return int(self.filters)
 
     def quantized_kernel(self):
         k = self.kernel
-        return _fake_quant_kernel(k, self.weight_bits, self.clip, tuple(int(d) for d in k.shape))
+        return _fake_quant_kernel(k, self.weight_bits, self.weight_range(), tuple(int(d) for d in k.shape))
 
     def call(self, inputs):
         return self._finish(self.convolution_op(inputs, self.quantized_kernel()))
@@ -191,18 +192,13 @@ class QuantDepthwiseConv2D(_QuantWeights, keras.layers.DepthwiseConv2D):
     """DepthwiseConv2D whose kernel is fake-quantized per output channel (input channel x
     multiplier, TFLite's DEPTHWISE_CONV_2D filter)."""
 
-    def __init__(self, *args, weight_bits: int = 8, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_bits(weight_bits)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._add_clip(int(self.kernel.shape[-2] * self.kernel.shape[-1]))
+    def _channels(self) -> int:
+        return int(self.kernel.shape[-2] * self.kernel.shape[-1])
 
     def quantized_kernel(self):
         k = self.kernel
-        kh, kw, c, mult = (int(d) for d in k.shape)
-        return _fake_quant_kernel(k, self.weight_bits, self.clip, (kh, kw, c * mult))
+        kh, kw = (int(d) for d in k.shape[:2])
+        return _fake_quant_kernel(k, self.weight_bits, self.weight_range(), (kh, kw, self._channels()))
 
     def call(self, inputs):
         outputs = ops.depthwise_conv(inputs, self.quantized_kernel(), strides=self.strides, padding=self.padding,
@@ -214,16 +210,11 @@ class QuantDepthwiseConv2D(_QuantWeights, keras.layers.DepthwiseConv2D):
 class QuantDense(_QuantWeights, keras.layers.Dense):
     """Dense whose kernel is fake-quantized per tensor (TFLite's FULLY_CONNECTED int8 weights)."""
 
-    def __init__(self, *args, weight_bits: int = 8, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_bits(weight_bits)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._add_clip(0)
+    def _channels(self) -> int:
+        return 0
 
     def quantized_kernel(self):
-        return _fake_quant_kernel(self.kernel, self.weight_bits, self.clip)
+        return _fake_quant_kernel(self.kernel, self.weight_bits, self.weight_range())
 
     def call(self, inputs, training=None):
         return self._finish(ops.matmul(inputs, self.quantized_kernel()))

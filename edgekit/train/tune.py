@@ -18,9 +18,9 @@ from edgekit.train.data import Data
 def logits_model(model):
     """`model` up to its logits: the input of a final softmax (the same layers, so training it
     trains `model`), or `model` itself when it does not end in one."""
+    from edgekit.train.graph import is_softmax_layer
     last = model.outputs[0]._keras_history.operation
-    name = type(last).__name__
-    if name == "Softmax" or (name == "Activation" and last.get_config().get("activation") == "softmax"):
+    if is_softmax_layer(last):
         return keras.Model(model.inputs, last.input)
     return model
 
