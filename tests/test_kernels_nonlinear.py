@@ -37,7 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs:UserWarning")
 
 KERNELS = REPO / "firmware" / "kernels"
-SOURCES = ["ek_softmax_s8.c", "ek_lut_s8.c", "ek_mean_s8.c"]
+SOURCES = ["ek_softmax_s8.c", "ek_lut_s8.c", "ek_mean_s8.c", "ek_mean_s8_rows.c"]
 
 # Representative-data ranges [lo, hi] the converter calibrates on.
 RANGES = {
@@ -80,7 +80,7 @@ def lib(tmp_path_factory):
     so = ctypes.CDLL(str(out))
     i8p = ctypes.POINTER(ctypes.c_int8)
     for name, cls in (("ek_softmax_s8", SoftmaxParams), ("ek_lut_s8", LutParams),
-                      ("ek_mean_s8", MeanParams)):
+                      ("ek_mean_s8", MeanParams), ("ek_mean_s8_rows", MeanParams)):
         getattr(so, name).argtypes = [ctypes.POINTER(cls), i8p, i8p]
         getattr(so, name).restype = None
     return so
@@ -412,6 +412,8 @@ def check_mean(lib, model_bytes: bytes, op: OpView, x: np.ndarray, what: str) ->
                                    *op.quant(op.input), *op.quant(op.output))
     y = run_c(lib, "ek_mean_s8", MeanParams, params, x_op, y_ref.size)
     assert_same(y, y_ref, what)
+    if params["ndims"] == 2 and params["reduce_mask"] == 1:     # GAP: the column kernel too
+        assert_same(run_c(lib, "ek_mean_s8_rows", MeanParams, params, x_op, y_ref.size), y_ref, f"{what} (rows)")
 
 
 def mean_inputs(shape: tuple, seed: int) -> list[np.ndarray]:

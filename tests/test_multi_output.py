@@ -5,7 +5,8 @@ edgekit's integer reference.
 
 Models (Keras 3, weights drawn from fixed seeds, int8 PTQ on fixed-seed representative data):
   two_heads  conv -> head A (global average pool + dense); conv -> conv -> head B (conv): the
-             outputs are computed at different depths (TFLite lists head B first)
+             outputs are computed at different depths (the converter lists head B first;
+             edgekit.frontend.keras puts them back in Keras' order)
   shared     four outputs: the flattened pooled features, which the dense layer under both
              heads also reads (from the output buffer), softmax probabilities and a tanh score
              (the two heads), and the model input itself, flattened (an alias of the input: a copy)
@@ -122,9 +123,9 @@ def test_two_heads_keras_host(two_heads_host):
     ref = reference_outputs(m.tflite_path, x)
     assert_outputs_exact(y, ref, "two_heads (host)", 2)
     assert_outputs_exact(IntReference.from_export(m.out_dir).run(x), ref, "two_heads (intref)", 2)
-    # TFLite lists head B (1x6x6x6, the deeper one) first; the shapes are Keras' two heads.
-    assert m.output_shapes == [(1, 6, 6, 6), (1, 4)]
-    assert [a.shape for a in y] == [(8, 6, 6, 6), (8, 4)]
+    # The converter lists head B (1x6x6x6, the deeper one) first; the export has Keras' order.
+    assert m.output_shapes == [(1, 4), (1, 6, 6, 6)]
+    assert [a.shape for a in y] == [(8, 4), (8, 6, 6, 6)]
 
     flat = m.predict_flat(x)
     assert flat.shape == (8, 6 * 6 * 6 + 4) and m.output_size == 220
@@ -145,10 +146,10 @@ def test_report_and_header(two_heads_host):
     report = json.loads((m.out_dir / "report.json").read_text())
     outputs = report["outputs"]
     assert [(o["shape"], o["offset"], o["size"], o["dtype"]) for o in outputs] == \
-           [([1, 6, 6, 6], 0, 216, "int8"), ([1, 4], 216, 4, "int8")]
+           [([1, 4], 0, 4, "int8"), ([1, 6, 6, 6], 4, 216, "int8")]
     assert all(o["name"] and not o["float_in_model"] for o in outputs)
     # "output" is model.h's EK_MODEL_OUTPUT_*: output 0, plus the size of every output.
-    assert report["output"]["shape"] == [1, 6, 6, 6] and report["output"]["total_size"] == 220
+    assert report["output"]["shape"] == [1, 4] and report["output"]["total_size"] == 220
     assert report["totals"]["io_bytes"] == 12 * 12 * 3 + 220
     # each head's last layer, in model.h and the report's segments (head A is done before head B's
     # second convolution or after it, as the op order has it; either way its segment says so)
@@ -157,14 +158,14 @@ def test_report_and_header(two_heads_host):
     assert [s["outputs"] for s in report["segments"]] == [[lasts.index(min(lasts))], [lasts.index(max(lasts))]]
     header = (m.out_dir / "model.h").read_text()
     for line in ("#define EK_MODEL_OUTPUT_SIZE       220", "#define EK_MODEL_NUM_OUTPUTS       2",
-                 "#define EK_MODEL_OUTPUT1_OFFSET    216", "#define EK_MODEL_OUTPUT1_SIZE      4",
-                 "#define EK_MODEL_OUTPUT1_DIMS      { 1, 4 }", "#define EK_MODEL_OUTPUT0_RANK      4",
+                 "#define EK_MODEL_OUTPUT1_OFFSET    4", "#define EK_MODEL_OUTPUT1_SIZE      216",
+                 "#define EK_MODEL_OUTPUT0_DIMS      { 1, 4 }", "#define EK_MODEL_OUTPUT1_RANK      4",
                  f"#define EK_MODEL_OUTPUT1_ZERO_POINT ({outputs[1]['zero_point']})",
                  f"#define EK_MODEL_OUTPUT1_LAST_LAYER ({outputs[1]['last_layer']})"):
         assert line in header, line
     # Each head writes its place in the caller's buffer; nothing is copied.
     code = (m.out_dir / "model.c").read_text()
-    assert "output + 216);" in code and "ek_copy_s8" not in code
+    assert "output + 4, NULL);" in code and "ek_copy_s8" not in code
 
 
 def test_lowering_places_outputs_in_the_output_buffer(models):
@@ -265,18 +266,18 @@ def test_verify_names_the_differing_output(two_heads_host):
     x = test_inputs(m.input_shape[1:], n=5, seed=6)
     flat = m.predict_flat(x)
     wrong = flat.copy()
-    wrong[3, 216 + 2] += 1                       # output 1 (head A, 1x4), index [2], sample 3
+    wrong[3, 4 + 5] += 1                         # output 1 (head B, 1x6x6x6), index [0, 0, 5], sample 3
     v = VerifyResult(outputs=flat, reference=wrong, layout=m.output_layout, where="host")
     name = m.output_layout[1]["name"]
     assert not v.ok and v.matched == 4
     assert v.describe() == (
         f"4/5 outputs match the TFLite reference (host); differing: output 1 '{name}' on 1 of 5 samples; "
-        f"first difference at sample 3, output 1 '{name}', index [2]: got {flat[3, 218]}, "
-        f"reference {wrong[3, 218]}")
-    wrong[1, 5] -= 1                             # output 0 too: index [0, 0, 5] of 1x6x6x6
+        f"first difference at sample 3, output 1 '{name}', index [0, 0, 5]: got {flat[3, 9]}, "
+        f"reference {wrong[3, 9]}")
+    wrong[1, 2] -= 1                             # output 0 too: index [2] of 1x4
     d = VerifyResult(outputs=flat, reference=wrong, layout=m.output_layout, where="host").describe()
     assert f"differing: output 0 '{m.output_layout[0]['name']}' on 1 of 5 samples, output 1" in d, d
-    assert "first difference at sample 1, output 0" in d and "index [0, 0, 5]" in d, d
+    assert "first difference at sample 1, output 0" in d and "index [2]" in d, d
 
 
 def test_eval_scores_output_0(two_heads_host, tmp_path):
@@ -286,7 +287,7 @@ def test_eval_scores_output_0(two_heads_host, tmp_path):
     result = evaluate(m.out_dir, tmp_path / "x.npy")
     flat = IntReference.from_export(m.out_dir).run_flat(x)
     np.testing.assert_array_equal(result.outputs, flat)
-    np.testing.assert_array_equal(result.predictions, np.argmax(flat[:, :216], axis=1))
+    np.testing.assert_array_equal(result.predictions, np.argmax(flat[:, :4], axis=1))
     assert f"scored on output 0 '{m.output_layout[0]['name']}' of 2" in result.describe()
 
 

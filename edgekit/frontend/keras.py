@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -229,10 +230,40 @@ def _quantize_keras(model, keras_module, calib: np.ndarray) -> bytes:
     with warnings.catch_warnings(), _quiet_native_output():
         warnings.simplefilter("ignore")
         try:
-            return bytes(converter.convert())
+            content = bytes(converter.convert())
         except Exception as e:
             raise UnsupportedModelError(f"TensorFlow could not quantize the model to int8 "
                                         f"({type(e).__name__}: {_first_line(e)})") from None
+    return keras_output_order(content)
+
+
+def keras_output_order(content: bytes) -> bytes:
+    """The converted model with its subgraph's outputs in the Keras model's output order.
+
+    TensorFlow's converter may list a Keras 3 multi-output model's outputs in another order (e.g.
+    outputs 1, 0, 2); its serving signature names them `output_k` in Keras order. The outputs
+    vector is permuted in place (the same int32 entries, nothing else in the file changes); a
+    model whose signature does not name every output that way is returned as it is."""
+    from ai_edge_litert import schema_py_generated as schema
+    model = schema.Model.GetRootAs(content, 0)
+    if model.SubgraphsLength() < 1 or model.SignatureDefsLength() < 1:
+        return content
+    sg = model.Subgraphs(0)
+    current = [int(t) for t in sg.OutputsAsNumpy()] if sg.OutputsLength() > 1 else []
+    sig = model.SignatureDefs(0)
+    named = {}
+    for k in range(sig.OutputsLength()):
+        out = sig.Outputs(k)
+        match = re.fullmatch(rb"output_(\d+)", out.Name() or b"")
+        if match:
+            named[int(match.group(1))] = int(out.TensorIndex())
+    wanted = [named.get(k) for k in range(len(current))]
+    if not current or sorted(current) != sorted(t for t in wanted if t is not None) or wanted == current:
+        return content
+    start = sg._tab.Vector(sg._tab.Offset(8))       # SubGraph.outputs: field 2, int32 entries
+    patched = bytearray(content)
+    patched[start:start + 4 * len(wanted)] = np.asarray(wanted, "<i4").tobytes()
+    return bytes(patched)
 
 
 @contextlib.contextmanager

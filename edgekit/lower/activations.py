@@ -58,4 +58,7 @@ def lower_mean(graph: Graph, op: Op, target: Target | None = None) -> KernelCall
         raise unsupported(op, "its axes are not constant")
     params = nonlinear.mean_params(inp.shape, [int(a) for a in axes_t.data.reshape(-1)],
                                    bool(op.options.get("keepDims", False)), si, zi, so, zo)
-    return _call("ek_mean_s8", op, params, inp.size)
+    # Averaging the rows of a {rows, cols} matrix (GlobalAveragePooling2D): the column kernel,
+    # where the target takes the optimized kernels (as ek_avgpool_s8_dsp).
+    rows = params["ndims"] == 2 and params["reduce_mask"] == 1 and target is not None and target.has_dsp
+    return _call("ek_mean_s8_rows" if rows else "ek_mean_s8", op, params, inp.size)

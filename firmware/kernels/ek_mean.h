@@ -36,4 +36,8 @@ typedef struct {
 
 void ek_mean_s8(const ek_mean_params *p, const int8_t *input, int8_t *output);
 
+/* The same for ndims == 2 and reduce_mask == 0x1 only (the mean of each column
+ * over the rows: GlobalAveragePooling2D), at a few instructions per input. */
+void ek_mean_s8_rows(const ek_mean_params *p, const int8_t *input, int8_t *output);
+
 #endif /* EK_MEAN_H */
