@@ -4,14 +4,23 @@
 
     .venv/bin/python benchmarks/exits_fashion.py [--at 0.25 0.5] [--heads gap dw]
         [--modes frozen joint] [--epochs 3] [--json F]
+    .venv/bin/python benchmarks/exits_fashion.py --budgets 4 [--heads dw] [--modes frozen]
+        [--sample 300] [--json F]
 
 For each head kind and training mode (frozen: the trained backbone kept, only the heads learn;
 joint: every layer learns, the loss the sum of every exit's cross-entropy): each exit's MACs (the
 backbone up to its point plus its head) and its accuracy, float and exact int8 (the multi-exit
 model converted as `edgekit export` converts it, every head run by edgekit's integer reference,
-which computes what the C computes bit for bit), and the training's wall time. The budgeted C
-runtime that stops at an exit is not built yet (issue 12): these are the accuracies and MAC
-costs a budget level would choose from.
+which computes what the C computes bit for bit), and the training's wall time.
+
+With --budgets N: the heads are trained on the first 55,000 training images; the model is
+exported with `--budgets N`, its levels calibrated on the other 5,000 (never on the test set);
+then per level: the thresholds, top-1 accuracy on all 10,000 test images (exact integer model =
+the C), the share of inputs taken at each exit, and mean / p90 M4 instructions measured by `edgekit
+bench --emulate --budget all` on a sample of the test images (every exit and score checked against
+the reference's decision; the sample's exit shares beside the full set's show it is
+representative), against the bundled model without exits on the same sample; and the flash and
+RAM the exits add to the firmware.
 """
 from __future__ import annotations
 
@@ -59,6 +68,73 @@ def int8_exit_accuracies(multi, calib: np.ndarray, x: np.ndarray, y: np.ndarray)
     return acc
 
 
+def budget_levels(args, train, test, calib_path: Path, work: Path) -> list[dict]:
+    """The --budgets measurement (module docstring), one head kind and training mode."""
+    import keras
+
+    import edgekit.train as ekt
+    from edgekit.api import load
+    from edgekit.budget import BudgetSpec, format_budget, reference_budget
+    from edgekit.export import export
+    from edgekit.measure.bench import BenchConfig, bench
+    from edgekit.run.intref import IntReference
+    from edgekit.targets import get_target
+    from edgekit.train import exits
+    from edgekit.train.data import Data
+    head, mode = args.heads[0], args.modes[0]
+    fit = Data(train.x[:55000], train.y[:55000], 10)
+    np.savez(work / "val.npz", x=train.x[55000:], y=train.y[55000:])
+    keras.utils.set_random_seed(0)
+    model = ekt.load_model(REPO / "examples" / "fashion_dscnn.h5")
+    multi = exits.attach_exits(model, at=args.at, head=head)
+    exits.train_exits(multi, fit, None, epochs=args.epochs, learning_rate=1e-3 if mode == "frozen" else 3e-4,
+                      batch_size=64, freeze_backbone=mode == "frozen", verbose=0)
+    path = ekt.save_model(multi, work / "multi.keras")
+    out = work / "out"
+    result = export(path, out, get_target("cortex-m4"), calib=calib_path,
+                    budgets=BudgetSpec(args.budgets, str(work / "val.npz")))
+    print(format_budget(result.report["budget"]))
+    m = load(out)
+    xq = m.quantize(test.x)
+    ref = IntReference.from_export(out)
+    outputs = [np.concatenate(parts) for parts in zip(*(ref.run_outputs(xq[i:i + 1000]) for i in range(0, len(xq), 1000)))]
+    budget = m.report["budget"]
+    rng = np.random.default_rng(0)
+    sample = np.sort(rng.choice(len(xq), args.sample, replace=False))
+    np.save(work / "xs.npy", xq[sample])
+    np.save(work / "ys.npy", test.y[sample])
+    r = bench(out, BenchConfig(runs=1, warmup=0, inputs=str(work / "xs.npy"), labels=str(work / "ys.npy"),
+                               budget="all"), emulate=True, progress=False)
+    plain_out = work / "plain"
+    export(REPO / "examples" / "fashion_dscnn.h5", plain_out, get_target("cortex-m4"), calib=calib_path)
+    plain = bench(plain_out, BenchConfig(runs=1, warmup=0, inputs=str(work / "xs.npy")), emulate=True, progress=False)
+    base = plain.latency()["mean"]
+    full_acc = float(np.mean(np.argmax(outputs[budget["exits"][-1]["output"]].reshape(len(xq), -1), 1) == test.y))
+    print(f"\nbudget levels, {head} heads ({mode}), on the 10,000 test images (exact integer model) and M4 "
+          f"instructions on {args.sample} of them; the model without exits: {full_acc:.2%}, {base:,.0f} "
+          f"instructions (flash {plain.sizes['flash_bytes']:,}, RAM {plain.sizes['ram_bytes']:,}); with them, "
+          f"ek_model_invoke (every head): {r.latency()['mean']:,.0f} (flash {r.sizes['flash_bytes']:,}, "
+          f"RAM {r.sizes['ram_bytes']:,})\n")
+    print("| level | allowed loss | thresholds | accuracy (10,000) | vs no exits | exits taken (10,000) | "
+          "exits taken (sample) | mean instructions | p90 | vs no exits | matched |")
+    print("|---:|---:|---|---:|---:|---|---|---:|---:|---:|---:|")
+    rows = []
+    for lv, row in zip(budget["levels"], r.level_summary()):
+        taken, scores = reference_budget(budget, outputs, lv["level"])
+        acc = float(np.mean(np.argmax(scores, 1) == test.y))
+        hist = np.bincount(taken, minlength=len(budget["exits"])) / len(taken)
+        th = " ".join("never" if t == 32767 else "always" if t == -32768 else str(t) for t in lv["thresholds"])
+        loss = "any" if lv["allowed_loss"] is None else f"{lv['allowed_loss']:g} pt"
+        rows.append(dict(level=lv["level"], thresholds=lv["thresholds"], accuracy=acc, exits=hist.tolist(),
+                         sample_exits=row["exits"], mean=row["mean"], p90=row["p90"], matched=row["matched"],
+                         baseline_instructions=base, baseline_accuracy=full_acc))
+        print(f"| {lv['level']} | {loss} | {th} | {acc:.2%} | {100 * (acc - full_acc):+.2f} pt | "
+              + " ".join(f"{v:.0%}" for v in hist) + " | " + " ".join(f"{v:.0%}" for v in row["exits"])
+              + f" | {row['mean']:,.0f} | {row['p90']:,.0f} | {base / row['mean']:.2f}x fewer | "
+              f"{row['matched']}/{row['inputs']} |", flush=True)
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--at", nargs="+", type=float, default=[0.25, 0.5])
@@ -66,6 +142,8 @@ def main() -> int:
     ap.add_argument("--modes", nargs="+", default=["frozen", "joint"], choices=["frozen", "joint"])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--json")
+    ap.add_argument("--budgets", type=int, help="export with N budget levels and measure each (module docstring)")
+    ap.add_argument("--sample", type=int, default=300, help="--budgets: test images run on the emulated M4")
     args = ap.parse_args()
     import keras
 
@@ -77,6 +155,16 @@ def main() -> int:
     train = Data(to_model_input(xtr), ytr.astype(np.int64), 10)
     test = Data(to_model_input(xte), yte.astype(np.int64), 10)
     calib = np.load(REPO / "examples" / "fashion_calib.npy")
+    if args.budgets:
+        import tempfile
+        print(f"$ .venv/bin/python benchmarks/exits_fashion.py --budgets {args.budgets} --at "
+              f"{' '.join(map(str, args.at))} --heads {args.heads[0]} --modes {args.modes[0]} --epochs {args.epochs} "
+              f"--sample {args.sample}\n")
+        with tempfile.TemporaryDirectory() as work:
+            rows = budget_levels(args, train, test, REPO / "examples" / "fashion_calib.npy", Path(work))
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+        return 0
     print(f"$ .venv/bin/python benchmarks/exits_fashion.py --at {' '.join(map(str, args.at))} --heads "
           f"{' '.join(args.heads)} --modes {' '.join(args.modes)} --epochs {args.epochs}\n")
     print("| head | training | exit | after layer | MACs | of the full model | float | int8 (exact) | train time |")

@@ -12,6 +12,7 @@ buffer instead, [N, total bytes], every output back to back at the offsets repor
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.build import host_binary
+from edgekit.datasets import quantize_input
 from edgekit.errors import EdgekitError
 from edgekit.targets import get_target
 
@@ -93,6 +95,23 @@ class CompiledModel:
                                f"{proc.stderr.decode(errors='replace').strip()[:2000]}")
         return flat_outputs(proc.stdout, xq.shape[0], self.output_size, "the host build")
 
+    def predict_budget(self, x: np.ndarray, level: int) -> tuple[np.ndarray, np.ndarray]:
+        """A model exported with --budgets: run ek_model_invoke_budget at budget `level` on the
+        host for a batch; (the exit each sample took [N], that exit's int8 scores [N, classes])."""
+        budget = self.report.get("budget")
+        if not budget:
+            raise EdgekitError(f"{self.out_dir} has no budget levels: export the model with --budgets N --val val.npz")
+        xq = self.quantize(x)
+        if self._binary is None:
+            self._binary = host_binary(self.out_dir, sanitize=self.sanitize)
+        proc = subprocess.run([str(self._binary)], input=xq.tobytes(), capture_output=True,
+                              env=dict(os.environ, EK_BUDGET=str(level)))
+        if proc.returncode != 0:
+            raise EdgekitError(f"the host build of {self.out_dir} failed: "
+                               f"{proc.stderr.decode(errors='replace').strip()[:2000]}")
+        rows = flat_outputs(proc.stdout, xq.shape[0], 1 + budget["classes"], "the host build")
+        return rows[:, 0].astype(np.int64), rows[:, 1:]
+
 
 def output_layout(report: dict) -> list[dict]:
     """report["outputs"]: each output's name, shape, scale, zero point, and its bytes in the C's
@@ -143,23 +162,6 @@ def saved_outputs(flat: np.ndarray, layout: list[dict]) -> np.ndarray:
     """What --save-outputs writes: [N, *output_shape] for one output; for several, the flat
     [N, total bytes] buffers (report.json's "outputs" give each one's offset and size)."""
     return flat if len(layout) > 1 else split_outputs(flat, layout)[0]
-
-
-def quantize_input(x: np.ndarray, report: dict) -> np.ndarray:
-    shape = tuple(report["input"]["shape"][1:])
-    x = np.asarray(x)
-    if x.shape == shape:
-        x = x[None]
-    if x.shape[1:] != shape:
-        raise EdgekitError(f"inputs have shape {list(x.shape)}, but the model expects [N, "
-                           f"{', '.join(map(str, shape))}]")
-    if x.dtype == np.int8:
-        return np.ascontiguousarray(x)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise EdgekitError(f"inputs are {x.dtype}: pass int8 (already quantized) or float32 values")
-    scale, zp = np.float32(report["input"]["scale"]), report["input"]["zero_point"]
-    q = np.round(x.astype(np.float32) / scale) + zp
-    return np.clip(q, -128, 127).astype(np.int8)
 
 
 def compile(model, target: str = "host", calib=None, out_dir: str | Path | None = None,

@@ -18,8 +18,18 @@ def _cmd_export(args) -> int:
     from edgekit.targets import get_target, parse_size
     target = get_target(args.target, flash=parse_size(args.flash) if args.flash else None,
                         ram=parse_size(args.ram) if args.ram else None, portable=args.kernels == "portable")
+    budgets = None
+    if args.budgets is not None:
+        from edgekit.budget import BudgetSpec
+        if not args.val:
+            raise EdgekitError("--budgets needs --val val.npz (inputs x and labels y) to calibrate the levels on")
+        budgets = BudgetSpec(levels=args.budgets, val=args.val, rule=args.exit_rule,
+                             losses=_floats(args.budget_loss, "--budget-loss"),
+                             battery_mv=[int(v) for v in _floats(args.battery_mv, "--battery-mv") or []] or None)
+    elif args.val or args.budget_loss or args.battery_mv:
+        raise EdgekitError("--val, --budget-loss and --battery-mv calibrate early exits: pass them with --budgets N")
     result = export(args.model, args.out, target, calib=args.calib, name=args.name, weights=args.weights,
-                    optimize=args.optimize, huffman_decode=args.huffman_decode)
+                    optimize=args.optimize, huffman_decode=args.huffman_decode, budgets=budgets)
     print(result.summary)
     if args.show_plan:
         print()
@@ -34,6 +44,16 @@ def _cmd_export(args) -> int:
         print(result.describe())
         return 0 if result.ok else 1
     return 0
+
+
+def _floats(text: str | None, option: str) -> list[float] | None:
+    """A comma-separated list of numbers ('inf' allowed), or None."""
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise EdgekitError(f"{option} {text}: pass numbers separated by commas, e.g. 3700,3500,3300") from None
 
 
 def _check_writable(path: str | None, option: str) -> None:
@@ -71,7 +91,7 @@ def _cmd_bench(args) -> int:
         _check_writable(path, option)
     config = BenchConfig(runs=args.runs, warmup=args.warmup, count=args.count, seed=args.seed,
                          inputs=args.inputs, profile=args.profile, protocol=args.protocol,
-                         clock_hz=args.clock_hz, timeout=args.timeout)
+                         clock_hz=args.clock_hz, timeout=args.timeout, budget=args.budget, labels=args.labels)
     result = bench(args.out, config, emulate=args.emulate, port=args.port, baud=args.baud,
                    json_path=args.json)
     print(format_summary(result))
@@ -83,7 +103,8 @@ def _cmd_bench(args) -> int:
     if args.plot:
         for path in write_plots(args.plot, result):
             print(f"wrote {path}")
-    return 0 if result.matched == len(result.per_input) else 1
+    levels_ok = all(row["matched"] == row["inputs"] for row in result.level_summary())
+    return 0 if result.matched == len(result.per_input) and levels_ok else 1
 
 
 def _cmd_eval(args) -> int:
@@ -214,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--optimize", choices=["size", "speed", "balanced"], default="speed",
                    help="with --weights auto: size = fewest flash bytes; speed (default) = fewest "
                         "bytes among formats no slower than int8; balanced = at most 2x slower")
+    e.add_argument("--budgets", type=int, help="a model with early exits (`edgekit exits`): N budget levels "
+                   "for ek_model_invoke_budget, calibrated on --val")
+    e.add_argument("--val", help="with --budgets: validation data, .npz with x and y")
+    e.add_argument("--budget-loss", help="with --budgets: accuracy points each level may lose, lowest level "
+                   "first (default: inf,...,4,2,1,0)")
+    e.add_argument("--exit-rule", choices=["margin", "max"], default="margin",
+                   help="an exit's confidence: margin (top-1 minus top-2 int8 score, default) or max (top-1)")
+    e.add_argument("--battery-mv", help="with --budgets: N-1 millivolt floors, highest first, for "
+                   "ek_budget_for_battery_mv (default 3900..3400)")
     e.set_defaults(func=_cmd_export)
 
     v = sub.add_parser("verify", help="run the generated C and compare with the TFLite reference")
@@ -261,7 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", help="write the results as JSON (atomically, also when cut short)")
     b.add_argument("--csv", help="write every run's latency as CSV")
     b.add_argument("--save-outputs", help=SAVE_OUTPUTS_HELP)
-    b.add_argument("--plot", metavar="DIR", help="write latency_histogram.png (and layers.png) to DIR")
+    b.add_argument("--plot", metavar="DIR", help="write latency_histogram.png (and layers.png, "
+                   "budget_levels.png) to DIR")
+    b.add_argument("--budget", help="a model exported with --budgets: measure budget level L "
+                   "(ek_model_invoke_budget), or 'all' levels and the whole model")
+    b.add_argument("--labels", help=".npy/.npz class labels of --inputs: accuracy (per budget level)")
     b.set_defaults(func=_cmd_bench)
 
     t = sub.add_parser("targets", help="list the targets")

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.version import __version__
+from edgekit.budget import BudgetSpec, calibrate_program
 from edgekit.emit.codegen import c_string_name, environment, kernel_sources, render_model, resource_dir, weights_hash
 from edgekit.errors import DoesNotFitError, EdgekitError
-from edgekit.frontend.tflite import load_tflite
-from edgekit.passes import Settings, run_passes
-from edgekit.lower.program import Program, lower
+from edgekit.lower.program import Program
+from edgekit.pipeline import compile_program
 from edgekit.emit.report import build_report, format_report
+from edgekit.emit.signatures import add_exit_signatures
 from edgekit.targets import Target
 
 STACK_BYTES_DEFAULT = 4096
@@ -60,15 +61,6 @@ def model_to_tflite(model_path: str | Path, calib=None) -> bytes:
                                "--calib random to accept an accuracy loss")
         return kimp.keras_to_tflite(path, calib)
     raise EdgekitError(f"{path}: unknown model format '{suffix}'; pass a .h5, .keras or .tflite file")
-
-
-def compile_program(tflite: bytes, label: str | None = None, target: Target | None = None,
-                    weights: str = "auto", optimize: str = "speed", huffman_decode: str = "layer") -> Program:
-    """Import, run the passes (edgekit.passes.PASSES: checks, each layer's weight format), lower."""
-    graph = load_tflite(tflite, label=label)
-    graph = run_passes(graph, Settings(target=target, weights=weights, optimize=optimize,
-                                       huffman_decode=huffman_decode))
-    return lower(graph, target)
 
 
 def check_fit(report: dict, target: Target) -> None:
@@ -170,21 +162,27 @@ def write_export(out_dir: Path, files: dict[str, str | bytes], copies: dict[str,
 
 
 def export_program(program: Program, out_dir: str | Path, target: Target, model_name: str, source: str,
-                   tflite: bytes | None = None, weights: dict | None = None) -> ExportResult:
+                   tflite: bytes | None = None, weights: dict | None = None,
+                   budget: dict | None = None) -> ExportResult:
     """Write an export directory from a lowered Program: report.json (after the fit check),
     model.c/model.h, the Makefile and linker script, plan.txt,
     the kernels and firmware files, and `tflite` as model.tflite when given. `weights` is
-    report["weights"] (the --weights/--optimize/--huffman-decode choice)."""
+    report["weights"] (the --weights/--optimize/--huffman-decode choice); `budget`, report["budget"]
+    of a model with exits (edgekit.budget.calibrate_program)."""
     report = build_report(program, target, model_name, source, __version__, weights_hash=weights_hash(program))
     if weights is not None:
         report["weights"] = weights
+    if budget is not None:
+        report["budget"] = budget
     check_fit(report, target)
 
-    files: dict[str, str | bytes] = dict(render_model(program, target.name, model_name, __version__))
+    files: dict[str, str | bytes] = dict(render_model(program, target.name, model_name, __version__, budget))
     kernels = kernel_sources(program)
     files.update(_render_build_files(target, kernels))
     if tflite is not None:
-        files["model.tflite"] = tflite
+        # A model with exits: a signature per early exit for phones (edgekit.emit.signatures).
+        files["model.tflite"] = (add_exit_signatures(tflite, program.exits.outputs) if program.exits is not None
+                                 else tflite)
     files["report.json"] = json.dumps(report, indent=2) + "\n"
     files["plan.txt"] = program.plan_text() + "\n"
     fw = resource_dir("firmware")
@@ -203,11 +201,17 @@ def export_program(program: Program, out_dir: str | Path, target: Target, model_
 
 def export(model_path: str | Path, out_dir: str | Path, target: Target, calib=None,
            name: str | None = None, weights: str = "auto", optimize: str = "speed",
-           huffman_decode: str = "layer") -> ExportResult:
+           huffman_decode: str = "layer", budgets: BudgetSpec | None = None) -> ExportResult:
+    """`edgekit export`; with `budgets`, a model with early exits is lowered in the exit schedule's
+    order and its budget levels calibrated on budgets.val (edgekit.budget)."""
     model_path = Path(model_path)
     check_out_dir(Path(out_dir), model_path)
+    if budgets is not None:
+        budgets.check()
     tflite = model_to_tflite(model_path, calib)
     program = compile_program(tflite, label=str(model_path), target=target, weights=weights,
-                              optimize=optimize, huffman_decode=huffman_decode)
+                              optimize=optimize, huffman_decode=huffman_decode, exits=budgets is not None)
+    budget = calibrate_program(program, tflite, budgets, str(model_path)) if budgets is not None else None
     return export_program(program, out_dir, target, c_string_name(name or model_path.stem), model_path.name,
-                          tflite=tflite, weights=dict(mode=weights, optimize=optimize, huffman_decode=huffman_decode))
+                          tflite=tflite, weights=dict(mode=weights, optimize=optimize, huffman_decode=huffman_decode),
+                          budget=budget)

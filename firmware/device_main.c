@@ -26,7 +26,8 @@
  *   0x04  GET_OUTPUT  u32 offset, u16 length   the bytes
  *   0x05  EXIT        [u8 code]       -   then stop (QEMU: exit status
  *                                         0 if code is 0 or absent, else 1)
- *   0x06  RUN         u32 runs, u32 warmup   i32 status, u32 runs done
+ *   0x06  RUN         u32 runs, u32 warmup[, i32 budget]
+ *                                       i32 status, u32 runs done[, i32 exit]
  *   0x07  TIMINGS     u32 offset, u16 count  count x u32 ticks per timed run
  *   0x08  PROFILE     u32 offset, u16 count  count x u32 ticks per layer
  *   0x09  RESET       -               -   then the chip resets (banner again)
@@ -325,6 +326,7 @@ static uint16_t put_shape(uint8_t *p, uint32_t rank, const uint32_t *dims)
  *   p+20 u32 timer rate (Hz)       p+24 u32 CPU clock (Hz)
  *   p+28 u32 max runs per RUN      p+32 u32 ticks one timer reading costs
  *   p+36 u8 input rank r, r x u32 input dims, u8 output rank, its dims
+ *   then u8 budget levels (0: none), u8 exits, u8 classes (--budgets)
  */
 static uint8_t cmd_info(const uint8_t *request, uint16_t len,
                         uint8_t *reply, uint16_t *reply_len)
@@ -365,6 +367,15 @@ static uint8_t cmd_info(const uint8_t *request, uint16_t len,
     p += 36;
     p += put_shape(p, EK_MODEL_INPUT_RANK, input_dims);
     p += put_shape(p, EK_MODEL_OUTPUT_RANK, output_dims);
+#ifdef EK_MODEL_NUM_BUDGETS
+    *p++ = (uint8_t)EK_MODEL_NUM_BUDGETS;
+    *p++ = (uint8_t)EK_MODEL_NUM_EXITS;
+    *p++ = (uint8_t)EK_MODEL_NUM_CLASSES;
+#else
+    *p++ = 0u;
+    *p++ = 0u;
+    *p++ = 0u;
+#endif
     *reply_len = (uint16_t)(p - reply);
     return EK_OK;
 }
@@ -448,11 +459,29 @@ static uint8_t cmd_exit(const uint8_t *request, uint16_t len,
     return EK_OK;
 }
 
+/* One inference: the whole model, or with budget >= 0 ek_model_invoke_budget
+ * (a model exported with --budgets), the exit it took in *taken. */
+static int invoke_at(int32_t budget, int32_t *taken)
+{
+#ifdef EK_MODEL_NUM_BUDGETS
+    if (budget >= 0) {
+        return ek_model_invoke_budget(g_input, g_output, budget, taken);
+    }
+#endif
+    (void)budget;
+    *taken = -1;
+    return ek_model_invoke(g_input, g_output);
+}
+
 /*
- * RUN: u32 runs, u32 warmup.  Invokes the model on g_input `warmup` times
- * untimed, then `runs` times, each timed on its own with the board timer
- * (g_run_ticks, read back with TIMINGS).  Stops at the first non-zero
- * status.  Reply: i32 status (0 = all succeeded), u32 timed runs done.
+ * RUN: u32 runs, u32 warmup[, i32 budget].  Invokes the model on g_input
+ * `warmup` times untimed, then `runs` times, each timed on its own with the
+ * board timer (g_run_ticks, read back with TIMINGS).  Stops at the first
+ * non-zero status.  Reply: i32 status (0 = all succeeded), u32 timed runs
+ * done, and with a budget field i32 the exit the last run took.  budget -1:
+ * the whole model (ek_model_invoke); 0..EK_MODEL_NUM_BUDGETS-1: that budget
+ * level (ek_model_invoke_budget); any other level is OUT_OF_RANGE, and a
+ * level on firmware without budget levels NOT_SUPPORTED.
  */
 static uint8_t cmd_run(const uint8_t *request, uint16_t len,
                        uint8_t *reply, uint16_t *reply_len)
@@ -460,28 +489,42 @@ static uint8_t cmd_run(const uint8_t *request, uint16_t len,
     uint32_t runs;
     uint32_t warmup;
     uint32_t i;
+    int32_t budget = -1;
+    int32_t taken = -1;
     int status = 0;
 
-    if (len != 8u) {
+    if (len != 8u && len != 12u) {
         return EK_ERR_BAD_LENGTH;
     }
     runs = get_u32(request);
     warmup = get_u32(&request[4]);
+    if (len == 12u) {
+        budget = (int32_t)get_u32(&request[8]);
+    }
     if (runs > EK_MAX_RUNS) {
         return EK_ERR_OUT_OF_RANGE;
     }
+#ifdef EK_MODEL_NUM_BUDGETS
+    if (budget < -1 || budget >= EK_MODEL_NUM_BUDGETS) {
+        return EK_ERR_OUT_OF_RANGE;
+    }
+#else
+    if (budget != -1) {
+        return EK_ERR_NOT_SUPPORTED;
+    }
+#endif
     if (g_init_status != 0) {
         return EK_ERR_NOT_READY;
     }
     g_runs_done = 0;
     board_timer_start(); /* from 0: the same tick phase in every session (timer.h) */
     for (i = 0; i < warmup && status == 0; i++) {
-        status = ek_model_invoke(g_input, g_output);
+        status = invoke_at(budget, &taken);
     }
     for (i = 0; i < runs && status == 0; i++) {
         uint32_t start = board_timer_now();
 
-        status = ek_model_invoke(g_input, g_output);
+        status = invoke_at(budget, &taken);
         g_run_ticks[i] = board_timer_now() - start;
         if (status == 0) {
             g_runs_done = i + 1u;
@@ -491,6 +534,10 @@ static uint8_t cmd_run(const uint8_t *request, uint16_t len,
     put_u32(reply, (uint32_t)(int32_t)status);
     put_u32(&reply[4], g_runs_done);
     *reply_len = 8;
+    if (len == 12u) {
+        put_u32(&reply[8], (uint32_t)taken);
+        *reply_len = 12;
+    }
     return EK_OK;
 }
 

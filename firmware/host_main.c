@@ -7,6 +7,11 @@
  * line on stderr when the input is empty or ends inside a sample, when the
  * model fails, or when stdout cannot be written.
  *
+ * A model exported with early exits (--budgets) runs ek_model_invoke_budget
+ * instead when $EK_BUDGET names a budget level (0 .. EK_MODEL_NUM_BUDGETS-1):
+ * each sample then gives one byte, the exit taken, and the EK_MODEL_NUM_CLASSES
+ * scores of that exit.  A level out of range: status 1 and one line.
+ *
  * Built with -DEK_TRACE (`make TRACE=1 host`), it also writes every layer's
  * output tensor to the file named by $EK_TRACE_FILE, one line per layer and
  * sample: "<sample> <layer> <tensor> <bytes> <hex>" (decimal numbers, the
@@ -64,15 +69,86 @@ static long read_sample(void *buffer, size_t size)
     return (long)got;
 }
 
+/* Run one sample and write its result; 0, or 1 after one line on stderr. */
+static int run_sample(long budget, unsigned long sample)
+{
+    int status;
+    size_t size = sizeof g_output;
+    const int8_t *out = g_output;
+#ifdef EK_MODEL_NUM_BUDGETS
+    static int8_t record[1 + EK_MODEL_NUM_CLASSES];
+
+    if (budget >= 0) {
+        int32_t taken = -1, i;
+
+        status = ek_model_invoke_budget(g_input, g_output, (int32_t)budget, &taken);
+        if (status == EK_MODEL_ERR_BUDGET) {
+            fprintf(stderr, PROGRAM ": budget level %ld is out of range: the model has levels 0 to %d\n",
+                    budget, EK_MODEL_NUM_BUDGETS - 1);
+            return 1;
+        }
+        record[0] = (int8_t)taken;
+        for (i = 0; i < EK_MODEL_NUM_CLASSES; ++i) {
+            record[1 + i] = g_output[i];
+        }
+        out = record;
+        size = sizeof record;
+    } else
+#else
+    (void)budget;
+#endif
+    {
+        status = ek_model_invoke(g_input, g_output);
+    }
+    if (status != 0) {
+        fprintf(stderr, PROGRAM ": the model failed with status %d on sample %lu\n", status, sample);
+        return 1;
+    }
+    if (fwrite(out, 1, size, stdout) != size) {
+        fprintf(stderr, PROGRAM ": cannot write stdout\n");
+        return 1;
+    }
+    return 0;
+}
+
+/* $EK_BUDGET as a level, or -1 when unset; -2 when it is not a number. */
+static long budget_level(void)
+{
+    const char *text = getenv("EK_BUDGET");
+    char *end = NULL;
+    long level;
+
+    if (text == NULL || text[0] == '\0') {
+        return -1;
+    }
+    level = strtol(text, &end, 10);
+    if (*end != '\0' || level < 0) {
+        return -2;
+    }
+    return level;
+}
+
 int main(void)
 {
     unsigned long samples = 0;
     int status = ek_model_init();
+    long budget = budget_level();
 
     if (status != 0) {
         fprintf(stderr, PROGRAM ": ek_model_init() failed with status %d\n", status);
         return 1;
     }
+    if (budget == -2) {
+        fprintf(stderr, PROGRAM ": EK_BUDGET must be a budget level, 0 or more\n");
+        return 1;
+    }
+#ifndef EK_MODEL_NUM_BUDGETS
+    if (budget >= 0) {
+        fprintf(stderr, PROGRAM ": EK_BUDGET is set but the model has no budget levels "
+                "(export it with --budgets)\n");
+        return 1;
+    }
+#endif
 #ifdef EK_TRACE
     {
         const char *path = getenv("EK_TRACE_FILE");
@@ -110,14 +186,7 @@ int main(void)
 #ifdef EK_TRACE
         g_sample = samples;
 #endif
-        status = ek_model_invoke(g_input, g_output);
-        if (status != 0) {
-            fprintf(stderr, PROGRAM ": ek_model_invoke() failed with status %d on sample %lu\n",
-                    status, samples);
-            return 1;
-        }
-        if (fwrite(g_output, 1, sizeof g_output, stdout) != sizeof g_output) {
-            fprintf(stderr, PROGRAM ": cannot write stdout\n");
+        if (run_sample(budget, samples) != 0) {
             return 1;
         }
         samples++;

@@ -45,6 +45,7 @@ SLOW_MODULES = {
     "test_mlperf_models.py": "the MLPerf Tiny models",
     "test_compressed_models.py": "compressed variants of the MLPerf Tiny models (trained by edgekit.train and tfmot)",
     "test_exits.py": "trains Keras models with exit heads, converts and runs them",
+    "test_budget.py": "trains exit heads, converts and calibrates the model, runs every budget level",
     "test_train.py": "trains Keras models with TensorFlow (seconds each, but many)",
     "test_train_models.py": "compresses, exports and runs models end to end",
     "test_mobilenet_style.py": "a whole MobileNetV1-style model (TensorFlow converts it on a cold cache)",

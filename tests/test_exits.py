@@ -166,7 +166,11 @@ def test_exits_on_the_mlperf_models_export_bit_exact(tmp_path, shared_models, qe
     """Heads on the two MLPerf Tiny classifiers (their training sets are not here: the heads learn
     the float model's own answers on random inputs, backbone frozen; this checks placement, cost and
     exactness, not accuracy). ResNet-8's exits can only go between its residual stacks."""
+    from edgekit.api import load
+    from edgekit.budget import BudgetSpec, reference_budget
     from edgekit.export import export
+    from edgekit.measure.bench import BenchConfig, bench
+    from edgekit.run.intref import IntReference
     from edgekit.run.verify import verify
     from edgekit.targets import get_target
     model = ekt.load_model(shared_models / source)
@@ -183,8 +187,23 @@ def test_exits_on_the_mlperf_models_export_bit_exact(tmp_path, shared_models, qe
     assert macs[0] < macs[1] < 0.8 * macs[2]
     path = ekt.save_model(multi, tmp_path / f"{name}_exits.keras")
     np.save(tmp_path / "calib.npy", x[:32])
-    export(path, tmp_path / "out", get_target("cortex-m4"), calib=tmp_path / "calib.npy")
-    assert len(json.loads((tmp_path / "out" / "report.json").read_text())["outputs"]) == 3
+    # budget levels calibrated on the float model's own answers (no labelled data here)
+    np.savez(tmp_path / "val.npz", x=x, y=y)
+    export(path, tmp_path / "out", get_target("cortex-m4"), calib=tmp_path / "calib.npy",
+           budgets=BudgetSpec(3, str(tmp_path / "val.npz"), losses=[float("inf"), 20.0, 0.0]))
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert len(report["outputs"]) == 3 and len(report["budget"]["levels"]) == 3
     for emulate in (False, True):
         result = verify(tmp_path / "out", count=3, seed=1, emulate=emulate)
         assert_bit_exact(result.outputs, result.reference, f"{name} with exits {'M4' if emulate else 'host'}")
+        assert result.ok, result.describe()          # with every exit<k> signature of model.tflite
+    m = load(tmp_path / "out")
+    xq = m.quantize(x[:48])
+    outputs = IntReference.from_export(tmp_path / "out").run_outputs(xq)
+    for level in range(3):
+        for got, want in zip(m.predict_budget(xq, level), reference_budget(report["budget"], outputs, level)):
+            np.testing.assert_array_equal(got, want, err_msg=f"{name} level {level}")
+    r = bench(tmp_path / "out", BenchConfig(runs=1, warmup=0, count=4, budget="all"), emulate=True, progress=False)
+    rows = r.level_summary()
+    assert r.matched == 4 and all(row["matched"] == 4 for row in rows)
+    assert rows[0]["mean"] < rows[2]["mean"] and rows[0]["exits"][0] == 1.0

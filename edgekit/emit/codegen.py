@@ -177,8 +177,43 @@ def _output_defines(o: dict) -> list[tuple[str, str]]:
             (f"{prefix}_LAST_LAYER", f"({o['last_layer']})")]
 
 
-def render_model(program: Program, target_name: str, model_name: str, version: str) -> dict[str, str]:
-    """Return {'model.h': text, 'model.c': text}."""
+def _budget_context(program: Program, layers: list[_Layer], budget: dict) -> dict:
+    """model.c/model.h's early-exit parts: the exit schedule's runs of layers as functions, the
+    calibrated level table (report.json "budget", edgekit.budget)."""
+    from edgekit.budget import ALWAYS, NEVER
+    runs, stages = [], []
+    offsets = program.output_offsets
+    for k, st in enumerate(program.exits.stages):
+        names = {}
+        for part, (first, last) in (("backbone", st.backbone), ("head", st.head)):
+            if first > last:
+                names[part] = ""
+                continue
+            names[part] = f"ek_exit{k}_{part}"
+            runs.append(dict(name=names[part], layers=layers[first:last + 1],
+                             comment=f"exit {k}, {part}: layers {first} to {last}"))
+        stages.append(dict(exit=k, output=st.output, offset=offsets[st.output], **names))
+
+    def word(t: int) -> str:
+        return "EK_EXIT_NEVER" if t == NEVER else "EK_EXIT_ALWAYS" if t == ALWAYS else str(t)
+
+    levels = []
+    for lv in budget["levels"]:
+        hist = ", ".join(f"{100 * h:.0f}%" for h in lv["exits"])
+        levels.append(dict(level=lv["level"], text=f"accuracy {100 * lv['accuracy']:.2f}%, mean MACs "
+                           f"{lv['mean_macs']:,.0f}, exits taken {hist}"))
+    table = ", ".join("{ " + ", ".join(word(t) for t in lv["thresholds"]) + " }" for lv in budget["levels"])
+    rule_text = dict(margin="top-1 minus top-2 score", max="the top-1 score")[budget["rule"]]
+    return dict(runs=runs, stages=stages, levels=levels, table=table, rule=budget["rule"], rule_text=rule_text,
+                offsets=[offsets[st.output] for st in program.exits.stages], outputs=program.exits.outputs,
+                classes=program.exits.classes, battery_mv=budget["battery_mv"],
+                calibrated_on=c_comment(budget["calibrated_on"], 60))
+
+
+def render_model(program: Program, target_name: str, model_name: str, version: str,
+                 budget: dict | None = None) -> dict[str, str]:
+    """Return {'model.h': text, 'model.c': text}; `budget`: report.json's "budget" (a model
+    lowered with exits and calibrated, edgekit.budget)."""
     env = environment()
     inp, out = program.input, program.outputs[0]
     (in_scale, in_zp), (out_scale, out_zp) = inp.qparams(), out.qparams()
@@ -200,6 +235,7 @@ def render_model(program: Program, target_name: str, model_name: str, version: s
         arena_size=program.plan.arena_size, num_layers=len(layers), layers=layers, headers=headers,
         total_macs=sum(s.call.macs for s in program.steps),
         weight_bytes=sum(s.call.weight_bytes for s in program.steps), uses_input=uses_input,
+        budget=_budget_context(program, layers, budget) if budget else None,
     )
     return {"model.h": env.get_template("model.h.j2").render(ctx),
             "model.c": env.get_template("model.c.j2").render(ctx)}

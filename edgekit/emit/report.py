@@ -107,6 +107,9 @@ def format_report(report: dict) -> str:
             notes.append(f"layer {l['index']}: {w['note']}")
     rows += notes
     rows += format_io(report)
+    if report.get("budget"):
+        from edgekit.budget import format_budget
+        rows.append(format_budget(report["budget"]))
     t = report["totals"]
     target = report["target"]
     rows.append(f"total: {t['layers']} layers, {t['macs']:,} MACs, {t['weight_bytes']:,} bytes of weights "

@@ -88,7 +88,10 @@ def load_tflite(source: str | Path | bytes, label: str | None = None) -> Graph:
 def _to_graph(model, label: str) -> Graph:
     if not model.subgraphs:
         raise EdgekitError(f"{label} has no subgraph")
-    if len(model.subgraphs) > 1:
+    # Further subgraphs are allowed when each is a signature of its own (edgekit.emit.signatures:
+    # the per-exit signatures edgekit writes for phones); subgraph 0 is the model compiled.
+    signed = {int(s.subgraphIndex) for s in model.signatureDefs or []}
+    if len(model.subgraphs) > 1 and not set(range(1, len(model.subgraphs))) <= signed:
         raise UnsupportedModelError(f"{label} has {len(model.subgraphs)} subgraphs (control flow); "
                                     "edgekit compiles single-subgraph models only")
     names = _builtin_names()

@@ -25,6 +25,7 @@ from edgekit.errors import UnsupportedModelError
 from edgekit.ir import Graph, Op, short_name
 from edgekit.lower import LOWERINGS, Alias, KernelCall
 from edgekit.lower.base import TensorArg, TensorListArg
+from edgekit.lower.exits import ExitSchedule, schedule_exits
 from edgekit.plan import Buffer, Plan, Share, format_plan, plan_memory
 from edgekit.targets import Target
 
@@ -66,6 +67,7 @@ class Program:
     plan: Plan
     buffers: list[Buffer] = field(default_factory=list)
     buffer_names: dict[int, str] = field(default_factory=dict)
+    exits: ExitSchedule | None = None     # lowered for early exits (edgekit.lower.exits)
 
     @property
     def input(self):
@@ -162,8 +164,9 @@ def output_offsets(graph: Graph) -> list[int]:
     return offsets
 
 
-def lower(graph: Graph, target: Target | None = None) -> Program:
-    """Lower every op for `target` (None: portable kernels only) and plan the arena.
+def lower(graph: Graph, target: Target | None = None, exits: bool = False) -> Program:
+    """Lower every op for `target` (None: portable kernels only) and plan the arena; with `exits`,
+    in the exit schedule's order (edgekit.lower.exits: a classifier with early exits).
 
     The model input's storage group lives in the caller's input buffer and output k's in the
     caller's output buffer at its offset (Place("output", offset)); the planner places only
@@ -203,6 +206,10 @@ def lower(graph: Graph, target: Target | None = None) -> Program:
         step.source = i
     fixed = {groups.find(t): place for t, place in boundary.items()}
     steps = choose_order(graph, steps, groups.find, set(fixed))
+    schedule = None
+    if exits:
+        steps, schedule = schedule_exits(graph, steps, groups.find, step_deps(steps, groups.find),
+                                         step_writers(steps, groups.find))
     buffers, shares, members = arena_buffers(graph, steps, groups.find, set(fixed))
     plan = plan_memory(buffers, shares)
     places: dict[int, Place] = {}
@@ -215,7 +222,8 @@ def lower(graph: Graph, target: Target | None = None) -> Program:
             places[_scratch_id(i)] = Place("arena", plan.offsets[_scratch_id(i)])
     names = {b.id: (short_name(graph.t(b.id).name, 40) if b.id >= 0 else f"scratch of op {-b.id - 1}")
              for b in buffers}
-    return Program(graph=graph, steps=steps, places=places, plan=plan, buffers=buffers, buffer_names=names)
+    return Program(graph=graph, steps=steps, places=places, plan=plan, buffers=buffers, buffer_names=names,
+                   exits=schedule)
 
 
 # The weight array of each kernel that has one (edgekit.lower: conv/depthwise 'filter', FC 'weights').
@@ -322,15 +330,23 @@ def _greedy_order(graph: Graph, steps: list[Step], deps: list[list[int]], find, 
     return order
 
 
+def step_writers(steps: list[Step], find) -> dict[int, int]:
+    """The step writing each storage group (its last writer)."""
+    return {find(step.call.args[step.call.output_arg].index): i for i, step in enumerate(steps)}
+
+
+def step_deps(steps: list[Step], find) -> list[list[int]]:
+    """For each step, the steps whose outputs it reads."""
+    writer = step_writers(steps, find)
+    return [sorted({writer[find(t)] for t in _tensor_args(step)
+                    if find(t) in writer and writer[find(t)] != i}) for i, step in enumerate(steps)]
+
+
 def choose_order(graph: Graph, steps: list[Step], find, fixed: set[int]) -> list[Step]:
     """The order of `steps` with the smallest arena among TFLite's and the best-scored
     topological orders (see the module docstring); TFLite's order on ties."""
     n = len(steps)
-    writer: dict[int, int] = {}
-    for i, step in enumerate(steps):
-        writer[find(step.call.args[step.call.output_arg].index)] = i
-    deps = [sorted({writer[find(t)] for t in _tensor_args(step)
-                    if find(t) in writer and writer[find(t)] != i}) for i, step in enumerate(steps)]
+    deps = step_deps(steps, find)
     if all(d == [i - 1] for i, d in enumerate(deps) if i > 0) or n > MAX_BRANCHED_STEPS:
         return steps          # a chain has one order only; very big graphs keep TFLite's
     orders: list[list[int]] = []

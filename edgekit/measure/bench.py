@@ -42,6 +42,8 @@ class BenchConfig:
     protocol: str = "edgekit"
     clock_hz: int | None = None  # CPU clock of a real board, for ms and inferences/s
     timeout: float = 10.0       # seconds for the banner, each reply and each inference of a RUN
+    budget: str | None = None   # a model with budget levels (--budgets): a level, or 'all'
+    labels: str | None = None   # .npy/.npz class labels of `inputs`: accuracy (per budget level)
 
     def check(self) -> None:
         if self.runs < 1:
@@ -55,6 +57,29 @@ class BenchConfig:
         if self.profile and self.protocol != "edgekit":
             raise EdgekitError("--profile needs edgekit's protocol: the MLPerf Tiny protocol has no "
                                "per-layer times")
+        if self.budget is not None and self.protocol != "edgekit":
+            raise EdgekitError("--budget needs edgekit's protocol: the MLPerf Tiny protocol has no budget levels")
+        if self.labels is not None and self.inputs is None:
+            raise EdgekitError("--labels needs --inputs: the labels of those inputs")
+
+    def levels(self, budget: dict | None) -> list[int]:
+        """The budget levels to measure (none without --budget); one sentence when the model has no
+        levels or the level is not one of them."""
+        if self.budget is None:
+            return []
+        if not budget:
+            raise EdgekitError("--budget: this export has no budget levels; export the model with early exits "
+                               "and --budgets N --val val.npz")
+        n = len(budget["levels"])
+        if self.budget == "all":
+            return list(range(n))
+        try:
+            level = int(self.budget)
+        except ValueError:
+            raise EdgekitError(f"--budget {self.budget}: pass a level (0 to {n - 1}) or 'all'") from None
+        if not 0 <= level < n:
+            raise EdgekitError(f"--budget {level}: the model has budget levels 0 to {n - 1}")
+        return [level]
 
 
 @dataclass
@@ -72,6 +97,9 @@ class BenchResults:
     # {index, times, match, first_diff (index in the output), first_diff_output (which output)}
     per_input: list[dict] = field(default_factory=list)
     layers: list[dict] | None = None
+    # --budget: per level {level, per_input: [{index, times, exit, match}]} (and the calibration's figures)
+    levels: list[dict] = field(default_factory=list)
+    labels: np.ndarray | None = None
     outputs: list[np.ndarray] = field(default_factory=list)   # per input: [*output_shape], or all bytes
     num_outputs: int = 1
     retries: int = 0                    # requests the link sent again (damaged or lost frames)
@@ -96,6 +124,25 @@ class BenchResults:
             stats.update({k: int(v) for k, v in stats.items() if k in ("min", "max")})
         return stats
 
+    def level_summary(self) -> list[dict]:
+        """Per measured budget level: inputs, outputs and exits matching the reference, mean / p90
+        latency, the share of inputs at each exit, accuracy on --labels."""
+        rows = []
+        for lv in self.levels:
+            entries = lv["per_input"]
+            times = np.array([t for e in entries for t in e["times"]], np.float64)
+            exits = np.array([e["exit"] for e in entries], np.int64)
+            row = dict(level=lv["level"], inputs=len(entries), matched=sum(1 for e in entries if e["match"]),
+                       mean=float(times.mean()) if times.size else None,
+                       p90=float(np.percentile(times, 90)) if times.size else None,
+                       exits=[float(v) for v in np.bincount(exits[exits >= 0], minlength=lv["exits"]) / max(len(exits), 1)],
+                       accuracy=None, expected_accuracy=lv.get("expected_accuracy"))
+            if self.labels is not None and entries:
+                predicted = np.array([e["prediction"] for e in entries])
+                row["accuracy"] = float((predicted == self.labels[:len(predicted)]).mean())
+            rows.append(row)
+        return rows
+
     def latency_ms(self) -> dict | None:
         lat = self.latency()
         if lat is None:
@@ -118,6 +165,8 @@ class BenchResults:
             flash_bytes=self.sizes.get("flash_bytes"), ram_bytes=self.sizes.get("ram_bytes"),
             arena_bytes=self.sizes.get("arena_bytes"),
             layers=self.layers, device=self.device, per_input=self.per_input,
+            budget_levels=self.level_summary() if self.levels else None,
+            budget_per_input=self.levels or None,
             link_retries=self.retries, complete=self.complete, error=self.error,
         )
 
@@ -205,10 +254,25 @@ def bench(out_dir: str | Path, config: BenchConfig, *, emulate: bool = False, po
     progress = sys.stderr.isatty() if progress is None else progress
 
     x = load_inputs(config.inputs, model, config.count, config.seed)
+    budget = model.report.get("budget")
+    levels = config.levels(budget)
+    labels = None
+    if config.labels is not None:
+        from edgekit.datasets import load_array, prepare_labels
+        classes = budget["classes"] if budget else model.output_layout[0]["size"]
+        labels = prepare_labels(load_array(config.labels, "--labels", "y"), config.labels, len(x), classes)
     reference = reference_flat(model, x)
     where = f"{target.qemu_machine} (QEMU)" if emulate else str(port)
     results = BenchResults(model=model.report["model"], target=target.name, where=where, config=config,
-                           num_outputs=len(model.output_layout))
+                           num_outputs=len(model.output_layout), labels=labels)
+    expected = {}
+    if levels:
+        from edgekit.api import split_outputs
+        from edgekit.budget import reference_budget
+        ref_outputs = split_outputs(reference, model.output_layout)
+        expected = {lv: reference_budget(budget, ref_outputs, lv) for lv in levels}
+        results.levels = [dict(level=lv, exits=len(budget["exits"]), per_input=[],
+                               expected_accuracy=budget["levels"][lv]["accuracy"]) for lv in levels]
 
     if emulate:
         elf = firmware_elf(model.out_dir, profile=config.profile, protocol=config.protocol)
@@ -248,9 +312,25 @@ def bench(out_dir: str | Path, config: BenchConfig, *, emulate: bool = False, po
                                   protocol_version=info.protocol_version, cpuid=f"0x{info.cpuid:08x}")
             results.scale, results.unit = tick_units(1, info.timer_source, info.timer_hz, per_tick)
             results.clock_hz = config.clock_hz or (info.cpu_hz if not emulate else None) or None
+            if levels and info.budget_levels != len(budget["levels"]):
+                raise EdgekitError(f"the board's firmware has {info.budget_levels} budget levels but {model.out_dir} has "
+                                   f"{len(budget['levels'])}: flash the firmware of this export")
             _progress(0, len(x), "inputs", progress)
             for i, sample in enumerate(x):
                 link.set_input(sample.tobytes())
+                for lv, record in zip(levels, results.levels):
+                    done = link.run(config.runs, config.warmup, budget=lv)
+                    ticks = link.timings(done)
+                    scores = np.frombuffer(link.get_output(budget["classes"]), dtype=np.int8)
+                    want_exit, want_scores = expected[lv][0][i], expected[lv][1][i]
+                    record["per_input"].append(dict(
+                        index=i, times=[t * results.scale for t in ticks], exit=int(link.exit_taken),
+                        prediction=int(np.argmax(scores)),
+                        match=bool(link.exit_taken == want_exit and np.array_equal(scores, want_scores))))
+                if levels and config.budget != "all":
+                    save()
+                    _progress(i + 1, len(x), "inputs", progress)
+                    continue
                 done = link.run(config.runs, config.warmup)
                 if config.protocol == "edgekit":
                     ticks = link.timings(done)
@@ -318,7 +398,8 @@ def format_summary(r: BenchResults) -> str:
             lines.append(f"inferences per second: {1000.0 / ms['median']:.1f}")
         if r.unit == "instructions":
             lines.append("(QEMU under -icount counts guest instructions: a proxy for cycles, not cycles)")
-    lines.append(f"outputs matched: {r.matched}/{n_in} (TFLite reference interpreter, bit-exact)")
+    if r.per_input:
+        lines.append(f"outputs matched: {r.matched}/{n_in} (TFLite reference interpreter, bit-exact)")
     if r.retries:
         lines.append(f"{r.retries} request{' was' if r.retries == 1 else 's were'} sent again "
                      "(damaged or lost frames: the serial line is unreliable)")
@@ -327,6 +408,8 @@ def format_summary(r: BenchResults) -> str:
             k = entry.get("first_diff_output")
             where = f"output {k}, index {entry['first_diff']}" if r.num_outputs > 1 else f"{entry['first_diff']}"
             lines.append(f"  input {entry['index']}: first difference at {where}")
+    if r.levels:
+        lines += format_levels(r)
     s = r.sizes
     if s.get("flash_bytes") is not None:
         lines.append(f"flash {s['flash_bytes']:,} bytes, RAM {s['ram_bytes']:,} bytes "
@@ -336,6 +419,19 @@ def format_summary(r: BenchResults) -> str:
         for l in r.layers:
             lines.append(f"{l['index']:>3}  {l['op']:<18} {l['value']:>14,.0f} {l['share']:>6.1%}  {l['name'][:40]}")
     return "\n".join(lines)
+
+
+def format_levels(r: BenchResults) -> list[str]:
+    """The budget levels measured: latency, exits taken, accuracy, agreement with the reference."""
+    full = r.latency()
+    lines = [f"budget levels ({r.unit} per inference; exits and scores checked against the reference's decision):"]
+    for row in r.level_summary():
+        ratio = f" ({full['mean'] / row['mean']:.2f}x fewer than ek_model_invoke)" if full and row["mean"] else ""
+        acc = f"  accuracy {100 * row['accuracy']:.2f}%" if row["accuracy"] is not None else ""
+        lines.append(f"  level {row['level']}: mean {row['mean']:,.0f}  p90 {row['p90']:,.0f}{ratio}  exits "
+                     + " ".join(f"{100 * v:.0f}%" for v in row["exits"]) + acc
+                     + f"  matched {row['matched']}/{row['inputs']}")
+    return lines
 
 
 def write_csv(path: str | Path, r: BenchResults) -> None:
@@ -348,7 +444,8 @@ def write_csv(path: str | Path, r: BenchResults) -> None:
 
 
 def write_plots(directory: str | Path, r: BenchResults) -> list[Path]:
-    """latency_histogram.png, and layers.png when profiled."""
+    """latency_histogram.png, layers.png when profiled, budget_levels.png (accuracy against mean
+    latency per level) with --budget and --labels."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -374,5 +471,19 @@ def write_plots(directory: str | Path, r: BenchResults) -> list[Path]:
         fig.savefig(directory / "layers.png", dpi=100)
         plt.close(fig)
         written.append(directory / "layers.png")
+    rows = [row for row in r.level_summary() if row["accuracy"] is not None and row["mean"]]
+    if rows:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot([row["mean"] for row in rows], [100 * row["accuracy"] for row in rows], "o-", color="#3b6ea5")
+        for row in rows:
+            ax.annotate(f"level {row['level']}", (row["mean"], 100 * row["accuracy"]), textcoords="offset points",
+                        xytext=(4, -10))
+        ax.set_xlabel(f"mean {r.unit} per inference")
+        ax.set_ylabel("top-1 accuracy (%)")
+        ax.set_title(f"{r.model}: budget levels on {r.where}")
+        fig.tight_layout()
+        fig.savefig(directory / "budget_levels.png", dpi=100)
+        plt.close(fig)
+        written.append(directory / "budget_levels.png")
     return written
 

@@ -8,6 +8,10 @@ batch at numba speed. Float data is quantized with the model input's scale and z
 (edgekit.api.quantize_input), int8 data is used as is. Top-1 is the argmax of the int8 output
 (the first of equal maxima, like numpy.argmax), against integer class labels.
 
+A model exported with budget levels (--budgets) is also scored per level (`levels`): the exit
+ek_model_invoke_budget takes on each sample (edgekit.budget.reference_budget) and that exit's
+prediction, with the share of samples at each exit and the mean MACs.
+
 A model with several outputs is scored on its output 0 (the first in the model's output order,
 the .tflite's), and the summary says so by name; the saved outputs are then every output's
 bytes, [N, total output bytes] (report.json's "outputs" give each one's offset and size).
@@ -20,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.api import CompiledModel, quantize_input, saved_outputs
+from edgekit.api import CompiledModel, saved_outputs, split_outputs
+from edgekit.datasets import load_array, prepare_labels, quantize_input  # noqa: F401  (re-exported)
 from edgekit.errors import EdgekitError
 
 DEFAULT_BATCH = 256
@@ -36,6 +41,7 @@ class EvalResult:
     layers: int
     out_dir: Path
     scored: str = ""               # several outputs: which one the predictions come from
+    levels: list[dict] | None = None   # budget levels: level, predictions, exits, accuracy, mean_macs
 
     @property
     def count(self) -> int:
@@ -62,32 +68,14 @@ class EvalResult:
             top = ", ".join(f"class {int(classes[i])}: {int(counts[i]):,}" for i in order)
             more = f" and {len(classes) - 10} more classes" if len(classes) > 10 else ""
             lines.append(f"predictions of {what} for {self.count:,} samples: {top}{more}")
+        for lv in self.levels or []:
+            acc = f"accuracy {100 * lv['accuracy']:.2f}%, " if lv["accuracy"] is not None else ""
+            lines.append(f"budget level {lv['level']}: {acc}exits taken "
+                         + " ".join(f"{100 * v:.0f}%" for v in lv["exits"]) + f", mean MACs {lv['mean_macs']:,.0f}")
         rate = self.count / self.seconds if self.seconds > 0 else float("inf")
         lines.append(f"throughput: {rate:,.0f} samples/s ({self.count:,} samples in {self.seconds:.2f} s, "
                      f"batches of {self.batch:,})")
         return "\n".join(lines)
-
-
-def load_array(path: str | Path, option: str, key: str) -> np.ndarray:
-    """An array from a .npy file, or from a .npz file (its array `key`, or its only array)."""
-    try:
-        data = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise EdgekitError(f"{option} {path} does not exist") from None
-    except OSError as e:
-        raise EdgekitError(f"cannot read {option} {path}: {e.strerror or e}") from None
-    except ValueError:
-        raise EdgekitError(f"{option} {path} is not a .npy or .npz file (numpy.save / numpy.savez)") from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        with data:
-            names = list(data.keys())
-            if key in names:
-                return data[key]
-            if len(names) == 1:
-                return data[names[0]]
-            raise EdgekitError(f"{option} {path} holds the arrays {', '.join(names) or 'none'}; name the "
-                               f"one to use '{key}'")
-    return data
 
 
 def prepare_data(x: np.ndarray, path, report: dict) -> np.ndarray:
@@ -102,28 +90,6 @@ def prepare_data(x: np.ndarray, path, report: dict) -> np.ndarray:
         raise EdgekitError(f"--data {path} is {x.dtype}: pass int8 (already quantized) or float values "
                            "(quantized with the model input's scale and zero point)")
     return quantize_input(x, report)
-
-
-def prepare_labels(y: np.ndarray, path, n: int, classes: int) -> np.ndarray:
-    """Integer class labels [N] (or one-hot [N, classes]) as int64, checked against the data."""
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim == 2 and y.shape[1] == classes and classes > 1:
-        y = np.argmax(y, axis=1)              # one-hot
-    if y.ndim != 1:
-        raise EdgekitError(f"--labels {path} holds shape {list(y.shape)}: pass one integer class per sample "
-                           f"([N]) or one-hot rows ([N, {classes}])")
-    if len(y) != n:
-        raise EdgekitError(f"--labels {path} holds {len(y):,} labels for {n:,} samples of --data")
-    if not (np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating)
-                                                   and np.all(np.isfinite(y)) and np.all(y == np.round(y)))):
-        raise EdgekitError(f"--labels {path} is {y.dtype} with non-integer values: pass integer class labels")
-    y = y.astype(np.int64)
-    bad = np.flatnonzero((y < 0) | (y >= classes))
-    if len(bad):
-        raise EdgekitError(f"--labels {path}: label {int(y[bad[0]])} of sample {int(bad[0])} is not a class of "
-                           f"the model's output (0 to {classes - 1})")
-    return y
 
 
 def evaluate(out_dir: str | Path, data: str | Path, labels: str | Path | None = None,
@@ -150,4 +116,21 @@ def evaluate(out_dir: str | Path, data: str | Path, labels: str | Path | None = 
     predictions = np.argmax(part, axis=1).astype(np.int64)
     return EvalResult(outputs=saved_outputs(flat, layout), predictions=predictions, labels=y, seconds=seconds,
                       batch=batch, layers=ref.num_layers, out_dir=Path(out_dir),
-                      scored=f"output 0 '{scored['name']}' of {len(layout)}" if len(layout) > 1 else "")
+                      scored=f"output 0 '{scored['name']}' of {len(layout)}" if len(layout) > 1 else "",
+                      levels=_levels(model.report.get("budget"), split_outputs(flat, layout), y))
+
+
+def _levels(budget: dict | None, outputs: list[np.ndarray], labels: np.ndarray | None) -> list[dict] | None:
+    """Every budget level on the dataset (EvalResult.levels)."""
+    if not budget:
+        return None
+    from edgekit.budget import level_macs, reference_budget
+    out = []
+    for level in range(len(budget["levels"])):
+        taken, scores = reference_budget(budget, outputs, level)
+        predictions = np.argmax(scores, axis=1).astype(np.int64)
+        out.append(dict(level=level, predictions=predictions,
+                        exits=[float(v) for v in np.bincount(taken, minlength=len(budget["exits"])) / len(taken)],
+                        accuracy=None if labels is None else float((predictions == labels).mean()),
+                        mean_macs=float(level_macs(budget, taken, level).mean())))
+    return out

@@ -738,7 +738,7 @@ class IntReference:
     @classmethod
     def from_tflite(cls, model: str | Path | bytes, label: str | None = None) -> "IntReference":
         """The reference for a .tflite file (path or bytes): import, passes, portable lowering."""
-        from edgekit.export import compile_program
+        from edgekit.pipeline import compile_program
         if not isinstance(model, (bytes, bytearray)):
             try:
                 model = Path(model).read_bytes()
@@ -752,7 +752,7 @@ class IntReference:
         the weight formats its report.json names (lossless: the outputs do not depend on them)."""
         import json
 
-        from edgekit.export import compile_program
+        from edgekit.pipeline import compile_program
         out_dir = Path(out_dir)
         try:
             report = json.loads((out_dir / "report.json").read_text())

@@ -278,6 +278,9 @@ class DeviceInfo:
     max_runs: int = 0
     has_profile: bool = False
     timer_overhead: int = 0
+    budget_levels: int = 0          # a model exported with --budgets: its levels, exits, classes
+    exits: int = 0
+    classes: int = 0
 
     _FIXED = struct.Struct("<HHIIIfifiIiB")
     _V2 = struct.Struct("<16sBBHIIII")  # after the name: hash, timer, flags, layers, Hz, Hz, runs, overhead
@@ -306,6 +309,9 @@ class DeviceInfo:
                 position += 1 + 4 * rank
         except struct.error:
             raise ProtocolError("the INFO reply is cut short inside the protocol version 2 fields") from None
+        levels = exits = classes = 0
+        if len(payload) >= position + 3:        # appended for early exits; older firmware has none
+            levels, exits, classes = struct.unpack_from("<BBB", payload, position)
         return replace(
             info,
             weights_hash=digest.decode("ascii", errors="replace"),
@@ -318,6 +324,9 @@ class DeviceInfo:
             max_runs=max_runs,
             has_profile=bool(flags & 0x01),
             timer_overhead=overhead,
+            budget_levels=levels,
+            exits=exits,
+            classes=classes,
         )
 
 
@@ -400,6 +409,7 @@ class DeviceLink(PortSession):
         self._info: DeviceInfo | None = None
         self._session = False  # a banner or a reply was seen: a new banner means a reboot
         self.runs_done = 0  # timed runs recorded by the last run()
+        self.exit_taken: int | None = None  # the exit the last run() with a budget took
 
     # -- low level: bytes ------------------------------------------------------
 
@@ -708,13 +718,16 @@ class DeviceLink(PortSession):
                 "rebuild it with this edgekit", ErrorCode.UNKNOWN_TYPE)  # fmt: skip
         return info
 
-    def run(self, runs: int, warmup: int = 0, timeout: float | None = None) -> int:
+    def run(self, runs: int, warmup: int = 0, timeout: float | None = None, budget: int | None = None) -> int:
         """Invoke the model `warmup` times untimed, then `runs` times, each timed by the board.
 
         The input is the one set last.  Returns the number of timed runs done
         (= runs); read their ticks with timings().  timeout: seconds for the
         whole RUN (default: invoke_timeout per inference).  Raises DeviceError
         if an inference fails (after timings of the runs before it were kept).
+        budget: a budget level of a model exported with --budgets (runs
+        ek_model_invoke_budget; the exit the last run took is then in
+        self.exit_taken); a level the firmware lacks is DeviceError OUT_OF_RANGE.
         """
         if runs < 0 or warmup < 0 or runs >= 1 << 32 or warmup >= 1 << 32:
             raise ValueError(f"runs and warmup must be between 0 and 2**32 - 1, not {runs} and {warmup}")
@@ -725,10 +738,19 @@ class DeviceLink(PortSession):
         if timeout is None:
             timeout = self.invoke_timeout * max(1, runs + warmup)
         self.runs_done = 0
-        reply = self.request(Command.RUN, struct.pack("<II", runs, warmup), timeout=timeout)
-        if len(reply) < 8:
-            raise ProtocolError(f"the RUN reply has {len(reply)} bytes instead of 8")
+        self.exit_taken = None
+        payload = struct.pack("<II", runs, warmup)
+        if budget is not None:
+            if not -1 <= budget < 1 << 31:
+                raise ValueError(f"budget must be a level from 0 (or -1: the whole model), not {budget}")
+            payload += struct.pack("<i", budget)
+        reply = self.request(Command.RUN, payload, timeout=timeout)
+        want = 8 if budget is None else 12
+        if len(reply) < want:
+            raise ProtocolError(f"the RUN reply has {len(reply)} bytes instead of {want}")
         status, done = struct.unpack_from("<iI", reply)
+        if budget is not None:
+            (self.exit_taken,) = struct.unpack_from("<i", reply, 8)
         self.runs_done = done
         if status != 0:
             raise DeviceError(f"ek_model_invoke() returned {status} on the device after {done} of {runs} timed runs")

@@ -72,6 +72,19 @@ def reference_outputs(model, x, input_qparams=None, output_qparams=None):
     return ys[0] if len(ys) == 1 else ys
 
 
+def signature_outputs(model, key: str, x: np.ndarray) -> np.ndarray:
+    """One signature's only output (e.g. the `exit<k>` signatures of edgekit.emit.signatures) for
+    an int8 batch x [N, ...], run by LiteRT's reference kernels: int8 [N, ...]."""
+    interp = _interpreter(_model_bytes(model), preserve_all_tensors=False)
+    try:
+        runner = interp.get_signature_runner(key)
+    except ValueError:
+        raise EdgekitError(f"the model has no signature '{key}'") from None
+    (name,) = runner.get_input_details()
+    out = [next(iter(runner(**{name: x[i:i + 1]}).values()))[0] for i in range(x.shape[0])]
+    return np.stack(out).astype(np.int8)
+
+
 class _LiteRtSession:
     """LiteRT's interpreter with the reference kernels: inputs, outputs (details) and run(sample)
     -> every output of that one sample (without the batch axis)."""

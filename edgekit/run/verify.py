@@ -85,14 +85,20 @@ class Comparison:
 @dataclass
 class VerifyResult(Comparison):
     where: str                 # 'host' or the QEMU machine
+    # a model with exits: per exit<k> signature of model.tflite, (key, output, samples equal to that
+    # output of the full model under LiteRT)
+    signatures: list[tuple[str, int, int]] = None
 
     @property
     def ok(self) -> bool:
-        return self.matched == self.total
+        return self.matched == self.total and all(n == self.total for _, _, n in self.signatures or [])
 
     def describe(self) -> str:
-        return (f"{self.matched}/{self.total} outputs match the TFLite reference ({self.where})"
-                + self.differences())
+        lines = [f"{self.matched}/{self.total} outputs match the TFLite reference ({self.where})" + self.differences()]
+        for key, k, n in self.signatures or []:
+            lines.append(f"{n}/{self.total} outputs of model.tflite's signature '{key}' equal output {k} of the "
+                         "full model (LiteRT, for phones)")
+        return "\n".join(lines)
 
 
 def load_inputs(path: str | Path | None, model: CompiledModel, count: int, seed: int) -> np.ndarray:
@@ -142,4 +148,28 @@ def verify(out_dir: str | Path, inputs: str | Path | None = None, count: int = 1
         y, where = run_firmware_flat(model, x)
     else:
         y, where = model.predict_flat(x), "host"
-    return VerifyResult(outputs=y, reference=reference_flat(model, x), layout=model.output_layout, where=where)
+    reference = reference_flat(model, x)
+    return VerifyResult(outputs=y, reference=reference, layout=model.output_layout, where=where,
+                        signatures=check_signatures(model, x, reference))
+
+
+def check_signatures(model: CompiledModel, x: np.ndarray, reference: np.ndarray) -> list[tuple[str, int, int]]:
+    """Each exit<k> signature of model.tflite (edgekit.emit.signatures) against output k of the
+    full model's reference outputs: (key, output, samples equal)."""
+    budget = model.report.get("budget")
+    if not budget:
+        return []
+    from edgekit.emit.signatures import exit_signatures
+    from edgekit.run.reference import signature_outputs
+    content = model.tflite_path.read_bytes()
+    keys = exit_signatures(content)
+    if len(keys) != len(budget["exits"]) - 1:
+        raise EdgekitError(f"{model.tflite_path} has {len(keys)} exit signatures for {len(budget['exits']) - 1} "
+                           "early exits: export the model again")
+    out = []
+    for key, e in zip(keys, budget["exits"]):
+        o = model.output_layout[e["output"]]
+        want = reference[:, o["offset"]:o["offset"] + o["size"]]
+        got = signature_outputs(content, key, x).reshape(len(x), -1)
+        out.append((key, e["output"], int((got == want).all(axis=1).sum())))
+    return out

@@ -270,7 +270,7 @@ def int8_measure(model, data: Data, calib, target: str):
     """(metric of the exact int8 model on `data`, edgekit's export report with --weights auto)."""
     import keras
     from edgekit.emit.report import build_report
-    from edgekit.export import compile_program
+    from edgekit.pipeline import compile_program
     from edgekit.frontend.keras import quantize_keras
     from edgekit.run.intref import IntReference
     from edgekit.targets import get_target
