@@ -77,6 +77,7 @@ def budget_levels(args, train, test, calib_path: Path, work: Path) -> list[dict]
     from edgekit.budget import BudgetSpec, format_budget, reference_budget
     from edgekit.export import export
     from edgekit.measure.bench import BenchConfig, bench
+    from edgekit.run.evaluate import evaluate
     from edgekit.run.intref import IntReference
     from edgekit.targets import get_target
     from edgekit.train import exits
@@ -109,9 +110,12 @@ def budget_levels(args, train, test, calib_path: Path, work: Path) -> list[dict]
     export(REPO / "examples" / "fashion_dscnn.h5", plain_out, get_target("cortex-m4"), calib=calib_path)
     plain = bench(plain_out, BenchConfig(runs=1, warmup=0, inputs=str(work / "xs.npy")), emulate=True, progress=False)
     base = plain.latency()["mean"]
-    full_acc = float(np.mean(np.argmax(outputs[budget["exits"][-1]["output"]].reshape(len(xq), -1), 1) == test.y))
+    np.savez(work / "test.npz", x=test.x, y=test.y)
+    full_acc = float(evaluate(plain_out, work / "test.npz", work / "test.npz").accuracy)
+    final = float(np.mean(np.argmax(outputs[budget["exits"][-1]["output"]].reshape(len(xq), -1), 1) == test.y))
     print(f"\nbudget levels, {head} heads ({mode}), on the 10,000 test images (exact integer model) and M4 "
-          f"instructions on {args.sample} of them; the model without exits: {full_acc:.2%}, {base:,.0f} "
+          f"instructions on {args.sample} of them; the final exit of the model with exits: {final:.2%}; "
+          f"the bundled model without exits: {full_acc:.2%}, {base:,.0f} "
           f"instructions (flash {plain.sizes['flash_bytes']:,}, RAM {plain.sizes['ram_bytes']:,}); with them, "
           f"ek_model_invoke (every head): {r.latency()['mean']:,.0f} (flash {r.sizes['flash_bytes']:,}, "
           f"RAM {r.sizes['ram_bytes']:,})\n")
