@@ -443,6 +443,14 @@ def write_csv(path: str | Path, r: BenchResults) -> None:
                 w.writerow([entry["index"], k, t, int(entry["match"])])
 
 
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def write_plots(directory: str | Path, r: BenchResults) -> list[Path]:
     """latency_histogram.png, layers.png when profiled, budget_levels.png (accuracy against mean
     latency per level) with --budget and --labels."""
@@ -457,20 +465,14 @@ def write_plots(directory: str | Path, r: BenchResults) -> list[Path]:
     ax.set_xlabel(f"latency per inference ({r.unit})")
     ax.set_ylabel("runs")
     ax.set_title(f"{r.model} on {r.where}")
-    fig.tight_layout()
-    fig.savefig(directory / "latency_histogram.png", dpi=100)
-    plt.close(fig)
-    written.append(directory / "latency_histogram.png")
+    written.append(_save(fig, directory / "latency_histogram.png"))
     if r.layers:
         fig, ax = plt.subplots(figsize=(8, max(3, 0.3 * len(r.layers) + 1)))
         labels = [f"{l['index']} {l['op']}" for l in r.layers]
         ax.barh(labels[::-1], [l["value"] for l in r.layers][::-1], color="#a5553b")
         ax.set_xlabel(f"{r.unit} per layer (last timed run)")
         ax.set_title(f"{r.model}: per-layer profile")
-        fig.tight_layout()
-        fig.savefig(directory / "layers.png", dpi=100)
-        plt.close(fig)
-        written.append(directory / "layers.png")
+        written.append(_save(fig, directory / "layers.png"))
     rows = [row for row in r.level_summary() if row["accuracy"] is not None and row["mean"]]
     if rows:
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -481,9 +483,6 @@ def write_plots(directory: str | Path, r: BenchResults) -> list[Path]:
         ax.set_xlabel(f"mean {r.unit} per inference")
         ax.set_ylabel("top-1 accuracy (%)")
         ax.set_title(f"{r.model}: budget levels on {r.where}")
-        fig.tight_layout()
-        fig.savefig(directory / "budget_levels.png", dpi=100)
-        plt.close(fig)
-        written.append(directory / "budget_levels.png")
+        written.append(_save(fig, directory / "budget_levels.png"))
     return written
 
