@@ -77,6 +77,7 @@ def budget_levels(args, train, test, calib_path: Path, work: Path) -> list[dict]
     from edgekit.budget import BudgetSpec, format_budget, reference_budget
     from edgekit.export import export
     from edgekit.measure.bench import BenchConfig, bench
+    from edgekit.measure.budget_costs import measure_budget_costs
     from edgekit.run.evaluate import evaluate
     from edgekit.run.intref import IntReference
     from edgekit.targets import get_target
@@ -92,8 +93,10 @@ def budget_levels(args, train, test, calib_path: Path, work: Path) -> list[dict]
                       batch_size=64, freeze_backbone=mode == "frozen", verbose=0)
     path = ekt.save_model(multi, work / "multi.keras")
     out = work / "out"
-    result = export(path, out, get_target("cortex-m4"), calib=calib_path,
-                    budgets=BudgetSpec(args.budgets, str(work / "val.npz")))
+    spec = BudgetSpec(args.budgets, str(work / "val.npz"), costs=args.budget_costs)
+    result = export(path, out, get_target("cortex-m4"), calib=calib_path, budgets=spec)
+    if args.budget_costs == "emulate":
+        result = measure_budget_costs(result, spec, get_target("cortex-m4"))
     print(format_budget(result.report["budget"]))
     m = load(out)
     xq = m.quantize(test.x)
@@ -148,6 +151,8 @@ def main() -> int:
     ap.add_argument("--json")
     ap.add_argument("--budgets", type=int, help="export with N budget levels and measure each (module docstring)")
     ap.add_argument("--sample", type=int, default=300, help="--budgets: test images run on the emulated M4")
+    ap.add_argument("--budget-costs", choices=["macs", "emulate"], default="macs",
+                    help="--budgets: calibrate on MACs or on per-layer instructions measured in QEMU")
     args = ap.parse_args()
     import keras
 
@@ -163,7 +168,7 @@ def main() -> int:
         import tempfile
         print(f"$ .venv/bin/python benchmarks/exits_fashion.py --budgets {args.budgets} --at "
               f"{' '.join(map(str, args.at))} --heads {args.heads[0]} --modes {args.modes[0]} --epochs {args.epochs} "
-              f"--sample {args.sample}\n")
+              f"--sample {args.sample} --budget-costs {args.budget_costs}\n")
         with tempfile.TemporaryDirectory() as work:
             rows = budget_levels(args, train, test, REPO / "examples" / "fashion_calib.npy", Path(work))
         if args.json:

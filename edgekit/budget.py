@@ -78,6 +78,7 @@ class Level:
     accuracy: float                  # top-1 on the validation data, exact integer model
     mean_macs: float
     exits: list[float]               # share of inferences taken at each exit
+    mean_instructions: float | None = None   # with measured per-layer instructions (--budget-costs emulate)
 
     def as_json(self) -> dict:
         d = asdict(self)
@@ -87,21 +88,23 @@ class Level:
 
 def level_cost(schedule, taken: np.ndarray, thresholds) -> np.ndarray:
     """MACs of each inference [N] that stops at `taken` under `thresholds`."""
-    return _exit_macs([s.backbone_macs for s in schedule.stages], [s.head_macs for s in schedule.stages],
+    return exit_costs([s.backbone_macs for s in schedule.stages], [s.head_macs for s in schedule.stages],
                       thresholds)[taken]
 
 
-def _exit_macs(backbone: list[int], head: list[int], thresholds) -> np.ndarray:
-    """MACs of an inference stopping at each exit [K] under `thresholds`: every backbone up to it,
-    the heads the level evaluates before it, and its own head."""
+def exit_costs(backbone: list, head: list, thresholds) -> np.ndarray:
+    """Cost (MACs, or instructions) of an inference stopping at each exit [K] under `thresholds`:
+    every backbone up to it, the heads the level evaluates before it, and its own head."""
     heads = evaluated(thresholds)
     return np.array([sum(backbone[j] + (head[j] if j in heads or j == k else 0) for j in range(k + 1))
                      for k in range(len(thresholds))], np.float64)
 
 
 def calibrate(schedule, conf: np.ndarray, correct: np.ndarray, losses: list[float],
-              per_exit: int = 32) -> list[Level]:
-    """One Level per entry of `losses` (module docstring). conf, correct: [N, K] per exit."""
+              per_exit: int = 32, instructions: tuple[list, list] | None = None) -> list[Level]:
+    """One Level per entry of `losses` (module docstring). conf, correct: [N, K] per exit.
+    `instructions`: each exit's backbone and head instructions (measured, stage_instructions):
+    the levels then minimize mean instructions instead of mean MACs, and report both."""
     n, k = conf.shape
     full = float(correct[:, -1].mean())
     candidates = [_candidates(conf[:, j], per_exit) for j in range(k - 1)]
@@ -115,14 +118,17 @@ def calibrate(schedule, conf: np.ndarray, correct: np.ndarray, losses: list[floa
                 acc = float(correct[np.arange(n), taken].mean())
                 if not math.isinf(loss) and acc < full - loss / 100 - 1e-12:
                     continue
-                cost = float(level_cost(schedule, taken, table).mean())
+                cost = float((level_cost(schedule, taken, table) if instructions is None else
+                              exit_costs(*instructions, table)[taken]).mean())
                 key = (cost, -acc, deepest, [-t for t in table])
                 if best is None or key < best[0]:
                     best = (key, table, acc, cost, taken)
         key, table, acc, cost, taken = best
         hist = np.bincount(taken, minlength=k) / n
         levels.append(Level(level=level, thresholds=[int(t) for t in table], deepest=table.index(ALWAYS),
-                            allowed_loss=loss, accuracy=acc, mean_macs=cost, exits=[float(h) for h in hist]))
+                            allowed_loss=loss, accuracy=acc, mean_macs=float(level_cost(schedule, taken, table).mean()),
+                            exits=[float(h) for h in hist],
+                            mean_instructions=None if instructions is None else cost))
     return levels
 
 
@@ -155,23 +161,28 @@ def format_levels(levels: list[Level], full_accuracy: float, full_macs: int, rul
         th = " ".join("never" if t == NEVER else "always" if t == ALWAYS else str(t) for t in lv.thresholds)
         bound = "any" if math.isinf(lv.allowed_loss) else f"{lv.allowed_loss:g} pt"
         hist = " ".join(f"{100 * h:.0f}%" for h in lv.exits)
+        instr = (f"  mean instructions ~{lv.mean_instructions:,.0f}" if lv.mean_instructions is not None else "")
         lines.append(f"  level {lv.level}: loss <= {bound:<6} thresholds [{th}]  accuracy {100 * lv.accuracy:.2f}%  "
-                     f"mean MACs {lv.mean_macs:,.0f} ({full_macs / max(lv.mean_macs, 1):.2f}x fewer)  exits {hist}")
+                     f"mean MACs {lv.mean_macs:,.0f} ({full_macs / max(lv.mean_macs, 1):.2f}x fewer){instr}  exits {hist}")
     return "\n".join(lines)
 
 
 @dataclass
 class BudgetSpec:
-    """`edgekit export --budgets N --val val.npz [--budget-loss ...] [--exit-rule ...] [--battery-mv ...]`."""
+    """`edgekit export --budgets N --val val.npz [--budget-loss ...] [--exit-rule ...] [--battery-mv ...]
+    [--budget-costs macs|emulate]`."""
     levels: int
     val: str                              # .npz with x and y (labels as integers or one-hot)
     losses: list[float] | None = None     # per level, lowest first (default_losses)
     rule: str = "margin"
     battery_mv: list[int] | None = None   # levels-1 floors, highest first (default_battery_mv)
+    costs: str = "macs"                   # 'emulate': per-layer instructions measured in QEMU
 
     def check(self) -> None:
         if self.levels < 2 or self.levels > 16:
             raise EdgekitError(f"--budgets {self.levels}: pass 2 to 16 levels")
+        if self.costs not in ("macs", "emulate"):
+            raise EdgekitError(f"--budget-costs {self.costs}: pass macs or emulate")
         if self.rule not in RULES:
             raise EdgekitError(f"--exit-rule {self.rule}: pass one of {', '.join(RULES)}")
         if self.losses is not None:
@@ -197,10 +208,17 @@ def default_battery_mv(levels: int) -> list[int]:
     return [int(round(v / 10) * 10) for v in np.linspace(3900, 3400, levels - 1)]
 
 
-def calibrate_program(program, tflite: bytes, spec: BudgetSpec, label: str) -> dict:
-    """report.json's "budget" for a Program lowered with exits: every exit's int8 scores on the
-    validation data from edgekit's integer reference (what the C computes), each level's
-    thresholds (calibrate), printed by format_budget."""
+@dataclass
+class Evidence:
+    """Every exit's confidence and correctness on the validation data [N, K] (exit order)."""
+    conf: np.ndarray
+    correct: np.ndarray
+    source: str
+
+
+def exit_evidence(program, tflite: bytes, spec: BudgetSpec, label: str) -> Evidence:
+    """Every exit's int8 scores on spec.val from edgekit's integer reference (what the C computes),
+    as each exit's confidence (spec.rule) and whether its top-1 is the label."""
     from edgekit.datasets import prepare_labels, quantize_input
     from edgekit.run.intref import IntReference
     from edgekit.train.data import read_npz
@@ -221,21 +239,45 @@ def calibrate_program(program, tflite: bytes, spec: BudgetSpec, label: str) -> d
     outs = [np.concatenate(parts) for parts in zip(*(ref.run_outputs(xq[i:i + 512])
                                                      for i in range(0, len(xq), 512)))]
     scores = [outs[k].reshape(len(xq), -1) for k in schedule.outputs]
-    conf = np.stack([confidence(s, spec.rule) for s in scores], axis=1)
-    correct = np.stack([np.argmax(s, axis=1) == labels for s in scores], axis=1)
+    return Evidence(conf=np.stack([confidence(s, spec.rule) for s in scores], axis=1),
+                    correct=np.stack([np.argmax(s, axis=1) == labels for s in scores], axis=1),
+                    source=f"{Path(spec.val).name} ({len(xq):,} samples)")
+
+
+def stage_instructions(schedule, layer_instructions: list[float]) -> tuple[list[float], list[float]]:
+    """Each exit's backbone and head instructions from per-layer figures (model.c's layer order)."""
+    def run(first: int, last: int) -> float:
+        return float(sum(layer_instructions[first:last + 1]))
+    return ([run(*st.backbone) for st in schedule.stages], [run(*st.head) for st in schedule.stages])
+
+
+def budget_report(program, spec: BudgetSpec, evidence: Evidence, layer_instructions: list[float] | None = None,
+                  measured_on: str = "") -> dict:
+    """report.json's "budget" for a Program lowered with exits: each level's thresholds
+    (calibrate), on MACs, or on `layer_instructions` (per layer, measured on `measured_on`)."""
+    schedule = program.exits
     losses = spec.losses if spec.losses is not None else default_losses(spec.levels)
-    levels = calibrate(schedule, conf, correct, losses)
-    full_macs = schedule.macs_through(len(schedule.stages) - 1, [])     # the model without its exits
-    return dict(
-        rule=spec.rule, calibrated_on=f"{Path(spec.val).name} ({len(xq):,} samples)", classes=schedule.classes,
+    instructions = stage_instructions(schedule, layer_instructions) if layer_instructions is not None else None
+    levels = calibrate(schedule, evidence.conf, evidence.correct, losses, instructions=instructions)
+    correct = evidence.correct
+    report = dict(
+        rule=spec.rule, calibrated_on=evidence.source, classes=schedule.classes,
+        cost="instructions" if instructions else "MACs",
         exits=[dict(exit=k, output=st.output, backbone_layers=list(st.backbone), head_layers=list(st.head),
                     backbone_macs=st.backbone_macs, head_macs=st.head_macs,
                     accuracy=float(correct[:, k].mean()), macs=schedule.macs_through(k, [k]))
                for k, st in enumerate(schedule.stages)],
-        full_accuracy=float(correct[:, -1].mean()), full_macs=full_macs,
+        full_accuracy=float(correct[:, -1].mean()),
+        full_macs=schedule.macs_through(len(schedule.stages) - 1, []),     # the model without its exits
         levels=[lv.as_json() for lv in levels],
         battery_mv=spec.battery_mv or default_battery_mv(spec.levels),
     )
+    if instructions:
+        backbone, head = instructions
+        report.update(measured_on=measured_on, full_instructions=float(sum(backbone) + head[-1]))
+        for e, b, h in zip(report["exits"], backbone, head):
+            e.update(backbone_instructions=b, head_instructions=h)
+    return report
 
 
 def reference_budget(budget: dict, outputs: list[np.ndarray], level: int) -> tuple[np.ndarray, np.ndarray]:
@@ -253,7 +295,7 @@ def reference_budget(budget: dict, outputs: list[np.ndarray], level: int) -> tup
 def level_macs(budget: dict, taken: np.ndarray, level: int) -> np.ndarray:
     """MACs of each inference [N] that took exit `taken` at `level`, from report.json's "budget"."""
     exits = budget["exits"]
-    return _exit_macs([e["backbone_macs"] for e in exits], [e["head_macs"] for e in exits],
+    return exit_costs([e["backbone_macs"] for e in exits], [e["head_macs"] for e in exits],
                       budget["levels"][level]["thresholds"])[taken]
 
 
@@ -266,6 +308,9 @@ def format_budget(budget: dict) -> str:
     levels = [Level(**dict(lv, allowed_loss=math.inf if lv["allowed_loss"] is None else lv["allowed_loss"]))
               for lv in budget["levels"]]
     lines.append(format_levels(levels, budget["full_accuracy"], budget["full_macs"], budget["rule"]))
+    if budget.get("cost") == "instructions":
+        lines.append(f"(levels chosen on instructions per layer measured on {budget['measured_on']}; the model without "
+                     f"its exits: ~{budget['full_instructions']:,.0f})")
     mv = budget["battery_mv"]
     top = len(levels) - 1
     lines.append("battery (ek_budget_for_battery_mv): " + ", ".join(

@@ -23,13 +23,20 @@ def _cmd_export(args) -> int:
         from edgekit.budget import BudgetSpec
         if not args.val:
             raise EdgekitError("--budgets needs --val val.npz (inputs x and labels y) to calibrate the levels on")
-        budgets = BudgetSpec(levels=args.budgets, val=args.val, rule=args.exit_rule,
+        budgets = BudgetSpec(levels=args.budgets, val=args.val, rule=args.exit_rule, costs=args.budget_costs,
                              losses=_floats(args.budget_loss, "--budget-loss"),
                              battery_mv=[int(v) for v in _floats(args.battery_mv, "--battery-mv") or []] or None)
-    elif args.val or args.budget_loss or args.battery_mv:
-        raise EdgekitError("--val, --budget-loss and --battery-mv calibrate early exits: pass them with --budgets N")
+    elif args.val or args.budget_loss or args.battery_mv or args.budget_costs != "macs":
+        raise EdgekitError("--val, --budget-loss, --battery-mv and --budget-costs calibrate early exits: pass them "
+                           "with --budgets N")
+    if budgets is not None and budgets.costs == "emulate" and (target.is_host or not target.can_emulate):
+        raise EdgekitError(f"--budget-costs emulate measures on an emulated board, which {target.name} has none of: "
+                           "use --budget-costs macs")
     result = export(args.model, args.out, target, calib=args.calib, name=args.name, weights=args.weights,
                     optimize=args.optimize, huffman_decode=args.huffman_decode, budgets=budgets)
+    if budgets is not None and budgets.costs == "emulate":
+        from edgekit.measure.budget_costs import measure_budget_costs
+        result = measure_budget_costs(result, budgets, target)
     print(result.summary)
     if args.show_plan:
         print()
@@ -244,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an exit's confidence: margin (top-1 minus top-2 int8 score, default) or max (top-1)")
     e.add_argument("--battery-mv", help="with --budgets: N-1 millivolt floors, highest first, for "
                    "ek_budget_for_battery_mv (default 3900..3400)")
+    e.add_argument("--budget-costs", choices=["macs", "emulate"], default="macs",
+                   help="with --budgets: calibrate on MACs (default) or on each layer's instructions measured "
+                        "once in QEMU (emulate)")
     e.set_defaults(func=_cmd_export)
 
     v = sub.add_parser("verify", help="run the generated C and compare with the TFLite reference")

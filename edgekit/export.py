@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.version import __version__
-from edgekit.budget import BudgetSpec, calibrate_program
+from edgekit.budget import BudgetSpec, budget_report, exit_evidence
 from edgekit.emit.codegen import c_string_name, environment, kernel_sources, render_model, resource_dir, weights_hash
 from edgekit.errors import DoesNotFitError, EdgekitError
 from edgekit.lower.program import Program
@@ -34,6 +34,8 @@ class ExportResult:
     out_dir: Path
     program: Program
     report: dict
+    tflite: bytes | None = None           # the model compiled (before any exit signatures)
+    evidence: object = None               # --budgets: edgekit.budget.Evidence, for a recalibration
 
     @property
     def summary(self) -> str:
@@ -196,7 +198,7 @@ def export_program(program: Program, out_dir: str | Path, target: Target, model_
             if f.is_file():
                 copies[f"board/{f.name}"] = f
     write_export(Path(out_dir), files, copies)
-    return ExportResult(Path(out_dir), program, report)
+    return ExportResult(Path(out_dir), program, report, tflite=tflite)
 
 
 def export(model_path: str | Path, out_dir: str | Path, target: Target, calib=None,
@@ -211,7 +213,10 @@ def export(model_path: str | Path, out_dir: str | Path, target: Target, calib=No
     tflite = model_to_tflite(model_path, calib)
     program = compile_program(tflite, label=str(model_path), target=target, weights=weights,
                               optimize=optimize, huffman_decode=huffman_decode, exits=budgets is not None)
-    budget = calibrate_program(program, tflite, budgets, str(model_path)) if budgets is not None else None
-    return export_program(program, out_dir, target, c_string_name(name or model_path.stem), model_path.name,
-                          tflite=tflite, weights=dict(mode=weights, optimize=optimize, huffman_decode=huffman_decode),
-                          budget=budget)
+    evidence = exit_evidence(program, tflite, budgets, str(model_path)) if budgets is not None else None
+    budget = budget_report(program, budgets, evidence) if budgets is not None else None
+    result = export_program(program, out_dir, target, c_string_name(name or model_path.stem), model_path.name,
+                            tflite=tflite, weights=dict(mode=weights, optimize=optimize, huffman_decode=huffman_decode),
+                            budget=budget)
+    result.evidence = evidence
+    return result

@@ -216,3 +216,30 @@ def test_eval_scores_every_level_as_the_calibration_did(exported, fashion):
     assert [(lv["accuracy"], lv["exits"], lv["mean_macs"]) for lv in r.levels] == \
         [(lv["accuracy"], lv["exits"], lv["mean_macs"]) for lv in budget["levels"]]
     assert "budget level 2: accuracy" in r.describe()
+
+
+@pytest.mark.emulator
+def test_levels_chosen_on_measured_instructions_predict_the_m4(qemu, multi, fashion, tmp_path):
+    """--budget-costs emulate: each layer's instructions measured once in QEMU; the levels' cost
+    model then predicts what bench measures on other inputs within 1 %."""
+    from edgekit.budget import exit_costs
+    from edgekit.cli import main
+    from edgekit.measure.bench import BenchConfig, bench
+    out = tmp_path / "out"
+    assert main(["export", str(multi), "--calib", str(EXAMPLES / "fashion_calib.npy"), "--budgets", "3",
+                 "--val", str(fashion / "val.npz"), "--budget-loss", "inf,8,0", "--budget-costs", "emulate",
+                 "-o", str(out)]) == 0
+    b = json.loads((out / "report.json").read_text())["budget"]
+    assert b["cost"] == "instructions" and all(lv["mean_instructions"] > 0 for lv in b["levels"])
+    assert "instructions" in (out / "model.h").read_text()
+    x = np.load(fashion / "train.npz")["x"][:30]
+    np.save(tmp_path / "x.npy", x)
+    r = bench(out, BenchConfig(runs=1, warmup=0, inputs=str(tmp_path / "x.npy"), budget="all"), emulate=True,
+              progress=False)
+    outputs = IntReference.from_export(out).run_outputs(load(out).quantize(x))
+    backbone = [e["backbone_instructions"] for e in b["exits"]]
+    head = [e["head_instructions"] for e in b["exits"]]
+    for row, lv in zip(r.level_summary(), b["levels"]):
+        taken, _ = reference_budget(b, outputs, lv["level"])
+        predicted = exit_costs(backbone, head, lv["thresholds"])[taken].mean()
+        assert row["matched"] == 30 and abs(row["mean"] - predicted) < 0.01 * predicted, (row, predicted)

@@ -200,8 +200,9 @@ def _budget_context(program: Program, layers: list[_Layer], budget: dict) -> dic
     levels = []
     for lv in budget["levels"]:
         hist = ", ".join(f"{100 * h:.0f}%" for h in lv["exits"])
+        instr = (f", ~{lv['mean_instructions']:,.0f} instructions" if lv.get("mean_instructions") is not None else "")
         levels.append(dict(level=lv["level"], text=f"accuracy {100 * lv['accuracy']:.2f}%, mean MACs "
-                           f"{lv['mean_macs']:,.0f}, exits taken {hist}"))
+                           f"{lv['mean_macs']:,.0f}{instr}, exits taken {hist}"))
     table = ", ".join("{ " + ", ".join(word(t) for t in lv["thresholds"]) + " }" for lv in budget["levels"])
     rule_text = dict(margin="top-1 minus top-2 score", max="the top-1 score")[budget["rule"]]
     return dict(runs=runs, stages=stages, levels=levels, table=table, rule=budget["rule"], rule_text=rule_text,
