@@ -14,7 +14,8 @@ The stages run in this order, each only when the recipe asks for it:
   prune       magnitude pruning to recipe.prune (per layer, or global), polynomial schedule over
               the first two thirds of the stage's steps, then held
   cluster     k-means weight sharing to recipe.clusters values, zeros kept
-  qat         quantization-aware training, int8 or 4-bit weights (recipe.bits), BN folded
+  qat         quantization-aware training, int8 or 4-bit weights (recipe.bits), BN folded; its
+              learning rate falls to 0 along a cosine
 Every fine-tune keeps the earlier stages' zeros and shared values (edgekit.train.constraints).
 After each stage the model is measured: its float accuracy (or MSE) on the validation data, and
 the exact int8 model's: converted by TensorFlow's TFLite converter as `edgekit export` converts
@@ -198,7 +199,7 @@ def compress(model, train, validation=None, recipe: Recipe | None = None, calib=
         log(f"[qat] quantization-aware training, {recipe.bits}-bit weights, int8 activations")
         model, constraints = quantize_model(model, recipe.bits, calib=calib, constraints=constraints)
         callbacks = [keep_constraints(constraints)] if constraints else []
-        fitting.fit(model, train, validation, callbacks=callbacks, teacher=teacher,
+        fitting.fit(model, train, validation, callbacks=callbacks, teacher=teacher, decay=True,
                     **dict(tune, learning_rate=recipe.qat_learning_rate or recipe.learning_rate / 10))
         measure(f"qat{recipe.bits}", model, t)
     return CompressResult(model, reports, constraints)
