@@ -54,8 +54,7 @@ def int8_exit_accuracies(multi, calib: np.ndarray, x: np.ndarray, y: np.ndarray)
     scale, zp = graph.t(graph.inputs[0]).qparams()
     xq = np.clip(np.round(x / np.float32(scale)) + zp, -128, 127).astype(np.int8)
     ref = IntReference(program)
-    outs = [np.concatenate(parts) for parts in zip(*(ref.run_outputs(xq[i:i + 1000])
-                                                     for i in range(0, len(xq), 1000)))]
+    outs = ref.run_outputs(xq, batch=1000)
     order = []
     for t in graph.outputs:
         m = re.search(r":(\d+)$", graph.t(t).name)
@@ -74,7 +73,7 @@ def budget_levels(args, train, test, calib_path: Path, work: Path) -> list[dict]
 
     import edgekit.train as ekt
     from edgekit.api import load
-    from edgekit.budget import BudgetSpec, format_budget, reference_budget
+    from edgekit.budget import BudgetSpec, format_budget, format_shares, reference_budget, threshold_words
     from edgekit.export import export
     from edgekit.measure.bench import BenchConfig, bench
     from edgekit.measure.budget_costs import measure_budget_costs
@@ -101,7 +100,7 @@ def budget_levels(args, train, test, calib_path: Path, work: Path) -> list[dict]
     m = load(out)
     xq = m.quantize(test.x)
     ref = IntReference.from_export(out)
-    outputs = [np.concatenate(parts) for parts in zip(*(ref.run_outputs(xq[i:i + 1000]) for i in range(0, len(xq), 1000)))]
+    outputs = ref.run_outputs(xq, batch=1000)
     budget = m.report["budget"]
     rng = np.random.default_rng(0)
     sample = np.sort(rng.choice(len(xq), args.sample, replace=False))
@@ -130,13 +129,13 @@ def budget_levels(args, train, test, calib_path: Path, work: Path) -> list[dict]
         taken, scores = reference_budget(budget, outputs, lv["level"])
         acc = float(np.mean(np.argmax(scores, 1) == test.y))
         hist = np.bincount(taken, minlength=len(budget["exits"])) / len(taken)
-        th = " ".join("never" if t == 32767 else "always" if t == -32768 else str(t) for t in lv["thresholds"])
+        th = " ".join(threshold_words(lv["thresholds"]))
         loss = "any" if lv["allowed_loss"] is None else f"{lv['allowed_loss']:g} pt"
         rows.append(dict(level=lv["level"], thresholds=lv["thresholds"], accuracy=acc, exits=hist.tolist(),
                          sample_exits=row["exits"], mean=row["mean"], p90=row["p90"], matched=row["matched"],
                          baseline_instructions=base, baseline_accuracy=full_acc))
         print(f"| {lv['level']} | {loss} | {th} | {acc:.2%} | {100 * (acc - full_acc):+.2f} pt | "
-              + " ".join(f"{v:.0%}" for v in hist) + " | " + " ".join(f"{v:.0%}" for v in row["exits"])
+              + format_shares(hist) + " | " + format_shares(row["exits"])
               + f" | {row['mean']:,.0f} | {row['p90']:,.0f} | {base / row['mean']:.2f}x fewer | "
               f"{row['matched']}/{row['inputs']} |", flush=True)
     return rows

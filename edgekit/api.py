@@ -87,13 +87,18 @@ class CompiledModel:
         """Run the generated C on the host for a batch: int8 [N, output_size], the C's output
         buffer (every output back to back, at its offset in output_layout)."""
         xq = self.quantize(x)
+        return flat_outputs(self._run_host(xq), xq.shape[0], self.output_size, "the host build")
+
+    def _run_host(self, xq: np.ndarray, env: dict | None = None) -> bytes:
+        """The host build's stdout for the int8 batch xq (built on first use)."""
         if self._binary is None:
             self._binary = host_binary(self.out_dir, sanitize=self.sanitize)
-        proc = subprocess.run([str(self._binary)], input=xq.tobytes(), capture_output=True)
+        proc = subprocess.run([str(self._binary)], input=xq.tobytes(), capture_output=True,
+                              env=None if env is None else dict(os.environ, **env))
         if proc.returncode != 0:
             raise EdgekitError(f"the host build of {self.out_dir} failed: "
                                f"{proc.stderr.decode(errors='replace').strip()[:2000]}")
-        return flat_outputs(proc.stdout, xq.shape[0], self.output_size, "the host build")
+        return proc.stdout
 
     def predict_budget(self, x: np.ndarray, level: int) -> tuple[np.ndarray, np.ndarray]:
         """A model exported with --budgets: run ek_model_invoke_budget at budget `level` on the
@@ -102,14 +107,8 @@ class CompiledModel:
         if not budget:
             raise EdgekitError(f"{self.out_dir} has no budget levels: export the model with --budgets N --val val.npz")
         xq = self.quantize(x)
-        if self._binary is None:
-            self._binary = host_binary(self.out_dir, sanitize=self.sanitize)
-        proc = subprocess.run([str(self._binary)], input=xq.tobytes(), capture_output=True,
-                              env=dict(os.environ, EK_BUDGET=str(level)))
-        if proc.returncode != 0:
-            raise EdgekitError(f"the host build of {self.out_dir} failed: "
-                               f"{proc.stderr.decode(errors='replace').strip()[:2000]}")
-        rows = flat_outputs(proc.stdout, xq.shape[0], 1 + budget["classes"], "the host build")
+        rows = flat_outputs(self._run_host(xq, dict(EK_BUDGET=str(level))), xq.shape[0], 1 + budget["classes"],
+                            "the host build")
         return rows[:, 0].astype(np.int64), rows[:, 1:]
 
 

@@ -64,6 +64,16 @@ def decide(conf: np.ndarray, thresholds) -> np.ndarray:
     return np.argmax(hit, axis=1)
 
 
+def threshold_words(thresholds, never: str = "never", always: str = "always") -> list[str]:
+    """Each threshold as printed: `never`, `always` or the number."""
+    return [never if t == NEVER else always if t == ALWAYS else str(t) for t in thresholds]
+
+
+def format_shares(shares, sep: str = " ") -> str:
+    """The share of inferences at each exit, as percentages."""
+    return sep.join(f"{100 * v:.0f}%" for v in shares)
+
+
 def evaluated(thresholds) -> list[int]:
     """The exits whose heads run (when reached) at a level."""
     return [k for k, t in enumerate(thresholds) if t != NEVER]
@@ -158,9 +168,9 @@ def format_levels(levels: list[Level], full_accuracy: float, full_macs: int, rul
     lines = [f"budget levels ({rule} rule; accuracy on --val with the exact integer model, full model "
              f"{100 * full_accuracy:.2f}%, {full_macs:,} MACs):"]
     for lv in levels:
-        th = " ".join("never" if t == NEVER else "always" if t == ALWAYS else str(t) for t in lv.thresholds)
+        th = " ".join(threshold_words(lv.thresholds))
         bound = "any" if math.isinf(lv.allowed_loss) else f"{lv.allowed_loss:g} pt"
-        hist = " ".join(f"{100 * h:.0f}%" for h in lv.exits)
+        hist = format_shares(lv.exits)
         instr = (f"  mean instructions ~{lv.mean_instructions:,.0f}" if lv.mean_instructions is not None else "")
         lines.append(f"  level {lv.level}: loss <= {bound:<6} thresholds [{th}]  accuracy {100 * lv.accuracy:.2f}%  "
                      f"mean MACs {lv.mean_macs:,.0f} ({full_macs / max(lv.mean_macs, 1):.2f}x fewer){instr}  exits {hist}")
@@ -219,25 +229,19 @@ class Evidence:
 def exit_evidence(program, tflite: bytes, spec: BudgetSpec, label: str) -> Evidence:
     """Every exit's int8 scores on spec.val from edgekit's integer reference (what the C computes),
     as each exit's confidence (spec.rule) and whether its top-1 is the label."""
-    from edgekit.datasets import prepare_labels, quantize_input
+    from edgekit.datasets import prepare_data, prepare_labels
     from edgekit.run.intref import IntReference
     from edgekit.train.data import read_npz
     spec.check()
     schedule = program.exits
     x, y = read_npz(spec.val, "--val")
-    inp = program.input
-    scale, zero_point = inp.qparams()
-    shape = [int(d) for d in inp.shape]
-    if x.ndim == 0 or list(x.shape[1:]) != shape[1:] or len(x) == 0:
-        raise EdgekitError(f"--val {spec.val}: x has shape {list(x.shape)}, but the model takes "
-                           f"[N, {', '.join(map(str, shape[1:]))}]")
-    if x.dtype != np.int8 and not np.issubdtype(x.dtype, np.floating):
-        raise EdgekitError(f"--val {spec.val}: x is {x.dtype}: pass float inputs (or int8, already quantized)")
-    xq = quantize_input(x, dict(input=dict(shape=shape, scale=scale, zero_point=zero_point)))
+    scale, zero_point = program.input.qparams()
+    shape = [int(d) for d in program.input.shape]
+    xq = prepare_data(x, f"{spec.val} (x)", dict(input=dict(shape=shape, scale=scale, zero_point=zero_point)),
+                      "--val")
     labels = prepare_labels(y, f"{spec.val} (y)", len(x), schedule.classes)
     ref = IntReference.from_tflite(tflite, label=label)
-    outs = [np.concatenate(parts) for parts in zip(*(ref.run_outputs(xq[i:i + 512])
-                                                     for i in range(0, len(xq), 512)))]
+    outs = ref.run_outputs(xq, batch=512)
     scores = [outs[k].reshape(len(xq), -1) for k in schedule.outputs]
     return Evidence(conf=np.stack([confidence(s, spec.rule) for s in scores], axis=1),
                     correct=np.stack([np.argmax(s, axis=1) == labels for s in scores], axis=1),
@@ -260,15 +264,17 @@ def budget_report(program, spec: BudgetSpec, evidence: Evidence, layer_instructi
     instructions = stage_instructions(schedule, layer_instructions) if layer_instructions is not None else None
     levels = calibrate(schedule, evidence.conf, evidence.correct, losses, instructions=instructions)
     correct = evidence.correct
+    alone = exit_costs([st.backbone_macs for st in schedule.stages], [st.head_macs for st in schedule.stages],
+                       [NEVER] * len(schedule.stages))        # each exit with no other head evaluated
     report = dict(
         rule=spec.rule, calibrated_on=evidence.source, classes=schedule.classes,
         cost="instructions" if instructions else "MACs",
         exits=[dict(exit=k, output=st.output, backbone_layers=list(st.backbone), head_layers=list(st.head),
                     backbone_macs=st.backbone_macs, head_macs=st.head_macs,
-                    accuracy=float(correct[:, k].mean()), macs=schedule.macs_through(k, [k]))
+                    accuracy=float(correct[:, k].mean()), macs=int(alone[k]))
                for k, st in enumerate(schedule.stages)],
         full_accuracy=float(correct[:, -1].mean()),
-        full_macs=schedule.macs_through(len(schedule.stages) - 1, []),     # the model without its exits
+        full_macs=int(alone[-1]),                                           # the model without its exits
         levels=[lv.as_json() for lv in levels],
         battery_mv=spec.battery_mv or default_battery_mv(spec.levels),
     )

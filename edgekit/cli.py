@@ -29,9 +29,9 @@ def _cmd_export(args) -> int:
     elif args.val or args.budget_loss or args.battery_mv or args.budget_costs != "macs":
         raise EdgekitError("--val, --budget-loss, --battery-mv and --budget-costs calibrate early exits: pass them "
                            "with --budgets N")
-    if budgets is not None and budgets.costs == "emulate" and (target.is_host or not target.can_emulate):
-        raise EdgekitError(f"--budget-costs emulate measures on an emulated board, which {target.name} has none of: "
-                           "use --budget-costs macs")
+    if budgets is not None and budgets.costs == "emulate":
+        from edgekit.measure.budget_costs import require_emulator
+        require_emulator(target)
     result = export(args.model, args.out, target, calib=args.calib, name=args.name, weights=args.weights,
                     optimize=args.optimize, huffman_decode=args.huffman_decode, budgets=budgets)
     if budgets is not None and budgets.costs == "emulate":

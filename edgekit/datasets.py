@@ -69,3 +69,17 @@ def quantize_input(x: np.ndarray, report: dict) -> np.ndarray:
     scale, zp = np.float32(report["input"]["scale"]), report["input"]["zero_point"]
     q = np.round(x.astype(np.float32) / scale) + zp
     return np.clip(q, -128, 127).astype(np.int8)
+
+
+def prepare_data(x: np.ndarray, path, report: dict, option: str = "--data") -> np.ndarray:
+    """The dataset as int8 [N, *input_shape]: int8 as is, float quantized; one sentence otherwise."""
+    shape = tuple(report["input"]["shape"][1:])
+    if x.ndim == 0 or x.shape[1:] != shape:
+        raise EdgekitError(f"{option} {path} holds shape {list(x.shape)}, but the model takes "
+                           f"[N, {', '.join(map(str, shape))}]")
+    if x.shape[0] == 0:
+        raise EdgekitError(f"{option} {path} holds no samples")
+    if x.dtype != np.int8 and not np.issubdtype(x.dtype, np.floating):
+        raise EdgekitError(f"{option} {path} is {x.dtype}: pass int8 (already quantized) or float values "
+                           "(quantized with the model input's scale and zero point)")
+    return quantize_input(x, report)

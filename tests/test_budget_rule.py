@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgekit.budget import (ALWAYS, NEVER, BudgetSpec, calibrate, confidence, decide, default_battery_mv,
-                            default_losses, level_cost)
+                            default_losses, exit_costs, level_cost)
 from edgekit.errors import EdgekitError
 from edgekit.lower.exits import ExitSchedule, ExitStage
 
@@ -38,7 +38,7 @@ def test_cost_counts_only_the_heads_a_level_runs():
     taken = np.array([0, 1, 2])
     assert level_cost(s, taken, [5, 7, ALWAYS]).tolist() == [110, 330, 635]
     assert level_cost(s, taken, [NEVER, 7, ALWAYS]).tolist() == [110, 320, 625]   # head 0 skipped
-    assert s.macs_through(2, []) == 605          # the model without its exits
+    assert exit_costs([100, 200, 300], [10, 20, 5], [NEVER] * 3)[2] == 605     # the model without its exits
 
 
 def test_calibration_meets_each_levels_loss_at_falling_cost():

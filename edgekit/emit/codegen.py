@@ -180,7 +180,7 @@ def _output_defines(o: dict) -> list[tuple[str, str]]:
 def _budget_context(program: Program, layers: list[_Layer], budget: dict) -> dict:
     """model.c/model.h's early-exit parts: the exit schedule's runs of layers as functions, the
     calibrated level table (report.json "budget", edgekit.budget)."""
-    from edgekit.budget import ALWAYS, NEVER
+    from edgekit.budget import format_shares, threshold_words
     runs, stages = [], []
     offsets = program.output_offsets
     for k, st in enumerate(program.exits.stages):
@@ -194,16 +194,14 @@ def _budget_context(program: Program, layers: list[_Layer], budget: dict) -> dic
                              comment=f"exit {k}, {part}: layers {first} to {last}"))
         stages.append(dict(exit=k, output=st.output, offset=offsets[st.output], **names))
 
-    def word(t: int) -> str:
-        return "EK_EXIT_NEVER" if t == NEVER else "EK_EXIT_ALWAYS" if t == ALWAYS else str(t)
-
     levels = []
     for lv in budget["levels"]:
-        hist = ", ".join(f"{100 * h:.0f}%" for h in lv["exits"])
+        hist = format_shares(lv["exits"], ", ")
         instr = (f", ~{lv['mean_instructions']:,.0f} instructions" if lv.get("mean_instructions") is not None else "")
         levels.append(dict(level=lv["level"], text=f"accuracy {100 * lv['accuracy']:.2f}%, mean MACs "
                            f"{lv['mean_macs']:,.0f}{instr}, exits taken {hist}"))
-    table = ", ".join("{ " + ", ".join(word(t) for t in lv["thresholds"]) + " }" for lv in budget["levels"])
+    table = ", ".join("{ " + ", ".join(threshold_words(lv["thresholds"], "EK_EXIT_NEVER", "EK_EXIT_ALWAYS")) + " }"
+                      for lv in budget["levels"])
     rule_text = dict(margin="top-1 minus top-2 score", max="the top-1 score")[budget["rule"]]
     return dict(runs=runs, stages=stages, levels=levels, table=table, rule=budget["rule"], rule_text=rule_text,
                 offsets=[offsets[st.output] for st in program.exits.stages], outputs=program.exits.outputs,

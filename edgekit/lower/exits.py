@@ -44,13 +44,6 @@ class ExitSchedule:
     def outputs(self) -> list[int]:
         return [s.output for s in self.stages]
 
-    def macs_through(self, k: int, evaluated: set[int] | None = None) -> int:
-        """MACs of an inference that stops at exit k having evaluated the heads `evaluated` (all of
-        0..k when None; exit k's head always runs)."""
-        heads = set(range(k + 1)) if evaluated is None else set(evaluated) | {k}
-        return sum(s.backbone_macs + (s.head_macs if j in heads else 0)
-                   for j, s in enumerate(self.stages[:k + 1]))
-
 
 def exit_outputs_check(graph) -> int:
     """The number of classes every output has; one sentence when the model is not a classifier
@@ -92,9 +85,9 @@ def schedule_exits(graph, steps: list, find, deps: list[list[int]], writer: dict
 
     need = [ancestors(t) for t in graph.outputs]
     macs = [int(s.call.macs) for s in steps]
-    order = sorted(range(len(graph.outputs)), key=lambda k: (sum(macs[i] for i in need[k]), k))
-    final = order[-1]
-    if any(sum(macs[i] for i in need[k]) >= sum(macs[i] for i in need[final]) for k in order[:-1]):
+    cost = [sum(macs[i] for i in n) for n in need]
+    order = sorted(range(len(graph.outputs)), key=lambda k: (cost[k], k))
+    if any(cost[k] >= cost[order[-1]] for k in order[:-1]):
         raise EdgekitError("--budgets: two outputs cost the same, so no output is the final classifier after "
                            "the others: exits must come before the final output")
     done: set[int] = set()
@@ -116,4 +109,3 @@ def schedule_exits(graph, steps: list, find, deps: list[list[int]], writer: dict
     if rest:
         raise EdgekitError(f"--budgets: layer {steps[rest[0]].op.location} feeds no output; remove it")
     return [steps[i] for i in new], ExitSchedule(stages=tuple(stages), classes=classes)
-

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.api import CompiledModel, saved_outputs
+from edgekit.budget import format_shares
 from edgekit.errors import EdgekitError
 
 PROTOCOLS = ("edgekit", "mlperf-tiny")
@@ -429,7 +430,7 @@ def format_levels(r: BenchResults) -> list[str]:
         ratio = f" ({full['mean'] / row['mean']:.2f}x fewer than ek_model_invoke)" if full and row["mean"] else ""
         acc = f"  accuracy {100 * row['accuracy']:.2f}%" if row["accuracy"] is not None else ""
         lines.append(f"  level {row['level']}: mean {row['mean']:,.0f}  p90 {row['p90']:,.0f}{ratio}  exits "
-                     + " ".join(f"{100 * v:.0f}%" for v in row["exits"]) + acc
+                     + format_shares(row["exits"]) + acc
                      + f"  matched {row['matched']}/{row['inputs']}")
     return lines
 

@@ -17,10 +17,15 @@ from edgekit.measure.bench import BenchConfig, bench
 from edgekit.targets import Target
 
 
-def measure_budget_costs(result: ExportResult, spec: BudgetSpec, target: Target) -> ExportResult:
+def require_emulator(target: Target) -> None:
+    """--budget-costs emulate needs a target QEMU runs (checked before the export's work)."""
     if not target.can_emulate or target.is_host:
         raise EdgekitError(f"--budget-costs emulate measures on an emulated board, which {target.name} has none of: "
                            "use --budget-costs macs")
+
+
+def measure_budget_costs(result: ExportResult, spec: BudgetSpec, target: Target) -> ExportResult:
+    require_emulator(target)
     run = bench(result.out_dir, BenchConfig(runs=1, warmup=0, count=1, profile=True), emulate=True, progress=False)
     if run.unit != "instructions" or not run.layers:
         raise EdgekitError("the profiled firmware gave no per-layer instructions: use --budget-costs macs")

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.api import CompiledModel, saved_outputs, split_outputs
-from edgekit.datasets import load_array, prepare_labels, quantize_input  # noqa: F401  (re-exported)
+from edgekit.budget import format_shares
+from edgekit.datasets import load_array, prepare_data, prepare_labels
 from edgekit.errors import EdgekitError
 
 DEFAULT_BATCH = 256
@@ -71,25 +72,11 @@ class EvalResult:
         for lv in self.levels or []:
             acc = f"accuracy {100 * lv['accuracy']:.2f}%, " if lv["accuracy"] is not None else ""
             lines.append(f"budget level {lv['level']}: {acc}exits taken "
-                         + " ".join(f"{100 * v:.0f}%" for v in lv["exits"]) + f", mean MACs {lv['mean_macs']:,.0f}")
+                         + format_shares(lv["exits"]) + f", mean MACs {lv['mean_macs']:,.0f}")
         rate = self.count / self.seconds if self.seconds > 0 else float("inf")
         lines.append(f"throughput: {rate:,.0f} samples/s ({self.count:,} samples in {self.seconds:.2f} s, "
                      f"batches of {self.batch:,})")
         return "\n".join(lines)
-
-
-def prepare_data(x: np.ndarray, path, report: dict) -> np.ndarray:
-    """The dataset as int8 [N, *input_shape]: int8 as is, float quantized; one sentence otherwise."""
-    shape = tuple(report["input"]["shape"][1:])
-    if x.ndim == 0 or x.shape[1:] != shape:
-        raise EdgekitError(f"--data {path} holds shape {list(x.shape)}, but the model takes "
-                           f"[N, {', '.join(map(str, shape))}]")
-    if x.shape[0] == 0:
-        raise EdgekitError(f"--data {path} holds no samples")
-    if x.dtype != np.int8 and not np.issubdtype(x.dtype, np.floating):
-        raise EdgekitError(f"--data {path} is {x.dtype}: pass int8 (already quantized) or float values "
-                           "(quantized with the model input's scale and zero point)")
-    return quantize_input(x, report)
 
 
 def evaluate(out_dir: str | Path, data: str | Path, labels: str | Path | None = None,

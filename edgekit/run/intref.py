@@ -812,8 +812,12 @@ class IntReference:
         outputs = self.run_outputs(x)
         return outputs[0] if len(outputs) == 1 else outputs
 
-    def run_outputs(self, x: np.ndarray) -> list[np.ndarray]:
-        """Every output, [N, *shape[1:]] each, in the model's output order."""
+    def run_outputs(self, x: np.ndarray, batch: int | None = None) -> list[np.ndarray]:
+        """Every output, [N, *shape[1:]] each, in the model's output order; with `batch`, run
+        `batch` samples at a time (bounded memory for a whole dataset)."""
+        if batch is not None and len(x) > batch:
+            parts = [self.run_outputs(x[i:i + batch]) for i in range(0, len(x), batch)]
+            return [np.concatenate(p) for p in zip(*parts)]
         x2d = self._batch(x)
         n = x2d.shape[0]
         if n == 0:
