@@ -170,7 +170,7 @@ def export_program(program: Program, out_dir: str | Path, target: Target, model_
     model.c/model.h, the Makefile and linker script, plan.txt,
     the kernels and firmware files, and `tflite` as model.tflite when given. `weights` is
     report["weights"] (the --weights/--optimize/--huffman-decode choice); `budget`, report["budget"]
-    of a model with exits (edgekit.budget.calibrate_program)."""
+    of a model with exits (edgekit.budget.budget_report)."""
     report = build_report(program, target, model_name, source, __version__, weights_hash=weights_hash(program))
     if weights is not None:
         report["weights"] = weights

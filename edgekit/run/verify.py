@@ -87,7 +87,7 @@ class VerifyResult(Comparison):
     where: str                 # 'host' or the QEMU machine
     # a model with exits: per exit<k> signature of model.tflite, (key, output, samples equal to that
     # output of the full model under LiteRT)
-    signatures: list[tuple[str, int, int]] = None
+    signatures: list[tuple[str, int, int]] | None = None
 
     @property
     def ok(self) -> bool:
